@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+func newExec() *cobra.Command {
+	var labName string
+	c := &cobra.Command{
+		Use:   "exec [--lab L] <node|pod|host|vpc> -- <command> [args...]",
+		Short: "Run a command (ip, ping, tcpdump, a shell) inside a lab object's namespace",
+		Example: `  sudo labctl exec pod51 -- ip route
+  sudo labctl exec node51 -- tcpdump -eni eth0
+  sudo labctl exec --lab pod-networking vpc -- tcpdump -eni br-a`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needRoot(); err != nil {
+				return err
+			}
+			l, err := lab.Resolve(labName)
+			if err != nil {
+				return err
+			}
+			if cmd.ArgsLenAtDash() != 1 {
+				return fmt.Errorf("usage: labctl exec [--lab L] <object> -- <command>")
+			}
+			name := spec.NSName(l, args[0])
+			if _, err := os.Stat(ns.Path(name)); err != nil {
+				return fmt.Errorf("lab %s has no object %q (labctl status --lab %s lists them)", l, args[0], l)
+			}
+			ip, err := exec.LookPath("ip")
+			if err != nil {
+				return err
+			}
+			// ip netns exec also mounts the namespace's own /sys, so tools
+			// that read /sys/class/net see the lab's interfaces.
+			argv := append([]string{"ip", "netns", "exec", name}, args[1:]...)
+			return syscall.Exec(ip, argv, os.Environ())
+		},
+	}
+	c.Flags().StringVar(&labName, "lab", "", "lab name (may be left out when one lab is up)")
+	c.Flags().SetInterspersed(false)
+	return c
+}

@@ -1,0 +1,58 @@
+// Command labctl builds the Amazon EKS data path in network namespaces on
+// one Linux host and proves each packet walk with real packets and captures.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// exitError carries an exit status without printing anything more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRoot()
+	err := root.ExecuteContext(ctx)
+	var ee exitError
+	switch {
+	case errors.As(err, &ee):
+		os.Exit(ee.code)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "labctl:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "labctl",
+		Short: "Rebuild the EKS data path in network namespaces and prove every packet walk",
+		Long: `labctl builds a topology from topologies/ (a VPC router, nodes with ENIs, pods
+joined by veths with the VPC CNI's routes, rules and iptables) inside network
+namespaces on this host, then sends real traffic and checks every hop of each
+walk in real captures. Nothing of a lab touches the host's own namespace.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newUp(), newDown(), newList(), newStatus(), newExec(), newWalk(), newValidate(),
+		newAgent())
+	return root
+}
+
+// needRoot is the first check of every command that touches the kernel.
+func needRoot() error {
+	if os.Geteuid() != 0 {
+		return errors.New("labctl must run as root (it works in network namespaces): try sudo labctl")
+	}
+	return nil
+}

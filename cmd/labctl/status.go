@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/ns"
+)
+
+func newStatus() *cobra.Command {
+	var labName string
+	c := &cobra.Command{
+		Use:   "status [--lab L] [object...]",
+		Short: "Show a lab's namespaces, interfaces and addresses, read from the kernel",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needRoot(); err != nil {
+				return err
+			}
+			l, err := lab.Resolve(labName)
+			if err != nil {
+				return err
+			}
+			st, err := lab.ReadState(l)
+			if err != nil {
+				return err
+			}
+			want := map[string]bool{}
+			for _, a := range args {
+				want[a] = true
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "OBJECT\tNAMESPACE\tINTERFACE\tSTATE\tMAC\tMTU\tADDRESSES")
+			for _, name := range st.Namespaces {
+				obj := name[len("lc.")+len(l)+1:]
+				if len(want) > 0 && !want[obj] {
+					continue
+				}
+				n, err := ns.Open(name)
+				if err != nil {
+					fmt.Fprintf(tw, "%s\t%s\t(missing: %v)\t\t\t\t\n", obj, name, err)
+					continue
+				}
+				links, _ := n.NL.LinkList()
+				for _, lk := range links {
+					a := lk.Attrs()
+					if a.Name == "lo" {
+						continue
+					}
+					addrs, _ := n.NL.AddrList(lk, unix.AF_INET)
+					var as []string
+					for _, ad := range addrs {
+						as = append(as, ad.IPNet.String())
+					}
+					master := ""
+					if a.MasterIndex != 0 {
+						if m, err := n.NL.LinkByIndex(a.MasterIndex); err == nil {
+							master = " (port of " + m.Attrs().Name + ")"
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s%s\n", obj, name, a.Name, operState(lk),
+						a.HardwareAddr, a.MTU, strings.Join(as, " "), master)
+				}
+				n.Close()
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringVar(&labName, "lab", "", "lab name (may be left out when one lab is up)")
+	return c
+}
+
+func operState(l netlink.Link) string {
+	if l.Attrs().Flags&unix.IFF_UP == 0 {
+		return "down"
+	}
+	return l.Attrs().OperState.String()
+}

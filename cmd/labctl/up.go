@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+func newUp() *cobra.Command {
+	var name string
+	var noApps bool
+	c := &cobra.Command{
+		Use:   "up <topology>",
+		Short: "Build a lab from a topology (a name in topologies/ or a path)",
+		Example: `  sudo labctl up pod-networking
+  sudo labctl up ./my-topology.yaml --name mine`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeTopologies,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := loadTopology(args[0])
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			st, err := lab.Up(cmd.Context(), t, lab.UpOptions{Name: name, NoApps: noApps,
+				Log: func(f string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), f+"\n", a...) }})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lab %s is up: %d namespaces in %v\n", st.Lab, len(st.Namespaces),
+				time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(cmd.OutOrStdout(), "next: sudo labctl walk --lab %s   |   sudo labctl exec --lab %s <node|pod> -- ip route\n",
+				st.Lab, st.Lab)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&name, "name", "", "lab name (default: the topology's name)")
+	c.Flags().BoolVar(&noApps, "no-apps", false, "do not start the pods' app servers")
+	return c
+}
+
+// topologyDirs are searched for a topology given by name: ./topologies, the
+// directory in $LABCTL_TOPOLOGIES, and topologies/ beside the binary's repo.
+func topologyDirs() []string {
+	dirs := []string{"topologies"}
+	if d := os.Getenv("LABCTL_TOPOLOGIES"); d != "" {
+		dirs = append([]string{d}, dirs...)
+	}
+	if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Join(filepath.Dir(exe), "..", "topologies"))
+	}
+	return dirs
+}
+
+// resolveTopology turns "pod-networking" or a path into a file path.
+func resolveTopology(arg string) (string, error) {
+	if strings.ContainsRune(arg, '/') || strings.HasSuffix(arg, ".yaml") {
+		return arg, nil
+	}
+	for _, d := range topologyDirs() {
+		p := filepath.Join(d, arg+".yaml")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no topology %q in %s (labctl list --topologies shows them)", arg,
+		strings.Join(topologyDirs(), ", "))
+}
+
+func loadTopology(arg string) (*spec.Topology, error) {
+	p, err := resolveTopology(arg)
+	if err != nil {
+		return nil, err
+	}
+	return spec.Load(p)
+}
+
+func completeTopologies(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return topologyNames(), cobra.ShellCompDirectiveNoFileComp
+}
+
+func topologyNames() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, d := range topologyDirs() {
+		m, _ := filepath.Glob(filepath.Join(d, "*.yaml"))
+		for _, f := range m {
+			n := strings.TrimSuffix(filepath.Base(f), ".yaml")
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func newValidate() *cobra.Command {
+	return &cobra.Command{
+		Use:               "validate <topology>...",
+		Short:             "Check topologies without building anything (no root needed)",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeTopologies,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bad := 0
+			for _, a := range args {
+				t, err := loadTopology(a)
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), err)
+					bad++
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d nodes, %d pods, %d hosts, %d walks)\n", t.File,
+					len(t.Nodes), len(t.Pods), len(t.Hosts), len(t.Walks))
+			}
+			if bad > 0 {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+}

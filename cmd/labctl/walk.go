@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/walk"
+)
+
+func newWalk() *cobra.Command {
+	var labName, out string
+	var verbose bool
+	c := &cobra.Command{
+		Use:   "walk [--lab L] [walk...]",
+		Short: "Send real traffic and check every hop of the lab's walks in captures",
+		Long: `walk runs one or all of the lab's walks. For each, it opens a capture on every
+interface of the ends, their nodes and the VPC router, sends real traffic from
+inside the source, and checks each hop's MACs, IPs and ports against what the
+VPC CNI's routing says must happen. Exit status 0 only if every hop matched.
+Each run writes a pcapng with one interface per namespace/interface.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needRoot(); err != nil {
+				return err
+			}
+			l, err := lab.Resolve(labName)
+			if err != nil {
+				return err
+			}
+			s, err := lab.OpenSession(l)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			walks := s.Topo.Walks
+			if len(args) > 0 {
+				walks = nil
+				for _, a := range args {
+					w := s.Topo.Walk(a)
+					if w == nil {
+						return fmt.Errorf("lab %s has no walk %q (it has: %s)", l, a, walkNames(s.Topo))
+					}
+					walks = append(walks, *w)
+				}
+			}
+			failed := 0
+			for _, w := range walks {
+				ok, err := runOne(cmd.OutOrStdout(), s, w, out, verbose)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					failed++
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d passed, %d failed\n", len(walks)-failed, failed)
+			if failed > 0 {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&labName, "lab", "", "lab name (may be left out when one lab is up)")
+	c.Flags().StringVarP(&out, "out", "o", "captures", "directory for the pcapng files")
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "show why each hop happens")
+	return c
+}
+
+func walkNames(t *spec.Topology) string {
+	var n []string
+	for _, w := range t.Walks {
+		n = append(n, w.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func runOne(w io.Writer, s *lab.Session, wk spec.Walk, out string, verbose bool) (bool, error) {
+	if wk.Kind == spec.WalkState {
+		rep, err := s.State()
+		if err != nil {
+			return false, err
+		}
+		printState(w, wk, rep)
+		return rep.Passed(), nil
+	}
+	run, err := s.Walk(wk, out)
+	if err != nil {
+		return false, err
+	}
+	printWalk(w, run, verbose)
+	return run.Report.Passed(), nil
+}
+
+func printWalk(w io.Writer, run *lab.Run, verbose bool) {
+	r := run.Report
+	e := r.Expectation
+	fmt.Fprintf(w, "walk %s: %s\n  %s %s (%s) -> %s (%s)\n", e.Walk.Name, e.Walk.Title, strings.ToUpper(e.Proto),
+		e.From.Object, e.From.IP, e.To.Object, e.To.IP)
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	fmt.Fprintln(tw, "  #\tLEG\tWHERE\tDIR\tSEEN (src MAC > dst MAC, src > dst)\tFRAME\tVERDICT")
+	row := func(i int, h walk.HopResult) {
+		seen, frame := "-", "-"
+		if h.Seen != nil {
+			seen, frame = h.Seen.Summary(), fmt.Sprint(h.Seen.Frame)
+		}
+		verdict := h.Verdict
+		if h.Verdict != walk.OK {
+			verdict += ": " + h.Describe()
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", i, h.Leg, h.Point, h.Dir, seen, frame, verdict)
+		if verbose {
+			fmt.Fprintf(tw, "\t\t\t\t  why: %s\t\t\n", h.Why)
+		}
+	}
+	for i, h := range r.Hops {
+		row(i+1, h)
+	}
+	for _, h := range r.Unexpected {
+		row(0, h)
+	}
+	tw.Flush()
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	if f := r.FirstFailure(); f != nil {
+		fmt.Fprintf(w, "FAIL %s: first differing hop: %s\n", e.Walk.Name, f.Describe())
+	} else {
+		fmt.Fprintf(w, "PASS %s: %d hops matched; nothing of the flow anywhere else among %d capture points\n",
+			e.Walk.Name, len(r.Hops), len(e.Points))
+	}
+	fmt.Fprintf(w, "  capture: %s\n\n", run.Pcap)
+}
+
+func printState(w io.Writer, wk spec.Walk, r *walk.StateReport) {
+	fmt.Fprintf(w, "walk %s: %s (kernel state read back from every node and pod)\n", wk.Name, wk.Title)
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	failed := 0
+	for _, c := range r.Checks {
+		v := "ok"
+		if !c.OK {
+			v = "FAIL (kernel has: " + c.Got + ")"
+			failed++
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", c.Object, c.What, v)
+	}
+	tw.Flush()
+	if failed > 0 {
+		fmt.Fprintf(w, "FAIL %s: %d of %d facts differ\n\n", wk.Name, failed, len(r.Checks))
+		return
+	}
+	fmt.Fprintf(w, "PASS %s: %d facts hold\n\n", wk.Name, len(r.Checks))
+}

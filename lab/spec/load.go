@@ -1,0 +1,168 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads, strictly parses and validates a topology file. An unknown key,
+// a malformed address or a semantic problem is an error that names the file
+// and the line.
+func Load(path string) (*Topology, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading topology: %w", err)
+	}
+	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	return Parse(path, base, data)
+}
+
+// Parse is Load for bytes already read; file names the source in errors and
+// defaultName is the lab name used when the topology sets none.
+func Parse(file, defaultName string, data []byte) (*Topology, error) {
+	t, err := decode(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if t.Name == "" {
+		t.Name = defaultName
+	}
+	t.applyDefaults()
+	if errs := t.Validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	return t, nil
+}
+
+func decode(file string, data []byte) (*Topology, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, cleanYAMLErr(err))
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	t := &Topology{File: file}
+	if err := dec.Decode(t); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: the file is empty", file)
+		}
+		return nil, fmt.Errorf("%s: %w", file, cleanYAMLErr(err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("%s:%d: a second YAML document is not supported here; "+
+			"put the whole lab in one document", file, extra.Line)
+	}
+	t.lines = map[string]int{}
+	if len(root.Content) > 0 {
+		indexLines(root.Content[0], "", t.lines)
+	}
+	return t, nil
+}
+
+// cleanYAMLErr turns yaml.v3's "yaml: unmarshal errors:\n  line 3: ..." into
+// one readable line per problem.
+func cleanYAMLErr(err error) error {
+	s := strings.TrimPrefix(err.Error(), "yaml: ")
+	s = strings.TrimPrefix(s, "unmarshal errors:\n")
+	lines := strings.Split(s, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return errors.New(strings.Join(lines, "; "))
+}
+
+// indexLines records the line of every mapping value and sequence item
+// under its path, so validation errors can point at the line.
+func indexLines(n *yaml.Node, path string, out map[string]int) {
+	out[path] = n.Line
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			p := key
+			if path != "" {
+				p = path + "." + key
+			}
+			out[p] = n.Content[i].Line
+			indexLines(n.Content[i+1], p, out)
+			out[p] = n.Content[i].Line
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			indexLines(c, path+"["+strconv.Itoa(i)+"]", out)
+		}
+	}
+}
+
+// Line returns the line of the YAML path, or of its nearest parent that has
+// one, or 0 when the topology was not parsed from YAML.
+func (t *Topology) Line(path string) int {
+	for p := path; p != ""; {
+		if l, ok := t.lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+func (t *Topology) applyDefaults() {
+	if t.VPC.MTU == 0 {
+		t.VPC.MTU = DefaultMTU
+	}
+	if !t.VPC.ServiceCIDR.IsValid() {
+		t.VPC.ServiceCIDR = DefaultServiceCIDR(t.VPC.CIDR)
+	}
+	for i := range t.AZs {
+		for j := range t.AZs[i].Subnets {
+			t.AZs[i].Subnets[j].AZ = t.AZs[i].Name
+		}
+	}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		if n.InstanceType == "" {
+			n.InstanceType = DefaultInstanceType
+		}
+		for j := range n.ENIs {
+			if n.ENIs[j].Index == nil {
+				idx := j
+				n.ENIs[j].Index = &idx
+			}
+		}
+	}
+	for i := range t.Pods {
+		if t.Pods[i].Namespace == "" {
+			t.Pods[i].Namespace = DefaultNamespace
+		}
+	}
+	for i := range t.Walks {
+		w := &t.Walks[i]
+		if w.Kind == "" {
+			w.Kind = WalkFlow
+		}
+		if w.Kind == WalkFlow && w.Protocol == "" {
+			w.Protocol = "icmp"
+		}
+		if w.Port == 0 {
+			switch w.Protocol {
+			case "tcp":
+				w.Port = AppTCPPort
+			case "udp":
+				w.Port = AppUDPPort
+			}
+		}
+	}
+}

@@ -1,0 +1,124 @@
+// Package spec is the lab's topology model: the YAML a user writes, parsed
+// strictly, validated completely before anything touches the kernel, and the
+// deterministic names and addresses derived from it. It is pure Go and builds
+// on any OS, so all of it is unit-tested without root.
+package spec
+
+import "net/netip"
+
+// Topology is one lab description: a VPC with subnets in AZs, nodes with
+// ENIs, pods on those ENIs, hosts outside the cluster, and the walks that
+// prove its data path.
+type Topology struct {
+	// Name defaults to the file's base name; the lab is named after it.
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	VPC         VPC    `yaml:"vpc"`
+	AZs         []AZ   `yaml:"azs"`
+	Nodes       []Node `yaml:"nodes"`
+	Pods        []Pod  `yaml:"pods"`
+	Hosts       []Host `yaml:"hosts"`
+	Walks       []Walk `yaml:"walks"`
+
+	// File is where the topology came from, for error messages.
+	File string `yaml:"-"`
+	// lines maps a YAML path such as "nodes[1].enis[0].ip" to its line.
+	lines map[string]int
+}
+
+// VPC is the address space and the settings every node shares.
+type VPC struct {
+	CIDR netip.Prefix `yaml:"cidr"`
+	// MTU of ENIs and pod veths; the VPC CNI's default is 9001.
+	MTU int `yaml:"mtu"`
+	// PrefixDelegation mirrors ENABLE_PREFIX_DELEGATION: ENIs carry /28
+	// prefixes and pods take /32s out of them.
+	PrefixDelegation bool `yaml:"prefixDelegation"`
+	// ServiceCIDR defaults as EKS picks it: 172.20.0.0/16 when the VPC is in
+	// 10.0.0.0/8, else 10.100.0.0/16.
+	ServiceCIDR netip.Prefix `yaml:"serviceCIDR"`
+}
+
+// AZ is an availability zone; its subnets become bridges on the VPC router.
+type AZ struct {
+	Name    string   `yaml:"name"`
+	Subnets []Subnet `yaml:"subnets"`
+}
+
+// Subnet is one VPC subnet. Its gateway is base+1, as in AWS.
+type Subnet struct {
+	Name string       `yaml:"name"`
+	CIDR netip.Prefix `yaml:"cidr"`
+	// AZ is filled in from the enclosing AZ.
+	AZ string `yaml:"-"`
+}
+
+// Node is a worker instance (an EC2 instance with the VPC CNI).
+type Node struct {
+	Name string `yaml:"name"`
+	// InstanceType sets the ENI and per-ENI IPv4 limits EC2 enforces.
+	InstanceType string `yaml:"instanceType"`
+	ENIs         []ENI  `yaml:"enis"`
+}
+
+// ENI is an elastic network interface, eth<Index> in the node.
+type ENI struct {
+	// Index is the EC2 device index; eth0 is 0. Defaults to the list position.
+	Index  *int       `yaml:"index"`
+	Subnet string     `yaml:"subnet"`
+	IP     netip.Addr `yaml:"ip"`
+	// SecondaryIPs are handed to pods. Pod IPs not listed here are added.
+	SecondaryIPs []netip.Addr `yaml:"secondaryIPs"`
+	// Prefixes are /28s delegated to the ENI (prefix delegation mode).
+	Prefixes []netip.Prefix `yaml:"prefixes"`
+}
+
+// Pod is a pod placed on a node and one of its ENIs.
+type Pod struct {
+	Name      string            `yaml:"name"`
+	Namespace string            `yaml:"namespace"`
+	Node      string            `yaml:"node"`
+	ENI       int               `yaml:"eni"`
+	IP        netip.Addr        `yaml:"ip"`
+	Labels    map[string]string `yaml:"labels"`
+}
+
+// Host is an instance outside the cluster with one ENI, such as a client
+// in the VPC. It has no VPC CNI plumbing.
+type Host struct {
+	Name   string     `yaml:"name"`
+	Subnet string     `yaml:"subnet"`
+	IP     netip.Addr `yaml:"ip"`
+}
+
+// Walk is a packet walk the lab can prove. Its hops are not written here:
+// they are derived from the roles of From and To (which ENI, which node,
+// which subnet), so the same walk holds on any address plan.
+type Walk struct {
+	Name  string `yaml:"name"`
+	Title string `yaml:"title"`
+	// Kind is "state" (the A0 check of pod and node plumbing) or "flow"
+	// (send traffic From -> To and check every hop). Defaults to flow.
+	Kind     string `yaml:"kind"`
+	From     string `yaml:"from"`
+	To       string `yaml:"to"`
+	Protocol string `yaml:"protocol"` // icmp, tcp or udp
+	Port     int    `yaml:"port"`
+}
+
+// Walk kinds.
+const (
+	WalkFlow  = "flow"
+	WalkState = "state"
+)
+
+// Defaults the VPC CNI and EKS apply.
+const (
+	DefaultMTU          = 9001
+	DefaultInstanceType = "m5.large"
+	DefaultNamespace    = "default"
+	// AppTCPPort is where every pod's app answers HTTP.
+	AppTCPPort = 8080
+	// AppUDPPort is where every pod's app answers UDP echo.
+	AppUDPPort = 9000
+)

@@ -1,0 +1,447 @@
+package spec
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Error is one problem in a topology, with the place it was found.
+type Error struct {
+	File string
+	Line int
+	Path string // YAML path, e.g. nodes[1].enis[0].ip
+	Msg  string
+}
+
+func (e Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in one validation pass, so a user fixes the
+// file once rather than once per problem.
+type Errors []Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// MaxIfName is the longest interface name the kernel accepts (IFNAMSIZ-1).
+const MaxIfName = 15
+
+// MaxLabName keeps namespace names and state paths short and readable.
+const MaxLabName = 32
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+var walkName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$`)
+
+// reservedNames are namespace names the lab itself uses.
+var reservedNames = map[string]bool{RouterName: true}
+
+// ValidateLabName checks a lab name given on the command line or in a file.
+func ValidateLabName(name string) error {
+	if len(name) > MaxLabName || !dnsLabel.MatchString(name) {
+		return fmt.Errorf("lab name %q: use at most %d lowercase letters, digits and '-', "+
+			"starting and ending with a letter or digit", name, MaxLabName)
+	}
+	return nil
+}
+
+type validator struct {
+	t    *Topology
+	errs Errors
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, Error{File: v.t.File, Line: v.t.Line(path), Path: path,
+		Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate checks the whole topology and returns every problem, or nil.
+// Nothing may be created for a topology that does not validate.
+func (t *Topology) Validate() Errors {
+	v := &validator{t: t}
+	if err := ValidateLabName(t.Name); err != nil {
+		v.add("name", "%v", err)
+	}
+	v.vpc()
+	subnets := v.subnets()
+	owners := map[netip.Addr]string{} // every address in the VPC, to catch duplicates
+	objects := map[string]string{}    // object names share one space (netns names)
+	claim := func(path, name, kind string) {
+		if prev, ok := objects[name]; ok {
+			v.add(path, "name %q is already used by %s; nodes, pods and hosts need distinct names", name, prev)
+			return
+		}
+		objects[name] = kind + " " + path
+	}
+	own := func(path string, a netip.Addr, what string) {
+		if prev, ok := owners[a]; ok {
+			v.add(path, "address %s is already used by %s", a, prev)
+			return
+		}
+		owners[a] = what
+	}
+	v.nodes(subnets, claim, own)
+	v.pods(claim, own)
+	v.hosts(subnets, claim, own)
+	v.walks(objects)
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs
+}
+
+func (v *validator) vpc() {
+	c := v.t.VPC.CIDR
+	switch {
+	case !c.IsValid():
+		v.add("vpc.cidr", "a VPC CIDR is required, for example 192.168.0.0/16")
+	case !c.Addr().Is4():
+		v.add("vpc.cidr", "%s: the lab models IPv4 VPCs only", c)
+	case c.Bits() < 16 || c.Bits() > 28:
+		v.add("vpc.cidr", "%s: a VPC CIDR must be between /16 and /28, as in AWS", c)
+	case c.Masked() != c:
+		v.add("vpc.cidr", "%s is not a network address (did you mean %s?)", c, c.Masked())
+	}
+	if m := v.t.VPC.MTU; m < 576 || m > 9001 {
+		v.add("vpc.mtu", "MTU %d is outside 576..9001, the range the VPC CNI accepts", m)
+	}
+	if s := v.t.VPC.ServiceCIDR; c.IsValid() && s.Overlaps(c) {
+		v.add("vpc.serviceCIDR", "service CIDR %s overlaps the VPC CIDR %s", s, c)
+	}
+}
+
+func (v *validator) subnets() map[string]Subnet {
+	out := map[string]Subnet{}
+	var all []struct {
+		path string
+		s    Subnet
+	}
+	if len(v.t.AZs) == 0 {
+		v.add("azs", "at least one AZ with a subnet is required")
+	}
+	azSeen := map[string]bool{}
+	for i, az := range v.t.AZs {
+		p := fmt.Sprintf("azs[%d]", i)
+		if az.Name == "" {
+			v.add(p+".name", "an AZ needs a name, for example us-east-1a")
+		} else if azSeen[az.Name] {
+			v.add(p+".name", "AZ %q is listed twice", az.Name)
+		}
+		azSeen[az.Name] = true
+		for j, s := range az.Subnets {
+			sp := fmt.Sprintf("%s.subnets[%d]", p, j)
+			if !dnsLabel.MatchString(s.Name) {
+				v.add(sp+".name", "subnet name %q: use lowercase letters, digits and '-'", s.Name)
+			} else if bn := BridgeName(s.Name); len(bn) > MaxIfName {
+				v.add(sp+".name", "subnet name %q makes the router bridge name %q, %d bytes; "+
+					"interface names are at most %d", s.Name, bn, len(bn), MaxIfName)
+			}
+			if _, dup := out[s.Name]; dup {
+				v.add(sp+".name", "subnet %q is defined twice", s.Name)
+			}
+			switch {
+			case !s.CIDR.IsValid() || !s.CIDR.Addr().Is4():
+				v.add(sp+".cidr", "an IPv4 subnet CIDR is required")
+				continue
+			case s.CIDR.Masked() != s.CIDR:
+				v.add(sp+".cidr", "%s is not a network address (did you mean %s?)", s.CIDR, s.CIDR.Masked())
+			case s.CIDR.Bits() < 16 || s.CIDR.Bits() > 28:
+				v.add(sp+".cidr", "%s: a subnet must be between /16 and /28, as in AWS", s.CIDR)
+			case v.t.VPC.CIDR.IsValid() && !contains(v.t.VPC.CIDR, s.CIDR):
+				v.add(sp+".cidr", "subnet %s is not inside the VPC CIDR %s", s.CIDR, v.t.VPC.CIDR)
+			}
+			for _, o := range all {
+				if o.s.CIDR.Overlaps(s.CIDR) {
+					v.add(sp+".cidr", "subnet %s overlaps subnet %q (%s) at %s", s.CIDR, o.s.Name, o.s.CIDR, o.path)
+				}
+			}
+			all = append(all, struct {
+				path string
+				s    Subnet
+			}{sp, s})
+			out[s.Name] = s
+		}
+	}
+	return out
+}
+
+func contains(outer, inner netip.Prefix) bool {
+	return outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
+}
+
+// checkHostAddr checks an address AWS would let an instance or pod have.
+func (v *validator) checkHostAddr(path string, a netip.Addr, s Subnet) bool {
+	switch {
+	case !a.IsValid():
+		v.add(path, "an IPv4 address is required")
+	case !s.CIDR.Contains(a):
+		v.add(path, "%s is outside subnet %q (%s)", a, s.Name, s.CIDR)
+	case Reserved(s.CIDR, a):
+		v.add(path, "%s is reserved by AWS in subnet %s (the first four and the last address)", a, s.CIDR)
+	default:
+		return true
+	}
+	return false
+}
+
+func (v *validator) checkObjectName(path, name, kind string) bool {
+	switch {
+	case !dnsLabel.MatchString(name) || len(name) > 63:
+		v.add(path, "%s name %q: use lowercase letters, digits and '-' (at most 63)", kind, name)
+	case reservedNames[name]:
+		v.add(path, "%s name %q is reserved for the lab's VPC router", kind, name)
+	default:
+		return true
+	}
+	return false
+}
+
+func (v *validator) nodes(subnets map[string]Subnet, claim func(string, string, string), own func(string, netip.Addr, string)) {
+	for i := range v.t.Nodes {
+		n := &v.t.Nodes[i]
+		p := fmt.Sprintf("nodes[%d]", i)
+		if v.checkObjectName(p+".name", n.Name, "node") {
+			claim(p+".name", n.Name, "node")
+		}
+		limits, known := InstanceTypes[n.InstanceType]
+		if !known {
+			v.add(p+".instanceType", "unknown instance type %q; known: %s", n.InstanceType, knownTypes())
+		}
+		if len(n.ENIs) == 0 {
+			v.add(p+".enis", "a node needs at least its primary ENI (index 0)")
+			continue
+		}
+		if known && len(n.ENIs) > limits.ENIs {
+			v.add(p+".enis", "%d ENIs, but %s supports %d", len(n.ENIs), n.InstanceType, limits.ENIs)
+		}
+		idx := map[int]bool{}
+		for j := range n.ENIs {
+			e := &n.ENIs[j]
+			ep := fmt.Sprintf("%s.enis[%d]", p, j)
+			if *e.Index < 0 || *e.Index > 31 || idx[*e.Index] {
+				v.add(ep+".index", "device index %d is negative, too large or used twice", *e.Index)
+				continue
+			}
+			idx[*e.Index] = true
+			if port := RouterPortName(n.Name, *e.Index); len(port) > MaxIfName {
+				v.add(p+".name", "node name %q makes the router port name %q, %d bytes; "+
+					"interface names are at most %d: use a shorter node name", n.Name, port, len(port), MaxIfName)
+			}
+			s, ok := subnets[e.Subnet]
+			if !ok {
+				v.add(ep+".subnet", "unknown subnet %q", e.Subnet)
+				continue
+			}
+			if v.checkHostAddr(ep+".ip", e.IP, s) {
+				own(ep+".ip", e.IP, fmt.Sprintf("node %s eth%d", n.Name, *e.Index))
+			}
+			for k, a := range e.SecondaryIPs {
+				sp := fmt.Sprintf("%s.secondaryIPs[%d]", ep, k)
+				if v.checkHostAddr(sp, a, s) {
+					own(sp, a, fmt.Sprintf("node %s eth%d secondary IP", n.Name, *e.Index))
+				}
+			}
+			for k, pf := range e.Prefixes {
+				pp := fmt.Sprintf("%s.prefixes[%d]", ep, k)
+				switch {
+				case !v.t.VPC.PrefixDelegation:
+					v.add(pp, "prefixes need vpc.prefixDelegation: true (ENABLE_PREFIX_DELEGATION)")
+				case pf.Bits() != 28 || pf.Masked() != pf:
+					v.add(pp, "%s: EC2 delegates aligned /28 prefixes", pf)
+				case !contains(s.CIDR, pf):
+					v.add(pp, "prefix %s is outside subnet %q (%s)", pf, s.Name, s.CIDR)
+				}
+			}
+		}
+		if !idx[0] {
+			v.add(p+".enis", "no primary ENI: one ENI must have device index 0")
+		}
+	}
+}
+
+func (v *validator) pods(claim func(string, string, string), own func(string, netip.Addr, string)) {
+	vethByNode := map[string]map[string]string{}
+	used := map[string]int{} // IPv4 slots used per ENI, "node/index"
+	for i := range v.t.Pods {
+		pd := &v.t.Pods[i]
+		p := fmt.Sprintf("pods[%d]", i)
+		if v.checkObjectName(p+".name", pd.Name, "pod") {
+			claim(p+".name", pd.Name, "pod")
+		}
+		if !dnsLabel.MatchString(pd.Namespace) {
+			v.add(p+".namespace", "namespace %q is not a valid Kubernetes namespace name", pd.Namespace)
+		}
+		n := v.t.Node(pd.Node)
+		if n == nil {
+			v.add(p+".node", "unknown node %q", pd.Node)
+			continue
+		}
+		e := n.ENI(pd.ENI)
+		if e == nil {
+			v.add(p+".eni", "node %s has no ENI with device index %d", n.Name, pd.ENI)
+			continue
+		}
+		s, ok := v.t.Subnet(e.Subnet)
+		if !ok || !v.checkHostAddr(p+".ip", pd.IP, s) {
+			continue
+		}
+		switch {
+		case inPrefixes(e.Prefixes, pd.IP):
+		case len(e.Prefixes) > 0 && !containsAddr(e.SecondaryIPs, pd.IP):
+			v.add(p+".ip", "%s is in none of eth%d's delegated prefixes on node %s", pd.IP, pd.ENI, n.Name)
+		case len(e.SecondaryIPs) > 0 && !containsAddr(e.SecondaryIPs, pd.IP):
+			v.add(p+".ip", "%s is not a secondary IP of node %s eth%d", pd.IP, n.Name, pd.ENI)
+		case len(e.SecondaryIPs) == 0:
+			// An implicit secondary IP: it takes a slot and must be unique.
+			own(p+".ip", pd.IP, "pod "+pd.Name)
+			used[fmt.Sprintf("%s/%d", n.Name, pd.ENI)]++
+		}
+		veth := HostVethName(pd.Namespace, pd.Name)
+		if vethByNode[n.Name] == nil {
+			vethByNode[n.Name] = map[string]string{}
+		}
+		if prev, dup := vethByNode[n.Name][veth]; dup {
+			v.add(p+".name", "host veth name %s collides with pod %s on node %s", veth, prev, n.Name)
+		}
+		vethByNode[n.Name][veth] = pd.Name
+	}
+	v.podIPsUnique()
+	v.eniCapacity(used)
+}
+
+// podIPsUnique catches two pods given the same listed secondary IP.
+func (v *validator) podIPsUnique() {
+	seen := map[netip.Addr]string{}
+	for i, pd := range v.t.Pods {
+		if !pd.IP.IsValid() {
+			continue
+		}
+		if prev, ok := seen[pd.IP]; ok {
+			v.add(fmt.Sprintf("pods[%d].ip", i), "address %s is already used by pod %s", pd.IP, prev)
+		}
+		seen[pd.IP] = pd.Name
+	}
+}
+
+func (v *validator) eniCapacity(implicit map[string]int) {
+	for i, n := range v.t.Nodes {
+		limits, ok := InstanceTypes[n.InstanceType]
+		if !ok {
+			continue
+		}
+		for j, e := range n.ENIs {
+			slots := 1 + len(e.SecondaryIPs) + len(e.Prefixes) + implicit[fmt.Sprintf("%s/%d", n.Name, *e.Index)]
+			if slots > limits.IPv4PerENI {
+				v.add(fmt.Sprintf("nodes[%d].enis[%d]", i, j),
+					"eth%d needs %d IPv4 slots (primary, secondary IPs and prefixes), but %s allows %d per ENI",
+					*e.Index, slots, n.InstanceType, limits.IPv4PerENI)
+			}
+		}
+	}
+}
+
+func (v *validator) hosts(subnets map[string]Subnet, claim func(string, string, string), own func(string, netip.Addr, string)) {
+	for i, h := range v.t.Hosts {
+		p := fmt.Sprintf("hosts[%d]", i)
+		if v.checkObjectName(p+".name", h.Name, "host") {
+			claim(p+".name", h.Name, "host")
+			if port := RouterPortName(h.Name, 0); len(port) > MaxIfName {
+				v.add(p+".name", "host name %q makes the router port name %q, %d bytes; "+
+					"interface names are at most %d", h.Name, port, len(port), MaxIfName)
+			}
+		}
+		s, ok := subnets[h.Subnet]
+		if !ok {
+			v.add(p+".subnet", "unknown subnet %q", h.Subnet)
+			continue
+		}
+		if v.checkHostAddr(p+".ip", h.IP, s) {
+			own(p+".ip", h.IP, "host "+h.Name)
+		}
+	}
+}
+
+func (v *validator) walks(objects map[string]string) {
+	seen := map[string]bool{}
+	for i, w := range v.t.Walks {
+		p := fmt.Sprintf("walks[%d]", i)
+		if !walkName.MatchString(w.Name) {
+			v.add(p+".name", "walk name %q: use letters, digits and '-'", w.Name)
+		} else if seen[w.Name] {
+			v.add(p+".name", "walk %q is defined twice", w.Name)
+		}
+		seen[w.Name] = true
+		switch w.Kind {
+		case WalkState:
+			continue
+		case WalkFlow:
+		default:
+			v.add(p+".kind", "unknown walk kind %q (use %q or %q)", w.Kind, WalkFlow, WalkState)
+			continue
+		}
+		for _, end := range []struct{ key, name string }{{"from", w.From}, {"to", w.To}} {
+			kind := strings.Fields(objects[end.name] + " ")[0]
+			if kind != "pod" && kind != "host" {
+				v.add(p+"."+end.key, "%q is not a pod or host of this topology", end.name)
+			}
+		}
+		if w.From == w.To && w.From != "" {
+			v.add(p+".to", "a walk needs two different ends")
+		}
+		switch w.Protocol {
+		case "icmp", "tcp", "udp":
+		default:
+			v.add(p+".protocol", "protocol %q: use icmp, tcp or udp", w.Protocol)
+		}
+		if w.Port < 0 || w.Port > 65535 {
+			v.add(p+".port", "port %d is outside 1..65535", w.Port)
+		}
+	}
+}
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsAddr(as []netip.Addr, a netip.Addr) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func knownTypes() string {
+	names := make([]string, 0, len(InstanceTypes))
+	for k := range InstanceTypes {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,213 @@
+package walk
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/google/gopacket/layers"
+)
+
+// Verdicts of a hop.
+const (
+	OK         = "ok"
+	Missing    = "MISSING"
+	Mismatch   = "MISMATCH"
+	Unexpected = "UNEXPECTED"
+)
+
+// HopResult is a hop with what the capture showed there.
+type HopResult struct {
+	Hop
+	Verdict string
+	Seen    *Packet  // the packet that matched, or the flow's packet that differed
+	Diffs   []string // what differed, e.g. "dst MAC 0a:.. instead of 0e:.."
+}
+
+// Report is the outcome of one walk run.
+type Report struct {
+	Expectation *Expectation
+	Hops        []HopResult
+	// Unexpected lists flow packets seen where no hop allows them.
+	Unexpected []HopResult
+	// Notes are run facts worth showing (the TCP ISN, the app's answer).
+	Notes []string
+}
+
+// Passed reports whether every hop matched and nothing showed up elsewhere.
+func (r *Report) Passed() bool { return r.FirstFailure() == nil }
+
+// FirstFailure is the first hop that differed, in path order, or nil.
+func (r *Report) FirstFailure() *HopResult {
+	for i := range r.Hops {
+		if r.Hops[i].Verdict != OK {
+			return &r.Hops[i]
+		}
+	}
+	if len(r.Unexpected) > 0 {
+		return &r.Unexpected[0]
+	}
+	return nil
+}
+
+// Classifier tells which packets belong to the walk's flow and which leg
+// they are. It identifies packets by what NAT never rewrites: the payload
+// token (ICMP, UDP) or the TCP initial sequence number.
+type Classifier struct {
+	Proto string
+	Token []byte // ICMP and UDP payload marker
+	ISN   uint32 // TCP: the client's SYN sequence number
+	// HaveISN is false until the client's SYN was found.
+	HaveISN bool
+}
+
+// Leg returns the leg of a packet, or "" when it is not part of the flow.
+func (c *Classifier) Leg(p *Packet) Leg {
+	if p.Proto != c.Proto {
+		return ""
+	}
+	switch c.Proto {
+	case "icmp":
+		if !bytes.Contains(p.Payload, c.Token) {
+			return ""
+		}
+		switch p.ICMPType {
+		case layers.ICMPv4TypeEchoRequest:
+			return Request
+		case layers.ICMPv4TypeEchoReply:
+			return Reply
+		}
+	case "udp":
+		switch {
+		case bytes.HasPrefix(p.Payload, c.Token):
+			return Request
+		case bytes.Contains(p.Payload, c.Token):
+			return Reply
+		}
+	case "tcp":
+		if !c.HaveISN {
+			return ""
+		}
+		switch {
+		case p.TCP.SYN && !p.TCP.ACK && p.TCP.Seq == c.ISN:
+			return Request
+		case p.TCP.SYN && p.TCP.ACK && p.TCP.Ack == c.ISN+1:
+			return Reply
+		}
+	}
+	return ""
+}
+
+// FindISN finds the client's SYN at its own eth0, before any NAT, by the
+// source port the client bound.
+func (c *Classifier) FindISN(e *Expectation, pkts []Packet) bool {
+	for _, p := range pkts {
+		if p.Point == (Point{e.From.Object, "eth0"}) && p.Dir == Out && p.Proto == "tcp" &&
+			p.TCP.SYN && !p.TCP.ACK && p.Src == e.From.IP && p.SrcPort == e.ClientPort {
+			c.ISN, c.HaveISN = p.TCP.Seq, true
+			return true
+		}
+	}
+	return false
+}
+
+type key struct {
+	pt  Point
+	dir Dir
+	leg Leg
+}
+
+// Check compares captured packets with the expectation.
+func Check(e *Expectation, c *Classifier, pkts []Packet) *Report {
+	r := &Report{Expectation: e}
+	seen := map[key][]*Packet{}
+	for i := range pkts {
+		p := &pkts[i]
+		if leg := c.Leg(p); leg != "" {
+			k := key{p.Point, p.Dir, leg}
+			seen[k] = append(seen[k], p)
+		}
+	}
+	allowed := map[key]bool{}
+	for _, h := range e.Hops {
+		k := key{h.Point, h.Dir, h.Leg}
+		allowed[k] = true
+		r.Hops = append(r.Hops, judge(h, seen[k]))
+	}
+	for _, pt := range e.Points {
+		for _, dir := range []Dir{In, Out} {
+			for _, leg := range []Leg{Request, Reply} {
+				k := key{pt, dir, leg}
+				if allowed[k] || len(seen[k]) == 0 {
+					continue
+				}
+				p := seen[k][0]
+				r.Unexpected = append(r.Unexpected, HopResult{
+					Hop:     Hop{Leg: leg, Point: pt, Dir: dir, Why: "no hop of this walk passes here"},
+					Verdict: Unexpected, Seen: p,
+				})
+			}
+		}
+	}
+	return r
+}
+
+// judge picks, among the flow's packets at the hop, the one that matches;
+// failing that it reports the first one and how it differs.
+func judge(h Hop, cands []*Packet) HopResult {
+	res := HopResult{Hop: h, Verdict: Missing}
+	for _, p := range cands {
+		d := diff(h, p)
+		if len(d) == 0 {
+			res.Verdict, res.Seen, res.Diffs = OK, p, nil
+			return res
+		}
+		if res.Seen == nil {
+			res.Verdict, res.Seen, res.Diffs = Mismatch, p, d
+		}
+	}
+	return res
+}
+
+func diff(h Hop, p *Packet) []string {
+	var d []string
+	mac := func(what string, want, got net.HardwareAddr) {
+		if want != nil && !bytes.Equal(want, got) {
+			d = append(d, fmt.Sprintf("%s %s instead of %s", what, got, want))
+		}
+	}
+	mac("src MAC", h.SrcMAC, p.SrcMAC)
+	mac("dst MAC", h.DstMAC, p.DstMAC)
+	if h.Src.IsValid() && h.Src != p.Src {
+		d = append(d, fmt.Sprintf("src IP %s instead of %s", p.Src, h.Src))
+	}
+	if h.Dst.IsValid() && h.Dst != p.Dst {
+		d = append(d, fmt.Sprintf("dst IP %s instead of %s", p.Dst, h.Dst))
+	}
+	if h.SrcPort != 0 && h.SrcPort != p.SrcPort {
+		d = append(d, fmt.Sprintf("src port %d instead of %d", p.SrcPort, h.SrcPort))
+	}
+	if h.DstPort != 0 && h.DstPort != p.DstPort {
+		d = append(d, fmt.Sprintf("dst port %d instead of %d", p.DstPort, h.DstPort))
+	}
+	return d
+}
+
+// Describe is the failure in one sentence: the hop, and what it saw instead.
+func (h HopResult) Describe() string {
+	where := fmt.Sprintf("%s %s at %s", h.Leg, h.Dir, h.Point)
+	switch h.Verdict {
+	case Missing:
+		return fmt.Sprintf("%s: nothing of the flow seen (expected %s)", where, h.expected())
+	case Mismatch:
+		return fmt.Sprintf("%s: %s; saw %s", where, strings.Join(h.Diffs, ", "), h.Seen.Summary())
+	case Unexpected:
+		return fmt.Sprintf("%s: the flow showed up where no hop allows it: %s", where, h.Seen.Summary())
+	}
+	return where + ": " + h.Seen.Summary()
+}
+
+func (h HopResult) expected() string {
+	return fmt.Sprintf("%s > %s, %s > %s", h.SrcMAC, h.DstMAC, h.Src, h.Dst)
+}

@@ -1,0 +1,220 @@
+package walk
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+
+	"github.com/labctl/labctl/lab/spec"
+)
+
+// Leg says which packet of an exchange a hop is about.
+type Leg string
+
+// Legs: the first packet from the client, and the server's first answer.
+const (
+	Request Leg = "request"
+	Reply   Leg = "reply"
+)
+
+// Hop is what one capture point must show for one leg of the flow.
+type Hop struct {
+	Leg    Leg
+	Point  Point
+	Dir    Dir
+	SrcMAC net.HardwareAddr
+	DstMAC net.HardwareAddr
+	Src    netip.Addr
+	Dst    netip.Addr
+	// SrcPort and DstPort are checked when non-zero.
+	SrcPort, DstPort uint16
+	// Why is the decision that put the packet here, in the talk's words.
+	Why string
+}
+
+// Expectation is a walk made concrete for one run.
+type Expectation struct {
+	Walk     spec.Walk
+	Proto    string
+	From, To Endpoint
+	// ClientPort is the source port the client binds (TCP and UDP), or the
+	// ICMP echo identifier.
+	ClientPort uint16
+	Hops       []Hop
+	// Points is every capture point; a point with no hop for a leg must not
+	// see that leg at all ("nothing of this flow is seen on any ENI").
+	Points []Point
+}
+
+// Endpoint is one end of a flow: a pod or a host, where it sits and its MAC.
+type Endpoint struct {
+	Object string
+	IP     netip.Addr
+	MAC    net.HardwareAddr
+	Pod    *spec.Pod // nil for a host
+	// Instance and ENI own the endpoint's IP in the VPC: the pod's node and
+	// ENI, or the host itself and 0.
+	Instance string
+	ENI      int
+}
+
+// Derive turns a walk of the topology into the hops of one run. The hops
+// follow from the ends' roles (node, ENI, subnet) and the VPC CNI's routing,
+// not from the address plan, so the same walk holds on any topology.
+func Derive(t *spec.Topology, w spec.Walk, clientPort uint16) (*Expectation, error) {
+	from, err := endpoint(t, w.From)
+	if err != nil {
+		return nil, err
+	}
+	to, err := endpoint(t, w.To)
+	if err != nil {
+		return nil, err
+	}
+	m := &model{t: t}
+	e := &Expectation{Walk: w, Proto: w.Protocol, From: from, To: to, ClientPort: clientPort}
+	var reqSP, reqDP uint16
+	if w.Protocol == "tcp" || w.Protocol == "udp" {
+		reqSP, reqDP = clientPort, uint16(w.Port)
+	}
+	e.Hops = append(e.Hops, m.path(Request, from, to, reqSP, reqDP)...)
+	e.Hops = append(e.Hops, m.path(Reply, to, from, reqDP, reqSP)...)
+	e.Points = capturePoints(t, from, to)
+	return e, nil
+}
+
+func endpoint(t *spec.Topology, name string) (Endpoint, error) {
+	if p := t.Pod(name); p != nil {
+		return Endpoint{Object: p.Name, IP: p.IP, MAC: spec.PodMAC(p.Namespace, p.Name), Pod: p,
+			Instance: p.Node, ENI: p.ENI}, nil
+	}
+	if h := t.Host(name); h != nil {
+		return Endpoint{Object: h.Name, IP: h.IP, MAC: spec.ENIMAC(h.Name, 0), Instance: h.Name}, nil
+	}
+	return Endpoint{}, fmt.Errorf("walk end %q is not a pod or host", name)
+}
+
+type model struct{ t *spec.Topology }
+
+// eniSubnet returns the subnet of an instance's ENI.
+func (m *model) eniSubnet(instance string, eni int) spec.Subnet {
+	if n := m.t.Node(instance); n != nil {
+		s, _ := m.t.Subnet(n.ENI(eni).Subnet)
+		return s
+	}
+	s, _ := m.t.Subnet(m.t.Host(instance).Subnet)
+	return s
+}
+
+// path is the hops of one packet from a to b, with a's address as source.
+func (m *model) path(leg Leg, a, b Endpoint, sport, dport uint16) []Hop {
+	var hops []Hop
+	hop := func(obj, iface string, dir Dir, smac, dmac net.HardwareAddr, why string) {
+		hops = append(hops, Hop{Leg: leg, Point: Point{obj, iface}, Dir: dir, SrcMAC: smac, DstMAC: dmac,
+			Src: a.IP, Dst: b.IP, SrcPort: sport, DstPort: dport, Why: why})
+	}
+	if a.Pod != nil {
+		veth := spec.HostVethName(a.Pod.Namespace, a.Pod.Name)
+		vmac := spec.HostVethMAC(a.Pod.Namespace, a.Pod.Name)
+		hop(a.Object, "eth0", Out, a.MAC, vmac,
+			fmt.Sprintf("%s: default via %s dev eth0, static ARP to the host veth's MAC", a.Object, spec.PodGateway))
+		hop(a.Instance, veth, In, a.MAC, vmac, fmt.Sprintf("%s receives it on %s", a.Instance, veth))
+		if b.Pod != nil && b.Instance == a.Instance {
+			m.deliverToPod(hop, b, fmt.Sprintf("%s: rule 512 to %s lookup main -> dev %s",
+				a.Instance, b.IP, spec.HostVethName(b.Pod.Namespace, b.Pod.Name)))
+			return hops
+		}
+	}
+	// The sender's instance picks an ENI and a next hop.
+	egress := a.ENI
+	sub := m.eniSubnet(a.Instance, egress)
+	gw := spec.Gateway(sub.CIDR)
+	direct := egress == 0 && sub.CIDR.Contains(b.IP)
+	var why string
+	switch {
+	case a.Pod != nil && egress != 0:
+		why = fmt.Sprintf("%s: rule 1536 from %s lookup %d -> default via %s dev %s",
+			a.Instance, a.IP, spec.RouteTable(egress), gw, spec.ENIName(egress))
+	case direct:
+		why = fmt.Sprintf("%s: main %s dev eth0 (on-link, no router)", a.Instance, sub.CIDR)
+	default:
+		why = fmt.Sprintf("%s: main default via %s dev eth0", a.Instance, gw)
+	}
+	ethA := spec.ENIName(egress)
+	srcMAC := spec.ENIMAC(a.Instance, egress)
+	ownerMAC := spec.ENIMAC(b.Instance, b.ENI)
+	ownerPort := spec.RouterPortName(b.Instance, b.ENI)
+	routerMAC := spec.RouterMAC(sub.Name)
+	if direct {
+		hop(a.Instance, ethA, Out, srcMAC, ownerMAC, why)
+		hop(spec.RouterName, spec.RouterPortName(a.Instance, egress), In, srcMAC, ownerMAC,
+			"the VPC delivers it to the ENI that owns "+b.IP.String())
+		hop(spec.RouterName, ownerPort, Out, srcMAC, ownerMAC, "switched, not routed: the router's IP layer never sees it")
+	} else {
+		dsub := m.eniSubnet(b.Instance, b.ENI)
+		outMAC := spec.RouterMAC(dsub.Name)
+		hop(a.Instance, ethA, Out, srcMAC, routerMAC, why)
+		hop(spec.RouterName, spec.RouterPortName(a.Instance, egress), In, srcMAC, routerMAC,
+			"addressed to the VPC router's MAC")
+		hop(spec.RouterName, spec.BridgeName(sub.Name), In, srcMAC, routerMAC, "the VPC router routes it")
+		hop(spec.RouterName, spec.BridgeName(dsub.Name), Out, outMAC, ownerMAC,
+			fmt.Sprintf("router: %s is in %s, owned by %s %s (no ICMP redirect)", b.IP, dsub.CIDR, b.Instance,
+				spec.ENIName(b.ENI)))
+		hop(spec.RouterName, ownerPort, Out, outMAC, ownerMAC, "towards the owning ENI")
+		srcMAC = outMAC
+	}
+	hop(b.Instance, spec.ENIName(b.ENI), In, srcMAC, ownerMAC,
+		fmt.Sprintf("%s %s owns %s", b.Instance, spec.ENIName(b.ENI), b.IP))
+	if b.Pod != nil {
+		m.deliverToPod(hop, b, fmt.Sprintf("%s: rule 512 to %s lookup main -> dev %s", b.Instance, b.IP,
+			spec.HostVethName(b.Pod.Namespace, b.Pod.Name)))
+	}
+	return hops
+}
+
+func (m *model) deliverToPod(hop func(string, string, Dir, net.HardwareAddr, net.HardwareAddr, string), b Endpoint, why string) {
+	veth := spec.HostVethName(b.Pod.Namespace, b.Pod.Name)
+	vmac := spec.HostVethMAC(b.Pod.Namespace, b.Pod.Name)
+	hop(b.Instance, veth, Out, vmac, b.MAC, why)
+	hop(b.Object, "eth0", In, vmac, b.MAC, b.Object+" receives it on eth0")
+}
+
+// capturePoints is every interface of the ends, their instances and the VPC
+// router: where a walk listens, and where the flow must not show up unless a
+// hop says so.
+func capturePoints(t *spec.Topology, ends ...Endpoint) []Point {
+	seen := map[Point]bool{}
+	add := func(obj, iface string) { seen[Point{obj, iface}] = true }
+	for _, s := range t.Subnets() {
+		add(spec.RouterName, spec.BridgeName(s.Name))
+	}
+	for _, n := range t.Nodes {
+		for _, e := range n.ENIs {
+			add(spec.RouterName, spec.RouterPortName(n.Name, *e.Index))
+		}
+	}
+	for _, h := range t.Hosts {
+		add(spec.RouterName, spec.RouterPortName(h.Name, 0))
+	}
+	for _, e := range ends {
+		add(e.Object, "eth0")
+		n := t.Node(e.Instance)
+		if n == nil {
+			continue
+		}
+		for _, eni := range n.ENIs {
+			add(n.Name, spec.ENIName(*eni.Index))
+		}
+		for _, p := range t.Pods {
+			if p.Node == n.Name {
+				add(n.Name, spec.HostVethName(p.Namespace, p.Name))
+			}
+		}
+	}
+	out := make([]Point, 0, len(seen))
+	for p := range seen {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
