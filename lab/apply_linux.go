@@ -66,6 +66,7 @@ func apply(ctx context.Context, p *plan.Plan) error {
 	}); err != nil {
 		return err
 	}
+	faultPoint(ctx, "namespaces")
 	router := hs.get(p.Namespaces[0].Name)
 	for _, br := range p.Namespaces[0].Bridges {
 		if err := addBridge(router, br); err != nil {
@@ -92,6 +93,7 @@ func apply(ctx context.Context, p *plan.Plan) error {
 	}); err != nil {
 		return err
 	}
+	faultPoint(ctx, "veths")
 	if err := enslavePorts(router, p); err != nil {
 		return err
 	}

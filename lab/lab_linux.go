@@ -101,10 +101,12 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 	if err := copyFile(t.File, TopologyCopy(name)); err != nil {
 		return nil, fmt.Errorf("saving the topology with the lab: %w", err)
 	}
+	faultPoint(ctx, "state")
 	start := time.Now()
 	if err := apply(ctx, p); err != nil {
 		return nil, err
 	}
+	faultPoint(ctx, "configured")
 	logf("kernel state of %d namespaces in %v", len(p.Namespaces), time.Since(start).Round(time.Millisecond))
 	if !o.NoApps {
 		pid, err := startAgent(ctx, name)
@@ -112,6 +114,7 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 			return nil, err
 		}
 		st.AgentPID = pid
+		faultPoint(ctx, "agent")
 	}
 	st.Complete = true
 	return st, st.write()
@@ -145,6 +148,9 @@ func startAgent(ctx context.Context, lab string) (int, error) {
 		return 0, err
 	}
 	defer r.Close()
+	if AgentCommand != "" {
+		self = AgentCommand
+	}
 	cmd := exec.Command(self, AgentArgs(lab)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w}
@@ -171,6 +177,28 @@ func startAgent(ctx context.Context, lab string) (int, error) {
 	case <-ctx.Done():
 		return pid, ctx.Err()
 	}
+}
+
+// AgentCommand is the labctl binary that runs the app server; empty means
+// this executable (a library user such as a test sets it to a built labctl).
+var AgentCommand string
+
+// FaultPhases are the points of up where LABCTL_FAULT_AT can strike.
+var FaultPhases = []string{"state", "namespaces", "veths", "configured", "agent"}
+
+// faultPoint lets tests crash or interrupt up at a named phase, exactly:
+// LABCTL_FAULT_AT=<phase> with LABCTL_FAULT_SIGNAL=KILL (the default: a
+// kill -9 half-way through up) or INT (Ctrl-C, after which up must roll back).
+func faultPoint(ctx context.Context, phase string) {
+	if os.Getenv("LABCTL_FAULT_AT") != phase {
+		return
+	}
+	sig := syscall.SIGKILL
+	if os.Getenv("LABCTL_FAULT_SIGNAL") == "INT" {
+		sig = syscall.SIGINT
+	}
+	_ = syscall.Kill(os.Getpid(), sig)
+	<-ctx.Done() // SIGINT cancels ctx; SIGKILL never returns
 }
 
 // AgentArgs is the command line of a lab's app server; Down recognises the

@@ -54,7 +54,7 @@ func decode(file string, data []byte) (*Topology, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: the file is empty", file)
 		}
-		return nil, fmt.Errorf("%s: %w", file, cleanYAMLErr(err))
+		return nil, fmt.Errorf("%s%s: %w", file, locateValue(&root, err), cleanYAMLErr(err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
@@ -78,6 +78,45 @@ func cleanYAMLErr(err error) error {
 		lines[i] = strings.TrimSpace(lines[i])
 	}
 	return errors.New(strings.Join(lines, "; "))
+}
+
+// locateValue finds the line and path of a scalar a parse error quotes,
+// because yaml.v3 reports no line for errors from a type's UnmarshalText
+// (such as a malformed address): it returns ":LINE: PATH" or "".
+func locateValue(root *yaml.Node, err error) string {
+	msg := err.Error()
+	i, j := strings.IndexByte(msg, '"'), strings.LastIndexByte(msg, '"')
+	if strings.Contains(msg, "line ") || i < 0 || j <= i+1 || len(root.Content) == 0 {
+		return ""
+	}
+	bad := msg[i+1 : j]
+	var find func(n *yaml.Node, path string) string
+	find = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.ScalarNode:
+			if n.Value == bad {
+				return fmt.Sprintf(":%d: %s", n.Line, path)
+			}
+		case yaml.MappingNode:
+			for k := 0; k+1 < len(n.Content); k += 2 {
+				p := n.Content[k].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				if r := find(n.Content[k+1], p); r != "" {
+					return r
+				}
+			}
+		case yaml.SequenceNode:
+			for k, c := range n.Content {
+				if r := find(c, path+"["+strconv.Itoa(k)+"]"); r != "" {
+					return r
+				}
+			}
+		}
+		return ""
+	}
+	return find(root.Content[0], "")
 }
 
 // indexLines records the line of every mapping value and sequence item

@@ -235,6 +235,7 @@ func (v *validator) nodes(subnets map[string]Subnet, claim func(string, string, 
 			v.add(p+".enis", "%d ENIs, but %s supports %d", len(n.ENIs), n.InstanceType, limits.ENIs)
 		}
 		idx := map[int]bool{}
+		longName := false
 		for j := range n.ENIs {
 			e := &n.ENIs[j]
 			ep := fmt.Sprintf("%s.enis[%d]", p, j)
@@ -243,7 +244,8 @@ func (v *validator) nodes(subnets map[string]Subnet, claim func(string, string, 
 				continue
 			}
 			idx[*e.Index] = true
-			if port := RouterPortName(n.Name, *e.Index); len(port) > MaxIfName {
+			if port := RouterPortName(n.Name, *e.Index); len(port) > MaxIfName && !longName {
+				longName = true
 				v.add(p+".name", "node name %q makes the router port name %q, %d bytes; "+
 					"interface names are at most %d: use a shorter node name", n.Name, port, len(port), MaxIfName)
 			}
@@ -400,7 +402,7 @@ func (v *validator) walks(objects map[string]string) {
 			continue
 		}
 		for _, end := range []struct{ key, name string }{{"from", w.From}, {"to", w.To}} {
-			kind := strings.Fields(objects[end.name] + " ")[0]
+			kind, _, _ := strings.Cut(objects[end.name], " ")
 			if kind != "pod" && kind != "host" {
 				v.add(p+"."+end.key, "%q is not a pod or host of this topology", end.name)
 			}
