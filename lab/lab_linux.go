@@ -116,6 +116,9 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 		st.AgentPID = pid
 		faultPoint(ctx, "agent")
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	st.Complete = true
 	return st, st.write()
 }

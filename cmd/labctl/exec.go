@@ -30,7 +30,11 @@ func newExec() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if cmd.ArgsLenAtDash() != 1 {
+			command := args[1:]
+			if command[0] == "--" {
+				command = command[1:]
+			}
+			if len(command) == 0 {
 				return fmt.Errorf("usage: labctl exec [--lab L] <object> -- <command>")
 			}
 			name := spec.NSName(l, args[0])
@@ -43,7 +47,7 @@ func newExec() *cobra.Command {
 			}
 			// ip netns exec also mounts the namespace's own /sys, so tools
 			// that read /sys/class/net see the lab's interfaces.
-			argv := append([]string{"ip", "netns", "exec", name}, args[1:]...)
+			argv := append([]string{"ip", "netns", "exec", name}, command...)
 			return syscall.Exec(ip, argv, os.Environ())
 		},
 	}

@@ -1,0 +1,119 @@
+// Package e2e brings real labs up in network namespaces and proves their
+// walks with real packets. It needs root; CI runs it through scripts/test.sh.
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "labctl e2e")
+}
+
+// labctl is the binary under test, built once per suite run.
+var labctl string
+
+var _ = BeforeSuite(func() {
+	if os.Geteuid() != 0 {
+		Skip("the e2e suites need root: run sudo scripts/test.sh")
+	}
+	dir, err := os.MkdirTemp("", "labctl-e2e-bin-")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(os.RemoveAll, dir)
+	Expect(os.Chmod(dir, 0o755)).To(Succeed()) // the not-root spec runs it as nobody
+	labctl = filepath.Join(dir, "labctl")
+	out, err := exec.Command("go", "build", "-o", labctl, "../cmd/labctl").CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), string(out))
+	lab.AgentCommand = labctl
+})
+
+// e2e labs are named with this prefix so a run never touches a user's lab.
+const labPrefix = "e2e-"
+
+var _ = AfterSuite(func() {
+	if os.Geteuid() != 0 {
+		return
+	}
+	// Whatever a failed spec left, the suite leaves nothing behind.
+	labs, _ := lab.Labs()
+	for _, l := range labs {
+		if strings.HasPrefix(l, labPrefix) {
+			_, _ = lab.Down(l)
+		}
+	}
+})
+
+// run executes labctl and returns its combined output and exit code
+// (-1 when a signal ended it).
+func run(env []string, args ...string) (string, int) {
+	out, st := runState(env, args...)
+	return out, st.ExitCode()
+}
+
+func runState(env []string, args ...string) (string, *os.ProcessState) {
+	GinkgoHelper()
+	cmd := exec.Command(labctl, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		Fail(fmt.Sprintf("running labctl %v: %v", args, err))
+	}
+	return out.String(), cmd.ProcessState
+}
+
+func topology(name string) string { return filepath.Join("..", "topologies", name+".yaml") }
+
+// up builds a lab through the CLI and registers its removal.
+func up(topo, name string) {
+	out, code := run(nil, "up", topology(topo), "--name", name)
+	Expect(code).To(Equal(0), out)
+	DeferCleanup(func() {
+		if _, err := os.Stat(lab.Dir(name)); err == nil {
+			out, code := run(nil, "down", name)
+			Expect(code).To(Equal(0), out)
+		}
+		expectNothingLeft(name)
+	})
+}
+
+// expectNothingLeft proves a lab left no namespace, mount, process or state.
+func expectNothingLeft(name string) {
+	GinkgoHelper()
+	left, err := ns.List(spec.NSPrefix + name + ".")
+	Expect(err).NotTo(HaveOccurred())
+	Expect(left).To(BeEmpty(), "namespaces left behind")
+	Expect(lab.Dir(name)).NotTo(BeAnExistingFile(), "state left behind")
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	Expect(err).NotTo(HaveOccurred())
+	Expect(string(mounts)).NotTo(ContainSubstring("/run/netns/"+spec.NSPrefix+name+"."), "namespace mounts left behind")
+	Expect(agentProcesses(name)).To(BeEmpty(), "app server still running")
+}
+
+func agentProcesses(name string) []string {
+	want := strings.Join(append([]string{""}, lab.AgentArgs(name)...), "\x00")
+	var found []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), want+"\x00") {
+			found = append(found, e.Name())
+		}
+	}
+	return found
+}
