@@ -195,3 +195,16 @@ func TestShippedTopologiesValidate(t *testing.T) {
 		t.Error("pod-networking topology missing")
 	}
 }
+
+func TestGeneratedTopologiesAreValidAndFillSecondaryENIs(t *testing.T) {
+	top, err := Generate("bench", 20, 50, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Pods) != 1000 || len(top.Nodes[0].ENIs) != 2 || top.Pods[29].ENI != 1 {
+		t.Errorf("%d pods, %d ENIs, pod 29 on eth%d", len(top.Pods), len(top.Nodes[0].ENIs), top.Pods[29].ENI)
+	}
+	if _, err := Generate("bench", 2, 300, 1); err == nil {
+		t.Error("300 pods per node fit no m5.4xlarge, but Generate accepted them")
+	}
+}

@@ -1,0 +1,119 @@
+package kubeproxy
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+)
+
+// Proxier carries kube-proxy's state between syncs so it can do partial
+// syncs (KEP-3453, MinimizeIPTablesRestore): every sync rewrites the filter
+// chains and the nat top-level chains, but a Service's KUBE-SVC/SVL/EXT/FW/
+// SEP chains only when they changed since the last successful sync. Chains
+// that are no longer used are flushed and deleted (-X).
+//
+// Use: r, err := p.Sync(services); apply r.Payload with
+// `iptables-restore --noflush`; then p.Applied(r, restoreErr). A failed
+// restore makes the next Sync a full one, as in kube-proxy. A Proxier is not
+// safe for concurrent use.
+type Proxier struct {
+	s *settings
+	// needFullSync is true at start, after a failed restore and after
+	// ForceFullSync (kube-proxy's canary monitor firing).
+	needFullSync bool
+	// applied maps namespace/name to its nat chain text in the kernel.
+	applied map[string]string
+	// existing are the nat chains believed to be in the kernel.
+	existing map[Chain]struct{}
+}
+
+// SyncResult is one rendered sync.
+type SyncResult struct {
+	// Payload is the iptables-restore input (`*filter` and `*nat`).
+	Payload []byte
+	// Full is true for a full sync, which rewrites every chain.
+	Full bool
+	// DeletedChains are the stale chains Payload deletes with -X.
+	DeletedChains []Chain
+	// NATRules is the number of nat rules in Payload (kube-proxy's
+	// sync_proxy_rules_iptables_last{table="nat"} metric).
+	NATRules int
+
+	out syncOutput
+}
+
+// NewProxier validates cfg and returns a Proxier whose first Sync is full.
+func NewProxier(cfg Config) (*Proxier, error) {
+	s, err := resolve(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Proxier{s: s, needFullSync: true, applied: map[string]string{}, existing: map[Chain]struct{}{}}, nil
+}
+
+// Sync renders the rules for services against the last applied state. It
+// changes no state; Applied does. The error reports invalid input only.
+func (p *Proxier) Sync(services []ServicePort) (*SyncResult, error) {
+	svcs, total, err := prepare(p.s, services)
+	if err != nil {
+		return nil, err
+	}
+	full := p.needFullSync
+	out := newRenderer(p.s, len(svcs), total).run(svcs, syncInput{full: full, prev: p.applied, existing: p.existing, keepState: true})
+	return &SyncResult{Payload: out.payload, Full: full, DeletedChains: out.deleted, NATRules: out.natRules, out: out}, nil
+}
+
+// Applied records the outcome of restoring r.Payload. With err == nil the
+// kernel now holds r; otherwise nothing is assumed to have changed and the
+// next Sync is full. Results must be applied in the order Sync returned them.
+func (p *Proxier) Applied(r *SyncResult, err error) {
+	if err != nil {
+		p.needFullSync = true
+		return
+	}
+	p.needFullSync = false
+	p.applied = r.out.content
+	for _, c := range r.out.written {
+		p.existing[c] = struct{}{}
+	}
+	for _, c := range r.out.deleted {
+		delete(p.existing, c)
+	}
+}
+
+// ForceFullSync makes the next Sync full, as kube-proxy does when its
+// KUBE-PROXY-CANARY chain disappears (someone flushed iptables).
+func (p *Proxier) ForceFullSync() { p.needFullSync = true }
+
+// SetExistingChains replaces the set of nat chains the Proxier believes
+// exist, e.g. with ChainsFromSave of `iptables-save -t nat` after a
+// restart, so a later sync deletes leftovers. kube-proxy runs
+// iptables-save on every sync for this; the lab tracks it instead.
+func (p *Proxier) SetExistingChains(chains []Chain) {
+	p.existing = make(map[Chain]struct{}, len(chains))
+	for _, c := range chains {
+		p.existing[c] = struct{}{}
+	}
+}
+
+// ChainsFromSave returns the chains declared for table in iptables-save
+// (or restore) text, like utiliptables.GetChainsFromTable.
+func ChainsFromSave(save []byte, table Table) []Chain {
+	var chains []Chain
+	in := false
+	sc := bufio.NewScanner(bytes.NewReader(save))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(line, "*"):
+			in = line[1:] == string(table)
+		case line == "COMMIT":
+			in = false
+		case in && strings.HasPrefix(line, ":"):
+			name, _, _ := strings.Cut(line[1:], " ")
+			chains = append(chains, Chain(name))
+		}
+	}
+	return chains
+}
