@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/plan"
 	"github.com/labctl/labctl/lab/spec"
@@ -98,7 +100,7 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 	if err := st.write(); err != nil {
 		return nil, err
 	}
-	if err := copyFile(t.File, TopologyCopy(name)); err != nil {
+	if err := saveTopology(t, TopologyCopy(name)); err != nil {
 		return nil, fmt.Errorf("saving the topology with the lab: %w", err)
 	}
 	faultPoint(ctx, "state")
@@ -123,10 +125,14 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 	return st, st.write()
 }
 
-func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
+// saveTopology keeps the user's file as written (comments and all), or the
+// topology itself when it was generated in memory.
+func saveTopology(t *spec.Topology, to string) error {
+	b, err := os.ReadFile(t.File)
 	if err != nil {
-		return err
+		if b, err = yaml.Marshal(t); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(to, b, 0o644)
 }

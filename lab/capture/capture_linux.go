@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -38,7 +39,10 @@ func Open(n *ns.NS, pt walk.Point) (*Socket, error) {
 		if err != nil {
 			return err
 		}
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		// Protocol 0: the socket hooks nothing until bind. Created with
+		// ETH_P_ALL it would hook every device first, and re-binding would
+		// wait out an RCU grace period (about 15 ms) per socket.
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
@@ -155,9 +159,16 @@ func (s *Set) Drain() ([]Frame, error) {
 	return all, nil
 }
 
-// Close closes every socket.
+// Close closes every socket. Each close of a hooked packet socket waits
+// for an RCU grace period, so they close in parallel: one wait, not one each.
 func (s *Set) Close() {
+	var wg sync.WaitGroup
 	for _, sock := range s.Sockets {
-		sock.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sock.Close()
+		}()
 	}
+	wg.Wait()
 }

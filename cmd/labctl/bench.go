@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labctl/labctl/lab"
+)
+
+func newBench() *cobra.Command {
+	var nodes, pods, azs, runs int
+	var apps, sweep bool
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Time up and down of a generated lab against a plain iproute2 (ip -batch) baseline",
+		Example: `  sudo labctl bench --nodes 20 --pods-per-node 50
+  sudo labctl bench --sweep     # 250, 500 and 1000 pods: does time grow linearly?`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needRoot(); err != nil {
+				return err
+			}
+			sizes := [][2]int{{nodes, pods}}
+			if sweep {
+				sizes = [][2]int{{5, 50}, {10, 50}, {20, 50}}
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintln(tw, "nodes\tpods\tnamespaces\tveths\tup\tdown\tip -batch up\tip -batch down\tup/baseline\tper pod\t")
+			for _, sz := range sizes {
+				for i := 0; i < runs; i++ {
+					r, err := lab.Bench(cmd.Context(), sz[0], sz[1], azs, apps)
+					if err != nil {
+						return err
+					}
+					ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d.Microseconds())/1000) }
+					perPod := "-"
+					if r.Pods > 0 {
+						perPod = fmt.Sprintf("%.0f µs", float64(r.Up.Microseconds())/float64(r.Pods))
+					}
+					fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.2fx\t%s\t\n", r.Nodes, r.Pods, r.Namespaces, r.Veths,
+						ms(r.Up), ms(r.Down), ms(r.BaselineUp), ms(r.BaselineDown),
+						float64(r.Up)/float64(r.BaselineUp), perPod)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().IntVar(&nodes, "nodes", 20, "nodes")
+	c.Flags().IntVar(&pods, "pods-per-node", 50, "pods on each node")
+	c.Flags().IntVar(&azs, "azs", 3, "availability zones (one subnet each)")
+	c.Flags().IntVar(&runs, "runs", 1, "runs of each size")
+	c.Flags().BoolVar(&apps, "apps", false, "also start the pods' app servers, as up does by default")
+	c.Flags().BoolVar(&sweep, "sweep", false, "run 250, 500 and 1000 pods")
+	return c
+}

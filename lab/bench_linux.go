@@ -1,0 +1,90 @@
+//go:build linux
+
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/labctl/labctl/lab/plan"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+// BenchResult is one benchmark run: labctl's up and down against a plain
+// iproute2 baseline that creates the same namespaces and veths.
+type BenchResult struct {
+	Nodes, Pods, Namespaces, Veths int
+	Up, Down                       time.Duration
+	BaselineUp, BaselineDown       time.Duration
+}
+
+// Bench generates a topology of nodes x podsPerNode, times Up and Down, then
+// times `ip -batch` creating and deleting the same namespaces and veths.
+// Both run under lab names with state, so a crash leaves nothing down can't remove.
+func Bench(ctx context.Context, nodes, podsPerNode, azs int, apps bool) (*BenchResult, error) {
+	t, err := spec.Generate("bench", nodes, podsPerNode, azs)
+	if err != nil {
+		return nil, err
+	}
+	p := plan.Build(t, "bench")
+	r := &BenchResult{Nodes: nodes, Pods: len(t.Pods), Namespaces: len(p.Namespaces), Veths: len(p.Veths)}
+	start := time.Now()
+	if _, err := Up(ctx, t, UpOptions{NoApps: !apps}); err != nil {
+		return nil, err
+	}
+	r.Up = time.Since(start)
+	start = time.Now()
+	if _, err := Down("bench"); err != nil {
+		return nil, err
+	}
+	r.Down = time.Since(start)
+
+	r.BaselineUp, r.BaselineDown, err = baseline(ctx, plan.Build(t, "bench-baseline"))
+	return r, err
+}
+
+// baseline is the same namespaces and veths through iproute2's batch mode:
+// one ip process, no per-namespace forks.
+func baseline(ctx context.Context, p *plan.Plan) (time.Duration, time.Duration, error) {
+	if err := Preflight(p.Lab); err != nil {
+		return 0, 0, err
+	}
+	st := &State{Lab: p.Lab, Topology: "(iproute2 baseline)", Created: time.Now().UTC(), Namespaces: p.NSNames()}
+	if err := os.MkdirAll(Dir(p.Lab), 0o755); err != nil {
+		return 0, 0, err
+	}
+	if err := st.write(); err != nil {
+		return 0, 0, err
+	}
+	defer Down(p.Lab) //nolint:errcheck // a second pass after the timed one; nothing should be left
+	var add, del bytes.Buffer
+	for _, n := range p.Namespaces {
+		fmt.Fprintf(&add, "netns add %s\n", n.Name)
+		fmt.Fprintf(&del, "netns del %s\n", n.Name)
+	}
+	for _, v := range p.Veths {
+		fmt.Fprintf(&add, "link add %s netns %s address %s mtu %d type veth peer name %s netns %s address %s\n",
+			v.A.Name, v.A.NS, v.A.MAC, v.A.MTU, v.B.Name, v.B.NS, v.B.MAC)
+	}
+	timed := func(batch *bytes.Buffer) (time.Duration, error) {
+		start := time.Now()
+		cmd := exec.CommandContext(ctx, "ip", "-batch", "-")
+		cmd.Stdin = batch
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return 0, fmt.Errorf("ip -batch: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return time.Since(start), nil
+	}
+	up, err := timed(&add)
+	if err != nil {
+		return 0, 0, err
+	}
+	down, err := timed(&del)
+	return up, down, err
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): sets the machine up, then runs
+# vet, the unit tests (pure packages run anywhere; kernel tests need root)
+# and every Ginkgo e2e suite on real labs. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="/usr/local/go/bin:$PATH:$(go env GOPATH)/bin"
+export GOTOOLCHAIN=auto
+
+echo "== go vet"
+go vet ./...
+echo "== unit tests"
+go test -count=1 ./lab/... ./cmd/...
+echo "== e2e suites (ginkgo)"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+ginkgo -r --keep-going --no-color ./e2e 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# Nothing of a lab may outlive the tests.
+left=$(ip netns list | awk '{print $1}' | grep '^lc\.e2e-' || true)
+if [ -n "$left" ]; then
+  echo "test.sh: the e2e suites left namespaces behind: $left" >&2
+  rc=1
+fi
+# One plain closing line: "e2e: N passed, N failed, N skipped".
+sed -nE 's/.*-- ([0-9]+) Passed \| ([0-9]+) Failed \| ([0-9]+) Pending \| ([0-9]+) Skipped.*/e2e: \1 passed, \2 failed, \4 skipped/p' "$log" | tail -1
+exit $rc
