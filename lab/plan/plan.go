@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/labctl/labctl/lab/cluster"
+	"github.com/labctl/labctl/lab/kubeproxy"
 	"github.com/labctl/labctl/lab/spec"
 )
 
@@ -129,8 +131,9 @@ type Neigh struct {
 func Build(t *spec.Topology, lab string) *Plan {
 	p := &Plan{Lab: lab}
 	p.router(t)
+	sps := cluster.Endpoints(t)
 	for i := range t.Nodes {
-		p.node(t, &t.Nodes[i])
+		p.node(t, &t.Nodes[i], sps)
 	}
 	for i := range t.Pods {
 		p.pod(t, &t.Pods[i])
@@ -212,7 +215,7 @@ func (p *Plan) attach(t *spec.Topology, ns *Namespace, instance string, eni int,
 
 // node renders a worker: ENIs as the OS and ipamd configure them, and the
 // VPC CNI's node-wide rules, sysctls and iptables.
-func (p *Plan) node(t *spec.Topology, n *spec.Node) {
+func (p *Plan) node(t *spec.Topology, n *spec.Node, sps []cluster.ServicePort) {
 	ns := p.add(n.Name, RoleNode)
 	ns.Sysctls = []Sysctl{
 		// The EKS AMI turns forwarding on (99-kubernetes-cri.conf).
@@ -254,7 +257,21 @@ func (p *Plan) node(t *spec.Topology, n *spec.Node) {
 	// SetupHostNetwork: NodePort and SNAT replies marked 0x80 use main.
 	ns.Rules = append(ns.Rules, Rule{Priority: 1024, Mark: 0x80, Mask: 0x80, Table: 254})
 	primary := n.ENI(0)
-	ns.Iptables = VPCCNIRules(t.VPC.CIDR, primary.IP, spec.ENIName(0))
+	ns.Iptables = mergeRestore(KubeProxyRules(t, n.Name, sps), VPCCNIRules(t.VPC.CIDR, primary.IP, spec.ENIName(0)))
+}
+
+// KubeProxyRules is kube-proxy's first full sync on a node, with the jumps
+// from the built-in chains it ensures on start.
+func KubeProxyRules(t *spec.Topology, node string, sps []cluster.ServicePort) string {
+	payload, err := kubeproxy.Render(cluster.ProxyConfig(t, node), cluster.ProxyServices(sps, node))
+	if err != nil {
+		panic(fmt.Sprintf("plan: kube-proxy render on %s: %v", node, err)) // validation guarantees valid input
+	}
+	initial, err := kubeproxy.InitialRestore(payload)
+	if err != nil {
+		panic(fmt.Sprintf("plan: kube-proxy jumps on %s: %v", node, err))
+	}
+	return string(initial)
 }
 
 // pod renders a pod's namespace and the host side the VPC CNI adds for it.

@@ -36,6 +36,9 @@ func Parse(file, defaultName string, data []byte) (*Topology, error) {
 		t.Name = defaultName
 	}
 	t.applyDefaults()
+	if errs := t.expandWorkloads(); len(errs) > 0 {
+		return nil, errs
+	}
 	if errs := t.Validate(); len(errs) > 0 {
 		return nil, errs
 	}
@@ -56,10 +59,26 @@ func decode(file string, data []byte) (*Topology, error) {
 		}
 		return nil, fmt.Errorf("%s%s: %w", file, locateValue(&root, err), cleanYAMLErr(err))
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, fmt.Errorf("%s:%d: a second YAML document is not supported here; "+
-			"put the whole lab in one document", file, extra.Line)
+	t.Manifests.lines = map[string]int{}
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, cleanYAMLErr(err))
+		}
+		if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+			continue // an empty document between two "---"
+		}
+		raw, err := yaml.Marshal(doc.Content[0])
+		if err != nil {
+			return nil, err
+		}
+		if err := t.decodeManifest(raw, doc.Content[0].Line); err != nil {
+			return nil, err
+		}
 	}
 	t.lines = map[string]int{}
 	if len(root.Content) > 0 {
@@ -182,6 +201,11 @@ func (t *Topology) applyDefaults() {
 			}
 		}
 	}
+	m := &t.Manifests
+	if len(m.Services)+len(m.Deployments)+len(m.Pods) > 0 && (t.ClusterDNS == nil || *t.ClusterDNS) {
+		t.addClusterDNS()
+	}
+	t.allocateServiceAddrs()
 	for i := range t.Pods {
 		if t.Pods[i].Namespace == "" {
 			t.Pods[i].Namespace = DefaultNamespace

@@ -19,6 +19,12 @@ type Topology struct {
 	Pods        []Pod  `yaml:"pods"`
 	Hosts       []Host `yaml:"hosts"`
 	Walks       []Walk `yaml:"walks"`
+	// ClusterDNS adds EKS's CoreDNS (kube-dns on .10 of the service CIDR);
+	// it defaults to true when the file holds Kubernetes manifests.
+	ClusterDNS *bool `yaml:"clusterDNS"`
+
+	// Manifests are the Kubernetes documents after the lab document.
+	Manifests Manifests `yaml:"-"`
 
 	// File is where the topology came from, for error messages.
 	File string `yaml:"-"`
@@ -81,6 +87,10 @@ type Pod struct {
 	ENI       int               `yaml:"eni"`
 	IP        netip.Addr        `yaml:"ip"`
 	Labels    map[string]string `yaml:"labels"`
+	// Ports the pod's app listens on besides the defaults (TCP 8080, UDP 9000).
+	Ports []Port `yaml:"ports"`
+	// Manifest names the Pod or Deployment a pod came from, if any.
+	Manifest string `yaml:"-"`
 }
 
 // Host is an instance outside the cluster with one ENI, such as a client

@@ -70,6 +70,11 @@ type validator struct {
 	errs Errors
 }
 
+// addAt reports a problem in a Kubernetes manifest, by its document's line.
+func (v *validator) addAt(line int, object, format string, args ...any) {
+	v.errs = append(v.errs, Error{File: v.t.File, Line: line, Path: object, Msg: fmt.Sprintf(format, args...)})
+}
+
 func (v *validator) add(path, format string, args ...any) {
 	v.errs = append(v.errs, Error{File: v.t.File, Line: v.t.Line(path), Path: path,
 		Msg: fmt.Sprintf(format, args...)})
@@ -104,6 +109,7 @@ func (t *Topology) Validate() Errors {
 	v.pods(claim, own)
 	v.hosts(subnets, claim, own)
 	v.walks(objects)
+	v.services()
 	if len(v.errs) == 0 {
 		return nil
 	}
