@@ -3,15 +3,24 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
-	"strconv"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/miekg/dns"
+
+	"github.com/labctl/labctl/lab/cluster"
+	"github.com/labctl/labctl/lab/kubeproxy"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 )
@@ -29,56 +38,244 @@ type AppAnswer struct {
 	Echo      string              `json:"echo,omitempty"`
 }
 
-// ServeApps is the lab's app server: it opens an HTTP listener on
-// spec.AppTCPPort and a UDP echo on spec.AppUDPPort inside every pod and host
-// namespace (a socket keeps the namespace it was created in, so one process
-// serves them all), then reports ready on the file ready and serves until
-// ctx ends.
+// coreDNS is the Deployment whose pods serve cluster DNS.
+const coreDNS = "Deployment kube-system/coredns"
+
+// listener is one socket the app server holds in a lab namespace.
+type listener struct {
+	Object string
+	Kind   string // http, echo, dns, healthz, hc
+	Proto  string // tcp or udp
+	Port   int
+}
+
+func (l listener) String() string {
+	return fmt.Sprintf("%s %s %s/%d", l.Object, l.Kind, l.Proto, l.Port)
+}
+
+// agent is the lab's app server. One process holds sockets in every pod,
+// host and node namespace (a socket keeps the namespace it was created in).
+type agent struct {
+	lab  string
+	mu   sync.Mutex
+	open map[listener]io.Closer
+	topo *spec.Topology
+}
+
+// ServeApps runs the app server of a lab: it opens every listener, reports
+// ready on the file ready, then serves and takes "reload" commands on its
+// control socket until ctx ends.
 func ServeApps(ctx context.Context, lab string, ready *os.File) error {
-	t, _, err := Load(lab)
+	a := &agent{lab: lab, open: map[listener]io.Closer{}}
+	if err := a.reconcile(); err != nil {
+		return err
+	}
+	_ = os.Remove(agentSocket(lab))
+	ctl, err := net.Listen("unix", agentSocket(lab))
 	if err != nil {
 		return err
 	}
-	type app struct {
-		obj, k8sns, node string
-	}
-	var apps []app
-	for _, p := range t.Pods {
-		apps = append(apps, app{p.Name, p.Namespace, p.Node})
-	}
-	for _, h := range t.Hosts {
-		apps = append(apps, app{obj: h.Name})
-	}
-	for _, a := range apps {
-		n, err := ns.Open(spec.NSName(lab, a.obj))
-		if err != nil {
-			return err
-		}
-		var tl net.Listener
-		var ul net.PacketConn
-		err = n.Do(func() error {
-			var err error
-			if tl, err = net.Listen("tcp4", ":"+strconv.Itoa(spec.AppTCPPort)); err != nil {
-				return err
-			}
-			ul, err = net.ListenPacket("udp4", ":"+strconv.Itoa(spec.AppUDPPort))
-			return err
-		})
-		n.Close()
-		if err != nil {
-			return fmt.Errorf("app in %s: %w", a.obj, err)
-		}
-		base := AppAnswer{Object: a.obj, Namespace: a.k8sns, Node: a.node}
-		srv := &http.Server{Handler: appHandler(base), ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(tl) //nolint:errcheck // ends with the process
-		go serveUDP(ul, base)
-	}
+	go func() {
+		<-ctx.Done()
+		ctl.Close()
+	}()
 	if ready != nil {
 		fmt.Fprintln(ready, "ready")
 		ready.Close()
 	}
-	<-ctx.Done()
+	for {
+		c, err := ctl.Accept()
+		if err != nil {
+			return nil
+		}
+		go a.command(c)
+	}
+}
+
+func (a *agent) command(c net.Conn) {
+	defer c.Close()
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	switch strings.TrimSpace(line) {
+	case "reload":
+		if err := a.reconcile(); err != nil {
+			fmt.Fprintln(c, "error:", err)
+			return
+		}
+		fmt.Fprintln(c, "ok")
+	default:
+		fmt.Fprintln(c, "error: unknown command")
+	}
+}
+
+// want is every listener the lab's topology calls for.
+func want(t *spec.Topology) []listener {
+	var out []listener
+	for _, p := range t.Pods {
+		if p.Manifest == coreDNS {
+			for _, cp := range p.Ports {
+				out = append(out, listener{p.Name, "dns", strings.ToLower(cp.Protocol), cp.Port})
+			}
+			continue
+		}
+		tcp, udp := map[int]bool{spec.AppTCPPort: true}, map[int]bool{spec.AppUDPPort: true}
+		for _, cp := range p.Ports {
+			if cp.Protocol == "UDP" {
+				udp[cp.Port] = true
+			} else {
+				tcp[cp.Port] = true
+			}
+		}
+		for port := range tcp {
+			out = append(out, listener{p.Name, "http", "tcp", port})
+		}
+		for port := range udp {
+			out = append(out, listener{p.Name, "echo", "udp", port})
+		}
+	}
+	for _, h := range t.Hosts {
+		out = append(out, listener{h.Name, "http", "tcp", spec.AppTCPPort}, listener{h.Name, "echo", "udp", spec.AppUDPPort})
+	}
+	sps := cluster.Endpoints(t)
+	for _, n := range t.Nodes {
+		out = append(out, listener{n.Name, "healthz", "tcp", kubeproxy.ProxyHealthzPort})
+		for _, hc := range kubeproxy.HealthCheckServices(cluster.ProxyServices(sps, n.Name)) {
+			out = append(out, listener{n.Name, "hc:" + hc.Namespace + "/" + hc.Name, "tcp", int(hc.NodePort)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// reconcile reloads the lab and opens and closes listeners until the app
+// server serves exactly what the topology (with its churn) calls for.
+func (a *agent) reconcile() error {
+	t, _, err := Load(a.lab)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.topo = t
+	wanted := map[listener]bool{}
+	for _, l := range want(t) {
+		wanted[l] = true
+	}
+	for l, c := range a.open {
+		if !wanted[l] {
+			c.Close()
+			delete(a.open, l)
+		}
+	}
+	handles := map[string]*ns.NS{}
+	defer func() {
+		for _, h := range handles {
+			h.Close()
+		}
+	}()
+	for _, l := range want(t) {
+		if a.open[l] != nil {
+			continue
+		}
+		h := handles[l.Object]
+		if h == nil {
+			if h, err = ns.Open(spec.NSName(a.lab, l.Object)); err != nil {
+				return err
+			}
+			handles[l.Object] = h
+		}
+		c, err := a.listen(h, t, l)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l, err)
+		}
+		a.open[l] = c
+	}
 	return nil
+}
+
+func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error) {
+	var tl net.Listener
+	var ul net.PacketConn
+	err := h.Do(func() error {
+		var err error
+		if l.Proto == "udp" {
+			ul, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", l.Port))
+		} else {
+			tl, err = net.Listen("tcp4", fmt.Sprintf(":%d", l.Port))
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	base := AppAnswer{Object: l.Object}
+	if p := t.Pod(l.Object); p != nil {
+		base.Namespace, base.Node = p.Namespace, p.Node
+	}
+	switch {
+	case l.Kind == "echo":
+		go serveUDP(ul, base)
+		return ul, nil
+	case l.Kind == "dns" && l.Proto == "udp":
+		srv := &dns.Server{PacketConn: ul, Handler: a.dnsHandler()}
+		go srv.ActivateAndServe() //nolint:errcheck // ends when the socket closes
+		return ul, nil
+	case l.Kind == "dns":
+		srv := &dns.Server{Listener: tl, Handler: a.dnsHandler()}
+		go srv.ActivateAndServe() //nolint:errcheck
+		return tl, nil
+	case l.Kind == "healthz":
+		ph := kubeproxy.NewProxyHealth(kubeproxy.DefaultHealthTimeout, nil)
+		ph.Updated()
+		go serveHTTP(tl, ph.Handler())
+		return tl, nil
+	case strings.HasPrefix(l.Kind, "hc:"):
+		nsName, name, _ := strings.Cut(strings.TrimPrefix(l.Kind, "hc:"), "/")
+		node := l.Object
+		go serveHTTP(tl, &kubeproxy.ServiceHealthHandler{Namespace: nsName, Name: name,
+			LocalEndpoints: func() int { return a.localEndpoints(node, nsName+"/"+name) }})
+		return tl, nil
+	}
+	go serveHTTP(tl, appHandler(base))
+	return tl, nil
+}
+
+// localEndpoints is kube-proxy's count of a Service's ready pods on a node,
+// from the topology as last reloaded.
+func (a *agent) localEndpoints(node, svc string) int {
+	a.mu.Lock()
+	t := a.topo
+	a.mu.Unlock()
+	return kubeproxy.LocalReadyEndpoints(cluster.ProxyServices(cluster.Endpoints(t), node))[svc]
+}
+
+// dnsHandler answers A queries for Services as CoreDNS's kubernetes plugin
+// does, and NXDOMAIN for the rest of cluster.local.
+func (a *agent) dnsHandler() dns.Handler {
+	return dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		a.mu.Lock()
+		recs := cluster.DNSRecords(a.topo)
+		a.mu.Unlock()
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative = true
+		for _, q := range r.Question {
+			ip, ok := recs[strings.ToLower(q.Name)]
+			if !ok {
+				m.Rcode = dns.RcodeNameError
+				continue
+			}
+			if q.Qtype == dns.TypeA {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA,
+					Class: dns.ClassINET, Ttl: 5}, A: ip.AsSlice()})
+			}
+		}
+		_ = w.WriteMsg(m)
+	})
+}
+
+func serveHTTP(l net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	_ = srv.Serve(l)
 }
 
 func appHandler(base AppAnswer) http.Handler {

@@ -254,13 +254,21 @@ func Down(lab string) (*Removed, error) {
 // one of its namespaces (tcpdump or a shell started with labctl exec): a
 // process would otherwise keep its namespace, and its links, alive.
 func killLabProcesses(lab string, names []string) []int {
+	return killProcesses(names, strings.Join(AgentArgs(lab), "\x00"))
+}
+
+// killInNamespaces ends every process living in the named namespaces.
+func killInNamespaces(names []string) []int { return killProcesses(names, "") }
+
+// killProcesses ends processes in the namespaces and, if agentArgs is set,
+// the process whose arguments after argv[0] are agentArgs.
+func killProcesses(names []string, agentArgs string) []int {
 	inodes := map[string]bool{}
 	for _, n := range names {
 		if ino, err := ns.Inode(n); err == nil {
 			inodes[fmt.Sprintf("net:[%d]", ino)] = true
 		}
 	}
-	want := strings.Join(AgentArgs(lab), "\x00")
 	var victims []int
 	procs, _ := os.ReadDir("/proc")
 	for _, e := range procs {
@@ -271,7 +279,7 @@ func killLabProcesses(lab string, names []string) []int {
 		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
 		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		args := strings.SplitN(string(cmdline), "\x00", 2)
-		isAgent := len(args) == 2 && strings.TrimRight(args[1], "\x00") == want
+		isAgent := agentArgs != "" && len(args) == 2 && strings.TrimRight(args[1], "\x00") == agentArgs
 		if inodes[link] || isAgent {
 			victims = append(victims, pid)
 		}
@@ -329,5 +337,6 @@ func Load(lab string) (*spec.Topology, *State, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	t.ApplyChurn(st.Churn)
 	return t, st, nil
 }

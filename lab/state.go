@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/labctl/labctl/lab/spec"
 )
 
 // StateRoot holds one directory per lab. It is on tmpfs, like /run/netns, so
@@ -29,6 +31,8 @@ type State struct {
 	Complete bool `json:"complete"`
 	// AgentPID is the app server process of the lab, once started.
 	AgentPID int `json:"agentPID,omitempty"`
+	// Churn is every pod deleted and started since up.
+	Churn spec.Churn `json:"churn"`
 }
 
 // Dir is the lab's state directory.

@@ -16,13 +16,16 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
 	"github.com/labctl/labctl/lab/capture"
+	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
@@ -41,6 +44,10 @@ type Run struct {
 	TrafficErr error
 	// App is what the server app answered, when it answered.
 	App *AppAnswer
+	// Spread and Churn are set by those walk kinds instead of Report.
+	Spread *Spread
+	Churn  *Churn
+	notes  []string
 }
 
 // Session holds a lab's open namespaces for a series of walk runs.
@@ -82,15 +89,33 @@ func (s *Session) Close() {
 	}
 }
 
-// Walk runs one flow walk: captures at every point, real traffic from the
+// Walk runs one walk: captures at every point, real traffic from the
 // walk's source, and a check of every hop. The pcapng goes to outDir.
 func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
+	if w.Kind == spec.WalkSpread {
+		return s.spread(w)
+	}
+	if w.Kind == spec.WalkChurn {
+		return s.churn(w)
+	}
 	port := randomPort()
-	e, err := walk.Derive(s.Topo, w, port)
+	svc := walk.ServiceOf(s.Topo, w)
+	var pts []walk.Point
+	var dst netip.AddrPort
+	from, err := walk.Derive(s.Topo, spec.Walk{From: w.From, To: w.From, Protocol: w.Protocol}, port, "")
 	if err != nil {
 		return nil, err
 	}
-	caps, err := capture.OpenAll(s.NS, e.Points)
+	if svc != nil {
+		pts, dst = walk.CandidatePoints(s.Topo, w, svc), svc.Dest(s.Topo, w)
+	} else {
+		e, err := walk.Derive(s.Topo, w, port, "")
+		if err != nil {
+			return nil, err
+		}
+		pts, dst = e.Points, netip.AddrPortFrom(e.To.IP, uint16(w.Port))
+	}
+	caps, err := capture.OpenAll(s.NS, pts)
 	if err != nil {
 		return nil, err
 	}
@@ -103,13 +128,27 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch w.Protocol {
-	case "icmp":
-		run.TrafficErr = ping(src, e.To.IP, port, token)
-	case "tcp":
-		run.App, run.TrafficErr = httpGet(src, e.From.IP, port, netip.AddrPortFrom(e.To.IP, uint16(w.Port)), token)
-	case "udp":
-		run.App, run.TrafficErr = udpEcho(src, port, netip.AddrPortFrom(e.To.IP, uint16(w.Port)), token)
+	timeout := trafficTimeout
+	if w.Expect == "drop" {
+		timeout = dropTimeout
+	}
+	var answer string
+	switch {
+	case w.Kind == spec.WalkDNS:
+		cl.DNS = true
+		var tries int
+		cl.DNSID, tries, answer, run.TrafficErr = resolve(src, port, dst, w.Query, cluster.SearchPath(s.podNamespace(w.From)))
+		if tries > 1 {
+			port += uint16(tries - 1) // each name of the search path was asked from a new source port
+			run.notes = append(run.notes, fmt.Sprintf("the resolver asked %d names (ndots:5 tries the search path first); "+
+				"the hops below are the answered query's", tries))
+		}
+	case w.Protocol == "icmp":
+		run.TrafficErr = ping(src, dst.Addr(), port, token)
+	case w.Protocol == "tcp":
+		run.App, run.TrafficErr = httpGet(src, from.From.IP, port, dst, token, timeout)
+	case w.Protocol == "udp":
+		run.App, run.TrafficErr = udpEcho(src, port, dst, token, timeout)
 	}
 	frames, err := caps.Drain()
 	if err != nil {
@@ -121,17 +160,194 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		pkts[i].Point, pkts[i].Dir, pkts[i].Time, pkts[i].Frame = f.Point, f.Dir, f.Time, i+1
 	}
 	if w.Protocol == "tcp" {
-		cl.FindISN(e, pkts)
+		cl.FindISN(from, pkts)
+	}
+	picked := ""
+	if svc != nil {
+		eps := svc.Endpoints(s.Topo)
+		if len(eps) == 0 {
+			return nil, fmt.Errorf("walk %s: Service %s/%s has no endpoints (traffic: %v)", w.Name, svc.Namespace, svc.Name, run.TrafficErr)
+		}
+		if picked = cl.Endpoint(pkts, eps); picked == "" {
+			picked = eps[sortedAddrs(eps)[0]] // nothing got past the DNAT: report against the first
+		}
+	}
+	e, err := walk.Derive(s.Topo, w, port, picked)
+	if err != nil {
+		return nil, err
 	}
 	run.Report = walk.Check(e, cl, pkts)
-	if run.TrafficErr != nil {
+	run.Report.Notes = append(run.Report.Notes, run.notes...)
+	switch {
+	case w.Expect == "drop" && run.TrafficErr == nil:
+		run.Report.Notes = append(run.Report.Notes, "traffic: answered, but this walk expects the flow to be dropped")
+		run.Report.Failed = true
+	case w.Expect == "drop":
+		run.Report.Notes = append(run.Report.Notes, "traffic: no answer, as expected ("+run.TrafficErr.Error()+")")
+	case run.TrafficErr != nil:
 		run.Report.Notes = append(run.Report.Notes, "traffic: "+run.TrafficErr.Error())
+		run.Report.Failed = true
+	}
+	if picked != "" {
+		run.Report.Notes = append(run.Report.Notes, "the kernel picked endpoint "+picked)
 	}
 	if run.App != nil {
 		run.Report.Notes = append(run.Report.Notes, fmt.Sprintf("%s's app saw the client as %s", run.App.Object, run.App.Remote))
 	}
+	if w.Kind == spec.WalkDNS && run.TrafficErr == nil {
+		want := svcAddr(s.Topo, w.Query, s.podNamespace(w.From))
+		run.Report.Notes = append(run.Report.Notes, fmt.Sprintf("%s resolved to %s (the Service's ClusterIP is %s)", w.Query, answer, want))
+		if answer != want {
+			run.Report.Failed = true
+		}
+	}
 	run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts)
 	return run, err
+}
+
+// dropTimeout bounds a flow that a walk expects to be dropped.
+const dropTimeout = time.Second
+
+func sortedAddrs(m map[netip.Addr]string) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
+}
+
+func (s *Session) podNamespace(object string) string {
+	if p := s.Topo.Pod(object); p != nil {
+		return p.Namespace
+	}
+	return spec.DefaultNamespace
+}
+
+// svcAddr is the ClusterIP a name resolves to under a pod's search path.
+func svcAddr(t *spec.Topology, name, namespace string) string {
+	recs := cluster.DNSRecords(t)
+	for _, cand := range searchNames(name, cluster.SearchPath(namespace)) {
+		if ip, ok := recs[cand]; ok {
+			return ip.String()
+		}
+	}
+	return ""
+}
+
+// searchNames is the order a resolver with ndots:5 tries a name in.
+func searchNames(name string, search []string) []string {
+	if strings.HasSuffix(name, ".") {
+		return []string{name}
+	}
+	var out []string
+	if strings.Count(name, ".") >= 5 {
+		out = append(out, name+".")
+	}
+	for _, s := range search {
+		out = append(out, name+"."+s+".")
+	}
+	if strings.Count(name, ".") < 5 {
+		out = append(out, name+".")
+	}
+	return out
+}
+
+// resolve asks the cluster DNS from inside the pod, trying the search path
+// as the pod's resolver would; it returns the ID of the query that was
+// answered, how many names it asked, and the address.
+func resolve(n *ns.NS, port uint16, server netip.AddrPort, name string, search []string) (uint16, int, string, error) {
+	for i, q := range searchNames(name, search) {
+		c, err := dialFrom(n, "udp4", netip.Addr{}, port+uint16(i), server)
+		if err != nil {
+			return 0, i + 1, "", err
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(q, dns.TypeA)
+		co := &dns.Conn{Conn: c}
+		_ = c.SetDeadline(time.Now().Add(trafficTimeout))
+		err = co.WriteMsg(m)
+		var r *dns.Msg
+		if err == nil {
+			r, err = co.ReadMsg()
+		}
+		c.Close()
+		if err != nil {
+			return m.Id, i + 1, "", fmt.Errorf("asking %s for %s: %w", server, q, err)
+		}
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*dns.A); ok {
+				return m.Id, i + 1, a.A.String(), nil
+			}
+		}
+	}
+	return 0, 0, "", fmt.Errorf("%s: no name in the search path resolved", name)
+}
+
+// spread opens many connections to a Service and counts which endpoint
+// answered each (walk B1's "every endpoint is reached").
+func (s *Session) spread(w spec.Walk) (*Run, error) {
+	svc := walk.ServiceOf(s.Topo, w)
+	src, err := s.NS(w.From)
+	if err != nil {
+		return nil, err
+	}
+	from := s.Topo.Pod(w.From)
+	counts, failures := map[string]int{}, 0
+	var lastErr error
+	for i := 0; i < w.Connections; i++ {
+		a, err := httpGet(src, from.IP, randomPort(), svc.Dest(s.Topo, w), newToken(), trafficTimeout)
+		if err != nil {
+			failures, lastErr = failures+1, err
+			continue
+		}
+		counts[a.Object]++
+	}
+	run := &Run{Spread: &Spread{Counts: counts, Failures: failures, Connections: w.Connections, LastErr: lastErr}}
+	for _, pod := range svc.Endpoints(s.Topo) {
+		p := s.Topo.Pod(pod)
+		run.Spread.Endpoints = append(run.Spread.Endpoints, SpreadEndpoint{Pod: pod, Node: p.Node, Local: p.Node == from.Node})
+	}
+	sort.Slice(run.Spread.Endpoints, func(i, j int) bool { return run.Spread.Endpoints[i].Pod < run.Spread.Endpoints[j].Pod })
+	return run, nil
+}
+
+// Spread is the outcome of a spread walk.
+type Spread struct {
+	Connections, Failures int
+	Counts                map[string]int
+	Endpoints             []SpreadEndpoint
+	LastErr               error
+}
+
+// SpreadEndpoint is one endpoint of a spread walk.
+type SpreadEndpoint struct {
+	Pod, Node string
+	Local     bool // on the client's node
+}
+
+// Passed: no connection failed and every endpoint answered at least once.
+func (s *Spread) Passed() bool {
+	if s.Failures > 0 || len(s.Endpoints) == 0 {
+		return false
+	}
+	for _, e := range s.Endpoints {
+		if s.Counts[e.Pod] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Passed reports whether the run proved its walk.
+func (r *Run) Passed() bool {
+	switch {
+	case r.Spread != nil:
+		return r.Spread.Passed()
+	case r.Churn != nil:
+		return r.Churn.Passed()
+	}
+	return r.Report.Passed()
 }
 
 func randomPort() uint16 {
@@ -183,10 +399,13 @@ func ping(n *ns.NS, dst netip.Addr, id uint16, token string) error {
 
 // dialFrom opens a socket in the namespace, bound to the chosen source port
 // so the walk can find its SYN.
-func dialFrom(n *ns.NS, network string, src netip.Addr, port uint16, dst netip.AddrPort) (net.Conn, error) {
+func dialFrom(n *ns.NS, network string, src netip.Addr, port uint16, dst netip.AddrPort, timeout ...time.Duration) (net.Conn, error) {
 	var c net.Conn
 	err := n.Do(func() error {
 		d := net.Dialer{Timeout: trafficTimeout}
+		if len(timeout) > 0 {
+			d.Timeout = timeout[0]
+		}
 		if network == "tcp4" {
 			d.LocalAddr = &net.TCPAddr{IP: src.AsSlice(), Port: int(port)}
 		} else {
@@ -201,13 +420,13 @@ func dialFrom(n *ns.NS, network string, src netip.Addr, port uint16, dst netip.A
 
 // httpGet makes one HTTP request over a fresh connection and decodes the
 // app's answer.
-func httpGet(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token string) (*AppAnswer, error) {
-	c, err := dialFrom(n, "tcp4", src, port, dst)
+func httpGet(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token string, timeout time.Duration) (*AppAnswer, error) {
+	c, err := dialFrom(n, "tcp4", src, port, dst, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", dst, err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(trafficTimeout))
+	_ = c.SetDeadline(time.Now().Add(timeout))
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nX-Labctl-Walk: %s\r\nConnection: close\r\n\r\n", dst, token)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -221,13 +440,13 @@ func httpGet(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token st
 	return &a, nil
 }
 
-func udpEcho(n *ns.NS, port uint16, dst netip.AddrPort, token string) (*AppAnswer, error) {
-	c, err := dialFrom(n, "udp4", netip.Addr{}, port, dst)
+func udpEcho(n *ns.NS, port uint16, dst netip.AddrPort, token string, timeout time.Duration) (*AppAnswer, error) {
+	c, err := dialFrom(n, "udp4", netip.Addr{}, port, dst, timeout)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(trafficTimeout))
+	_ = c.SetDeadline(time.Now().Add(timeout))
 	if _, err := c.Write([]byte(token)); err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ walk in real captures. Nothing of a lab touches the host's own namespace.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newUp(), newDown(), newList(), newStatus(), newExec(), newWalk(), newValidate(),
-		newBench(), newAgent())
+		newBench(), newPod(), newAgent())
 	return root
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -92,15 +93,64 @@ func runOne(w io.Writer, s *lab.Session, wk spec.Walk, out string, verbose bool)
 	if err != nil {
 		return false, err
 	}
-	printWalk(w, run, verbose)
-	return run.Report.Passed(), nil
+	switch {
+	case run.Spread != nil:
+		printSpread(w, wk, run.Spread)
+	case run.Churn != nil:
+		printChurn(w, wk, run.Churn)
+	default:
+		printWalk(w, run, verbose)
+	}
+	return run.Passed(), nil
+}
+
+func printSpread(w io.Writer, wk spec.Walk, s *lab.Spread) {
+	fmt.Fprintf(w, "walk %s: %s\n  %d connections from %s to %s port %d\n", wk.Name, wk.Title, s.Connections, wk.From,
+		wk.Service, wk.Port)
+	for _, e := range s.Endpoints {
+		where := "remote"
+		if e.Local {
+			where = "local"
+		}
+		fmt.Fprintf(w, "  %-32s on %-8s (%s)  %3d answers\n", e.Pod, e.Node, where, s.Counts[e.Pod])
+	}
+	if s.Failures > 0 {
+		fmt.Fprintf(w, "  %d connections failed, the last with: %v\n", s.Failures, s.LastErr)
+	}
+	if s.Passed() {
+		fmt.Fprintf(w, "PASS %s: every endpoint answered, remote ones too\n\n", wk.Name)
+	} else {
+		fmt.Fprintf(w, "FAIL %s: an endpoint never answered or a connection failed\n\n", wk.Name)
+	}
+}
+
+func printChurn(w io.Writer, wk spec.Walk, c *lab.Churn) {
+	fmt.Fprintf(w, "walk %s: %s\n", wk.Name, wk.Title)
+	if c.Change != nil {
+		fmt.Fprintf(w, "  deleted %s (%s); its Deployment started %s (%s) on %s\n", c.Change.Deleted.Name, c.Change.Deleted.IP,
+			c.Change.Started.Name, c.Change.Started.IP, c.Change.Started.Node)
+		fmt.Fprintf(w, "  endpoints and every node's rules followed in %v\n", c.Change.Synced.Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "  answers before: %v\n  answers after:  %v\n", c.Before, c.After)
+	if c.Failures > 0 {
+		fmt.Fprintf(w, "  %d requests failed, the last with: %v\n", c.Failures, c.LastErr)
+	}
+	if c.Passed() {
+		fmt.Fprintf(w, "PASS %s: the Service kept answering; the new pod serves, the deleted one never again\n\n", wk.Name)
+	} else {
+		fmt.Fprintf(w, "FAIL %s\n\n", wk.Name)
+	}
 }
 
 func printWalk(w io.Writer, run *lab.Run, verbose bool) {
 	r := run.Report
 	e := r.Expectation
-	fmt.Fprintf(w, "walk %s: %s\n  %s %s (%s) -> %s (%s)\n", e.Walk.Name, e.Walk.Title, strings.ToUpper(e.Proto),
+	fmt.Fprintf(w, "walk %s: %s\n  %s %s (%s) -> %s (%s)", e.Walk.Name, e.Walk.Title, strings.ToUpper(e.Proto),
 		e.From.Object, e.From.IP, e.To.Object, e.To.IP)
+	if e.Endpoint != nil {
+		fmt.Fprintf(w, " -> endpoint %s (%s)", e.Endpoint.Object, e.Endpoint.IP)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	fmt.Fprintln(tw, "  #\tLEG\tWHERE\tDIR\tSEEN (src MAC > dst MAC, src > dst)\tFRAME\tVERDICT")
 	row := func(i int, h walk.HopResult) {
@@ -111,6 +161,9 @@ func printWalk(w io.Writer, run *lab.Run, verbose bool) {
 		verdict := h.Verdict
 		if h.Verdict != walk.OK {
 			verdict += ": " + h.Describe()
+		}
+		if h.NAT != "" {
+			fmt.Fprintf(tw, "\t\t\t\t  nat: %s\t\t\n", h.NAT)
 		}
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", i, h.Leg, h.Point, h.Dir, seen, frame, verdict)
 		if verbose {
@@ -127,7 +180,9 @@ func printWalk(w io.Writer, run *lab.Run, verbose bool) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
-	if f := r.FirstFailure(); f != nil {
+	if f := r.FirstFailure(); f == nil && r.Failed {
+		fmt.Fprintf(w, "FAIL %s: every hop matched, but the exchange did not end as the walk expects (see the notes)\n", e.Walk.Name)
+	} else if f != nil {
 		fmt.Fprintf(w, "FAIL %s: first differing hop: %s\n", e.Walk.Name, f.Describe())
 	} else {
 		fmt.Fprintf(w, "PASS %s: %d hops matched; nothing of the flow anywhere else among %d capture points\n",

@@ -302,6 +302,18 @@ func (p *Plan) pod(t *spec.Topology, pd *spec.Pod) {
 	node.Neighs = append(node.Neighs, Neigh{Dev: spec.ENIName(pd.ENI), IP: pd.IP, Proxy: true})
 }
 
+// PodPlan is the part of a plan one pod adds: its namespace, its veth, and
+// the node's share (the /32 route, rules 512 and 1536, the proxy entry),
+// as a namespace entry for the node holding only those. Used when a pod
+// starts in a lab that is already up.
+func PodPlan(t *spec.Topology, lab, pod string) (podNS *Namespace, veth Veth, node *Namespace) {
+	pd := t.Pod(pod)
+	p := &Plan{Lab: lab}
+	p.add(pd.Node, RoleNode)
+	p.pod(t, pd)
+	return p.Namespaces[1], p.Veths[0], p.Namespaces[0]
+}
+
 // host renders an instance outside the cluster with one ENI.
 func (p *Plan) host(t *spec.Topology, h *spec.Host) {
 	ns := p.add(h.Name, RoleHost)

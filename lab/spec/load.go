@@ -216,8 +216,23 @@ func (t *Topology) applyDefaults() {
 		if w.Kind == "" {
 			w.Kind = WalkFlow
 		}
-		if w.Kind == WalkFlow && w.Protocol == "" {
+		switch {
+		case w.Kind == WalkDNS:
+			w.Protocol, w.Port = "udp", 53
+		case w.Kind == WalkSpread || w.Kind == WalkChurn:
+			if w.Protocol == "" {
+				w.Protocol = "tcp"
+			}
+			if w.Connections == 0 {
+				w.Connections = 60
+			}
+		case w.Protocol == "" && w.Service != "":
+			w.Protocol = "tcp"
+		case w.Protocol == "":
 			w.Protocol = "icmp"
+		}
+		if w.Expect == "" {
+			w.Expect = "answer"
 		}
 		if w.Port == 0 {
 			switch w.Protocol {

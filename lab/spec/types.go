@@ -107,19 +107,38 @@ type Host struct {
 type Walk struct {
 	Name  string `yaml:"name"`
 	Title string `yaml:"title"`
-	// Kind is "state" (the A0 check of pod and node plumbing) or "flow"
-	// (send traffic From -> To and check every hop). Defaults to flow.
+	// Kind is "state" (the A0 check of pod and node plumbing), "flow" (send
+	// traffic From -> To and check every hop), "dns" (resolve Query through
+	// the cluster DNS and check the query's hops), "spread" (many connections
+	// to a Service: every endpoint must answer) or "churn" (replace a
+	// Service's pod while its address keeps answering). Defaults to flow.
 	Kind     string `yaml:"kind"`
 	From     string `yaml:"from"`
 	To       string `yaml:"to"`
 	Protocol string `yaml:"protocol"` // icmp, tcp or udp
-	Port     int    `yaml:"port"`
+	// Port is the destination port: the Service port when Service is set.
+	Port int `yaml:"port"`
+	// Service sends to a Service ("name" or "namespace/name") instead of To:
+	// its ClusterIP, or with Via, a node's NodePort.
+	Service string `yaml:"service"`
+	// Via is the node whose primary IP and NodePort the client uses.
+	Via string `yaml:"via"`
+	// Query is the name a dns walk resolves, with the pod's search path.
+	Query string `yaml:"query"`
+	// Connections a spread or churn walk opens (default 60).
+	Connections int `yaml:"connections"`
+	// Expect is "answer" (default) or "drop": the flow must die at the
+	// last hop listed, as at a node without a local endpoint.
+	Expect string `yaml:"expect"`
 }
 
 // Walk kinds.
 const (
-	WalkFlow  = "flow"
-	WalkState = "state"
+	WalkFlow   = "flow"
+	WalkState  = "state"
+	WalkDNS    = "dns"
+	WalkSpread = "spread"
+	WalkChurn  = "churn"
 )
 
 // Defaults the VPC CNI and EKS apply.

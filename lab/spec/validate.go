@@ -2,6 +2,9 @@ package spec
 
 import (
 	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
 	"net/netip"
 	"regexp"
 	"sort"
@@ -402,12 +405,16 @@ func (v *validator) walks(objects map[string]string) {
 		switch w.Kind {
 		case WalkState:
 			continue
-		case WalkFlow:
+		case WalkFlow, WalkDNS, WalkSpread, WalkChurn:
 		default:
-			v.add(p+".kind", "unknown walk kind %q (use %q or %q)", w.Kind, WalkFlow, WalkState)
+			v.add(p+".kind", "unknown walk kind %q (use flow, state, dns, spread or churn)", w.Kind)
 			continue
 		}
-		for _, end := range []struct{ key, name string }{{"from", w.From}, {"to", w.To}} {
+		ends := []struct{ key, name string }{{"from", w.From}}
+		if w.Service == "" && w.Kind == WalkFlow {
+			ends = append(ends, struct{ key, name string }{"to", w.To})
+		}
+		for _, end := range ends {
 			kind, _, _ := strings.Cut(objects[end.name], " ")
 			if kind != "pod" && kind != "host" {
 				v.add(p+"."+end.key, "%q is not a pod or host of this topology", end.name)
@@ -415,6 +422,18 @@ func (v *validator) walks(objects map[string]string) {
 		}
 		if w.From == w.To && w.From != "" {
 			v.add(p+".to", "a walk needs two different ends")
+		}
+		if (w.Kind == WalkSpread || w.Kind == WalkChurn) && w.Service == "" {
+			v.add(p+".service", "a %s walk needs a service", w.Kind)
+		}
+		if w.Kind == WalkDNS && w.Query == "" {
+			v.add(p+".query", "a dns walk needs a query (a Service name)")
+		}
+		if w.Service != "" {
+			v.walkService(p, w)
+		}
+		if w.Expect != "answer" && w.Expect != "drop" {
+			v.add(p+".expect", "expect %q: use answer or drop", w.Expect)
 		}
 		switch w.Protocol {
 		case "icmp", "tcp", "udp":
@@ -424,6 +443,40 @@ func (v *validator) walks(objects map[string]string) {
 		if w.Port < 0 || w.Port > 65535 {
 			v.add(p+".port", "port %d is outside 1..65535", w.Port)
 		}
+	}
+}
+
+// walkService checks a walk's Service, port and node.
+func (v *validator) walkService(p string, w Walk) {
+	ns, name, ok := strings.Cut(w.Service, "/")
+	if !ok {
+		ns, name = DefaultNamespace, w.Service
+	}
+	var port *corev1.ServicePort
+	found := false
+	for _, s := range v.t.Manifests.Services {
+		if s.Namespace != ns || s.Name != name {
+			continue
+		}
+		found = true
+		for i := range s.Spec.Ports {
+			if int(s.Spec.Ports[i].Port) == w.Port {
+				port = &s.Spec.Ports[i]
+			}
+		}
+	}
+	switch {
+	case !found:
+		v.add(p+".service", "no Service %s/%s in this topology", ns, name)
+	case port == nil:
+		v.add(p+".port", "Service %s/%s has no port %d", ns, name, w.Port)
+	case w.Via != "" && port.NodePort == 0:
+		v.add(p+".via", "Service %s/%s port %d has no NodePort", ns, name, w.Port)
+	case strings.ToUpper(w.Protocol) != string(port.Protocol) && w.Kind != WalkDNS:
+		v.add(p+".protocol", "Service %s/%s port %d is %s", ns, name, w.Port, port.Protocol)
+	}
+	if w.Via != "" && v.t.Node(w.Via) == nil {
+		v.add(p+".via", "unknown node %q", w.Via)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/google/gopacket/layers"
@@ -33,10 +34,14 @@ type Report struct {
 	Unexpected []HopResult
 	// Notes are run facts worth showing (the TCP ISN, the app's answer).
 	Notes []string
+	// Failed is set when the exchange itself went wrong although every hop
+	// matched (no answer where one was due, a wrong DNS answer).
+	Failed bool
 }
 
-// Passed reports whether every hop matched and nothing showed up elsewhere.
-func (r *Report) Passed() bool { return r.FirstFailure() == nil }
+// Passed reports whether every hop matched, nothing showed up elsewhere,
+// and the exchange ended as the walk expects.
+func (r *Report) Passed() bool { return r.FirstFailure() == nil && !r.Failed }
 
 // FirstFailure is the first hop that differed, in path order, or nil.
 func (r *Report) FirstFailure() *HopResult {
@@ -60,6 +65,9 @@ type Classifier struct {
 	ISN   uint32 // TCP: the client's SYN sequence number
 	// HaveISN is false until the client's SYN was found.
 	HaveISN bool
+	// DNSID identifies a dns walk's query and answer (DNS is set).
+	DNS   bool
+	DNSID uint16
 }
 
 // Leg returns the leg of a packet, or "" when it is not part of the flow.
@@ -79,6 +87,15 @@ func (c *Classifier) Leg(p *Packet) Leg {
 			return Reply
 		}
 	case "udp":
+		if c.DNS {
+			if len(p.Payload) < 12 || uint16(p.Payload[0])<<8|uint16(p.Payload[1]) != c.DNSID {
+				return ""
+			}
+			if p.Payload[2]&0x80 == 0 {
+				return Request
+			}
+			return Reply
+		}
 		switch {
 		case bytes.HasPrefix(p.Payload, c.Token):
 			return Request
@@ -94,6 +111,19 @@ func (c *Classifier) Leg(p *Packet) Leg {
 			return Request
 		case p.TCP.SYN && p.TCP.ACK && p.TCP.Ack == c.ISN+1:
 			return Reply
+		}
+	}
+	return ""
+}
+
+// Endpoint finds which candidate address the flow's request reached after
+// NAT: the first request packet addressed to one of them.
+func (c *Classifier) Endpoint(pkts []Packet, candidates map[netip.Addr]string) string {
+	for i := range pkts {
+		if c.Leg(&pkts[i]) == Request {
+			if name, ok := candidates[pkts[i].Dst]; ok {
+				return name
+			}
 		}
 	}
 	return ""

@@ -31,6 +31,8 @@ type Hop struct {
 	SrcPort, DstPort uint16
 	// Why is the decision that put the packet here, in the talk's words.
 	Why string
+	// NAT names the translation that happened just before this hop, if any.
+	NAT string
 }
 
 // Expectation is a walk made concrete for one run.
@@ -38,6 +40,8 @@ type Expectation struct {
 	Walk     spec.Walk
 	Proto    string
 	From, To Endpoint
+	// Endpoint is the pod behind a Service that answered, for Service walks.
+	Endpoint *Endpoint
 	// ClientPort is the source port the client binds (TCP and UDP), or the
 	// ICMP echo identifier.
 	ClientPort uint16
@@ -57,33 +61,156 @@ type Endpoint struct {
 	// ENI, or the host itself and 0.
 	Instance string
 	ENI      int
+	// Node is set when the end is a node itself (its primary IP).
+	Node bool
 }
 
 // Derive turns a walk of the topology into the hops of one run. The hops
 // follow from the ends' roles (node, ENI, subnet) and the VPC CNI's routing,
-// not from the address plan, so the same walk holds on any topology.
-func Derive(t *spec.Topology, w spec.Walk, clientPort uint16) (*Expectation, error) {
-	from, err := endpoint(t, w.From)
-	if err != nil {
-		return nil, err
-	}
-	to, err := endpoint(t, w.To)
+// not from the address plan, so the same walk holds on any topology. For a
+// walk to a Service, endpoint names the pod the kernel picked (the run reads
+// it from the capture); it is ignored otherwise.
+func Derive(t *spec.Topology, w spec.Walk, clientPort uint16, endpoint string) (*Expectation, error) {
+	from, err := endpointOf(t, w.From)
 	if err != nil {
 		return nil, err
 	}
 	m := &model{t: t}
-	e := &Expectation{Walk: w, Proto: w.Protocol, From: from, To: to, ClientPort: clientPort}
-	var reqSP, reqDP uint16
+	e := &Expectation{Walk: w, Proto: w.Protocol, From: from, ClientPort: clientPort}
+	var sport, dport uint16
 	if w.Protocol == "tcp" || w.Protocol == "udp" {
-		reqSP, reqDP = clientPort, uint16(w.Port)
+		sport, dport = clientPort, uint16(w.Port)
 	}
-	e.Hops = append(e.Hops, m.path(Request, from, to, reqSP, reqDP)...)
-	e.Hops = append(e.Hops, m.path(Reply, to, from, reqDP, reqSP)...)
-	e.Points = capturePoints(t, from, to)
+	svc := ServiceOf(t, w)
+	if svc == nil {
+		to, err := endpointOf(t, w.To)
+		if err != nil {
+			return nil, err
+		}
+		e.To = to
+		e.Hops = append(m.path(Request, from, to, sport, dport), m.path(Reply, to, from, dport, sport)...)
+		e.Points = capturePoints(t, from, to)
+		return e, nil
+	}
+	ep, err := endpointOf(t, endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("walk %s: the endpoint picked: %w", w.Name, err)
+	}
+	target := uint16(svc.TargetPort(ep.Pod))
+	e.To, e.Endpoint = svc.Frontend(t, w), &ep
+	ends := []Endpoint{from, ep}
+	if w.Via == "" {
+		e.Hops = m.clusterIP(svc, from, ep, sport, target)
+	} else {
+		via := nodeEndpoint(t, w.Via)
+		ends = append(ends, via)
+		e.Hops = m.nodePort(svc, from, via, ep, sport, target, w.Expect == "drop")
+	}
+	e.Points = capturePoints(t, ends...)
 	return e, nil
 }
 
-func endpoint(t *spec.Topology, name string) (Endpoint, error) {
+// nodeEndpoint is a node as the end of a leg: its primary ENI and IP.
+func nodeEndpoint(t *spec.Topology, node string) Endpoint {
+	n := t.Node(node)
+	return Endpoint{Object: node, IP: n.ENI(0).IP, MAC: spec.ENIMAC(node, 0), Instance: node, ENI: 0, Node: true}
+}
+
+// clusterIP is B1: the client's node DNATs VIP:port to the endpoint; the
+// reply is un-DNATed there, so the client sees the VIP as the source.
+func (m *model) clusterIP(svc *Service, from, ep Endpoint, sport, target uint16) []Hop {
+	req := m.path(Request, from, ep, sport, target)
+	rep := m.path(Reply, ep, from, target, sport)
+	node := from.Instance
+	for i := range req {
+		if i < 2 && from.Pod != nil { // pod eth0 out, host veth in: before PREROUTING's DNAT
+			req[i].Dst, req[i].DstPort = svc.IP, svc.Port
+			continue
+		}
+		if i == 2 {
+			req[i].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (KUBE-SERVICES -> %s -> %s)", node, svc.IP, svc.Port,
+				ep.IP, target, svc.SVCChain, svc.SEPChain(ep.IP, target))
+		}
+	}
+	n := len(rep)
+	for i := n - 2; i < n && from.Pod != nil; i++ { // host veth out, pod eth0 in: after conntrack's un-DNAT
+		rep[i].Src, rep[i].SrcPort = svc.IP, svc.Port
+		if i == n-2 {
+			rep[i].NAT = fmt.Sprintf("%s un-DNAT %s:%d -> %s:%d (conntrack)", node, ep.IP, target, svc.IP, svc.Port)
+		}
+	}
+	return append(req, rep...)
+}
+
+// nodePort is B3 and the Local policy: the client reaches via's primary IP
+// on the NodePort; via DNATs, and SNATs to its own IP unless the policy is
+// Local. With drop, via has no local endpoint and the flow ends at via.
+func (m *model) nodePort(svc *Service, from, via, ep Endpoint, sport, target uint16, drop bool) []Hop {
+	hops := m.path(Request, from, via, sport, svc.NodePort)
+	if drop {
+		hops[len(hops)-1].NAT = via.Object + ": KUBE-EXT chain has no local endpoint: DROP (externalTrafficPolicy Local)"
+		return hops
+	}
+	src := via
+	if svc.Local {
+		src = from // DNAT only: the pod sees the client's own address
+	}
+	fwd := m.forward(Request, via, src.IP, ep, 0, target)
+	if len(fwd) > 0 {
+		snat := fmt.Sprintf(", MASQUERADE to %s (KUBE-MARK-MASQ, KUBE-POSTROUTING)", via.IP)
+		if svc.Local {
+			snat = ", no SNAT (externalTrafficPolicy Local)"
+		}
+		fwd[0].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (KUBE-NODEPORTS -> %s)%s", via.Object, via.IP, svc.NodePort,
+			ep.IP, target, svc.ExtChain, snat)
+		if !svc.Local {
+			for i := range fwd {
+				fwd[i].SrcPort = 0 // --random-fully may pick another source port
+			}
+		}
+	}
+	hops = append(hops, fwd...)
+	var back []Hop
+	if ep.Instance == via.Instance {
+		// The pod answers up to via's host veth; via then routes it itself
+		// (connmark 0x80 restored on eni+, rule 1024 -> main).
+		back = m.path(Reply, ep, via, target, 0)[:2]
+	} else {
+		back = m.path(Reply, ep, via, target, 0)
+	}
+	for i := range back {
+		back[i].Dst, back[i].DstPort = src.IP, 0 // the SNATed port is --random-fully's choice
+		if svc.Local {
+			back[i].DstPort = sport
+		}
+	}
+	hops = append(hops, back...)
+	out := m.forward(Reply, via, via.IP, from, svc.NodePort, sport)
+	if len(out) > 0 {
+		out[0].NAT = fmt.Sprintf("%s un-NAT: source %s:%d (conntrack)", via.Object, via.IP, svc.NodePort)
+	}
+	return append(hops, out...)
+}
+
+// forward is a node sending a packet on: to a local pod through its veth,
+// or out of an ENI by the main table (the node's own traffic and connmarked
+// replies). src is the packet's source after any SNAT.
+func (m *model) forward(leg Leg, node Endpoint, src netip.Addr, to Endpoint, sport, dport uint16) []Hop {
+	if to.Pod != nil && to.Instance == node.Instance {
+		var hops []Hop
+		m.deliverToPod(func(obj, iface string, dir Dir, smac, dmac net.HardwareAddr, why string) {
+			hops = append(hops, Hop{Leg: leg, Point: Point{obj, iface}, Dir: dir, SrcMAC: smac, DstMAC: dmac,
+				Src: src, Dst: to.IP, SrcPort: sport, DstPort: dport, Why: why})
+		}, to, fmt.Sprintf("%s: rule 512 to %s lookup main -> dev %s", node.Object, to.IP,
+			spec.HostVethName(to.Pod.Namespace, to.Pod.Name)))
+		return hops
+	}
+	sender := node
+	sender.IP = src
+	return m.path(leg, sender, to, sport, dport)
+}
+
+func endpointOf(t *spec.Topology, name string) (Endpoint, error) {
 	if p := t.Pod(name); p != nil {
 		return Endpoint{Object: p.Name, IP: p.IP, MAC: spec.PodMAC(p.Namespace, p.Name), Pod: p,
 			Instance: p.Node, ENI: p.ENI}, nil
@@ -113,7 +240,7 @@ func (m *model) path(leg Leg, a, b Endpoint, sport, dport uint16) []Hop {
 		hops = append(hops, Hop{Leg: leg, Point: Point{obj, iface}, Dir: dir, SrcMAC: smac, DstMAC: dmac,
 			Src: a.IP, Dst: b.IP, SrcPort: sport, DstPort: dport, Why: why})
 	}
-	if a.Pod != nil {
+	if a.Pod != nil && !a.Node {
 		veth := spec.HostVethName(a.Pod.Namespace, a.Pod.Name)
 		vmac := spec.HostVethMAC(a.Pod.Namespace, a.Pod.Name)
 		hop(a.Object, "eth0", Out, a.MAC, vmac,
@@ -143,6 +270,10 @@ func (m *model) path(leg Leg, a, b Endpoint, sport, dport uint16) []Hop {
 	ethA := spec.ENIName(egress)
 	srcMAC := spec.ENIMAC(a.Instance, egress)
 	ownerMAC := spec.ENIMAC(b.Instance, b.ENI)
+	if a.Node && a.Pod == nil {
+		why = fmt.Sprintf("%s routes it by main: %s", a.Instance, map[bool]string{true: "on-link on eth0",
+			false: "default via " + gw.String() + " dev eth0"}[direct])
+	}
 	ownerPort := spec.RouterPortName(b.Instance, b.ENI)
 	routerMAC := spec.RouterMAC(sub.Name)
 	if direct {
@@ -165,7 +296,7 @@ func (m *model) path(leg Leg, a, b Endpoint, sport, dport uint16) []Hop {
 	}
 	hop(b.Instance, spec.ENIName(b.ENI), In, srcMAC, ownerMAC,
 		fmt.Sprintf("%s %s owns %s", b.Instance, spec.ENIName(b.ENI), b.IP))
-	if b.Pod != nil {
+	if b.Pod != nil && !b.Node {
 		m.deliverToPod(hop, b, fmt.Sprintf("%s: rule 512 to %s lookup main -> dev %s", b.Instance, b.IP,
 			spec.HostVethName(b.Pod.Namespace, b.Pod.Name)))
 	}

@@ -23,7 +23,7 @@ func topo(t *testing.T) *spec.Topology {
 func derive(t *testing.T, name string) *Expectation {
 	t.Helper()
 	top := topo(t)
-	e, err := Derive(top, *top.Walk(name), 40000)
+	e, err := Derive(top, *top.Walk(name), 40000, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,263 @@
+//go:build linux
+
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/labctl/labctl/lab/cluster"
+	"github.com/labctl/labctl/lab/kubeproxy"
+	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/plan"
+	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/walk"
+)
+
+// PodChange is what DeletePod did.
+type PodChange struct {
+	Deleted, Started spec.Pod
+	// Synced is how long the endpoints and every node's rules took to follow.
+	Synced time.Duration
+}
+
+// DeletePod removes a pod as `kubectl delete pod` would: its Deployment
+// starts a replacement with a new IP, the endpoints controller and
+// kube-proxy on every node follow, and the app server serves the new pod.
+func DeletePod(lab, pod string) (*PodChange, error) {
+	t, st, err := Load(lab)
+	if err != nil {
+		return nil, err
+	}
+	gone := t.Pod(pod)
+	if gone == nil {
+		return nil, fmt.Errorf("lab %s has no pod %q", lab, pod)
+	}
+	repl, err := t.Replacement(*gone, st.Churn)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	// Record first: if we die half-way, down still finds every namespace by
+	// its prefix, and a reload of the lab sees the intended pods.
+	st.Churn.Deleted = append(st.Churn.Deleted, gone.Name)
+	st.Churn.Added = append(st.Churn.Added, repl)
+	if err := st.write(); err != nil {
+		return nil, err
+	}
+	t.ApplyChurn(spec.Churn{Deleted: []string{gone.Name}, Added: []spec.Pod{repl}})
+	if err := startPod(t, lab, repl.Name); err != nil {
+		return nil, err
+	}
+	if err := SyncKubeProxy(t, lab); err != nil {
+		return nil, err
+	}
+	synced := time.Since(start)
+	if err := reloadAgent(lab); err != nil {
+		return nil, err
+	}
+	if err := stopPod(lab, *gone); err != nil {
+		return nil, err
+	}
+	return &PodChange{Deleted: *gone, Started: repl, Synced: synced}, nil
+}
+
+// startPod creates one pod in a running lab, as the VPC CNI's ADD would.
+func startPod(t *spec.Topology, lab, pod string) error {
+	podNS, veth, nodePart := plan.PodPlan(t, lab, pod)
+	p, err := ns.Create(podNS.Name)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	node, err := ns.Open(nodePart.Name)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	if err := addVeth(p, node, veth); err != nil {
+		return err
+	}
+	if err := configure(p, podNS); err != nil {
+		return err
+	}
+	return configure(node, nodePart)
+}
+
+// stopPod removes a pod's namespace and what the VPC CNI's DEL removes on
+// the node: rules 512 and 1536 and the ENI's proxy entry (the /32 route
+// goes with the veth).
+func stopPod(lab string, pod spec.Pod) error {
+	name := spec.NSName(lab, pod.Name)
+	killInNamespaces([]string{name})
+	if err := ns.Delete(name); err != nil {
+		return err
+	}
+	node, err := ns.Open(spec.NSName(lab, pod.Node))
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	host := &net.IPNet{IP: pod.IP.AsSlice(), Mask: net.CIDRMask(32, 32)}
+	rules, err := node.NL.RuleList(unix.AF_INET)
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if (r.Priority == 512 && r.Dst != nil && r.Dst.String() == host.String()) ||
+			(r.Priority == 1536 && r.Src != nil && r.Src.String() == host.String()) {
+			r := r
+			if err := node.NL.RuleDel(&r); err != nil {
+				return fmt.Errorf("ip rule del %d in %s: %w", r.Priority, node.Name, err)
+			}
+		}
+	}
+	eni, err := node.NL.LinkByName(spec.ENIName(pod.ENI))
+	if err != nil {
+		return err
+	}
+	err = node.NL.NeighDel(&netlink.Neigh{LinkIndex: eni.Attrs().Index, Family: unix.AF_INET, Flags: netlink.NTF_PROXY,
+		IP: pod.IP.AsSlice()})
+	if err != nil {
+		return fmt.Errorf("ip neigh del proxy %s in %s: %w", pod.IP, node.Name, err)
+	}
+	return nil
+}
+
+// SyncKubeProxy is kube-proxy's full sync on every node after a change:
+// the current chains are read back with iptables-save, and one
+// iptables-restore --noflush rewrites every KUBE chain and deletes stale ones.
+func SyncKubeProxy(t *spec.Topology, lab string) error {
+	sps := cluster.Endpoints(t)
+	for _, n := range t.Nodes {
+		h, err := ns.Open(spec.NSName(lab, n.Name))
+		if err != nil {
+			return err
+		}
+		err = syncNode(h, t, n.Name, sps)
+		h.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncNode(h *ns.NS, t *spec.Topology, node string, sps []cluster.ServicePort) error {
+	p, err := kubeproxy.NewProxier(cluster.ProxyConfig(t, node))
+	if err != nil {
+		return err
+	}
+	var save bytes.Buffer
+	err = h.Do(func() error {
+		cmd := exec.Command("iptables-save", "-t", "nat")
+		cmd.Stdout = &save
+		return cmd.Run()
+	})
+	if err != nil {
+		return fmt.Errorf("iptables-save in %s: %w", h.Name, err)
+	}
+	p.SetExistingChains(kubeproxy.ChainsFromSave(save.Bytes(), kubeproxy.TableNAT))
+	res, err := p.Sync(cluster.ProxyServices(sps, node))
+	if err != nil {
+		return err
+	}
+	return restore(h, string(res.Payload), true)
+}
+
+// agentSocket is where the app server takes commands.
+func agentSocket(lab string) string { return filepath.Join(Dir(lab), "agent.sock") }
+
+// reloadAgent asks the app server to reload the lab's pods and waits until
+// it serves exactly them.
+func reloadAgent(lab string) error {
+	c, err := net.DialTimeout("unix", agentSocket(lab), trafficTimeout)
+	if err != nil {
+		return fmt.Errorf("reaching the app server: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintln(c, "reload"); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("app server reload: %w", err)
+	}
+	if strings.TrimSpace(line) != "ok" {
+		return fmt.Errorf("app server reload: %s", strings.TrimSpace(line))
+	}
+	return nil
+}
+
+// Churn is the outcome of a churn walk (B4).
+type Churn struct {
+	Change        *PodChange
+	Before, After map[string]int
+	Failures      int
+	LastErr       error
+	Connections   int
+}
+
+// Passed: every request was answered, none after the change by the deleted
+// pod, and the new pod took its share.
+func (c *Churn) Passed() bool {
+	return c.Failures == 0 && c.Change != nil && c.After[c.Change.Deleted.Name] == 0 && c.After[c.Change.Started.Name] > 0
+}
+
+// churn is walk B4: requests to a Service before and after one of its
+// Deployment's pods is deleted and replaced.
+func (s *Session) churn(w spec.Walk) (*Run, error) {
+	svc := walk.ServiceOf(s.Topo, w)
+	src, err := s.NS(w.From)
+	if err != nil {
+		return nil, err
+	}
+	from := s.Topo.Pod(w.From)
+	ask := func(n int, counts map[string]int, c *Churn) {
+		for i := 0; i < n; i++ {
+			a, err := httpGet(src, from.IP, randomPort(), svc.Dest(s.Topo, w), newToken(), trafficTimeout)
+			if err != nil {
+				c.Failures, c.LastErr = c.Failures+1, err
+				continue
+			}
+			counts[a.Object]++
+		}
+	}
+	c := &Churn{Before: map[string]int{}, After: map[string]int{}, Connections: w.Connections}
+	ask(w.Connections/2, c.Before, c)
+	var victim string
+	eps := svc.Endpoints(s.Topo)
+	for _, ip := range sortedAddrs(eps) {
+		if p := s.Topo.Pod(eps[ip]); p != nil && strings.HasPrefix(p.Manifest, "Deployment ") && p.Name != w.From {
+			victim = p.Name
+			break
+		}
+	}
+	if victim == "" {
+		return nil, fmt.Errorf("walk %s: no endpoint of %s/%s belongs to a Deployment", w.Name, svc.Namespace, svc.Name)
+	}
+	if h, ok := s.open[victim]; ok { // an open handle would keep the old pod's namespace alive
+		h.Close()
+		delete(s.open, victim)
+	}
+	if c.Change, err = DeletePod(s.Lab, victim); err != nil {
+		return nil, err
+	}
+	t, _, err := Load(s.Lab)
+	if err != nil {
+		return nil, err
+	}
+	s.Topo = t
+	ask(w.Connections, c.After, c)
+	return &Run{Churn: c}, nil
+}
