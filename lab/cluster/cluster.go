@@ -93,10 +93,10 @@ func ProxyServices(sps []ServicePort, node string) []kubeproxy.ServicePort {
 		k := kubeproxy.ServicePort{
 			Namespace: s.Namespace, Name: s.Name, PortName: sp.Port.Name, Protocol: string(sp.Port.Protocol),
 			ClusterIP: sp.ClusterIP, Port: sp.Port.Port, NodePort: sp.Port.NodePort,
-			ExternalPolicyLocal:     s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-			InternalPolicyLocal:     s.Spec.InternalTrafficPolicy != nil && *s.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
-			SessionAffinityClientIP: s.Spec.SessionAffinity == corev1.ServiceAffinityClientIP,
-			HealthCheckNodePort:     s.Spec.HealthCheckNodePort,
+			ExternalPolicyLocal:      s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+			InternalPolicyLocal:      s.Spec.InternalTrafficPolicy != nil && *s.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
+			SessionAffinityClientIP:  s.Spec.SessionAffinity == corev1.ServiceAffinityClientIP,
+			HealthCheckNodePort:      s.Spec.HealthCheckNodePort,
 			LoadBalancerSourceRanges: s.Spec.LoadBalancerSourceRanges,
 		}
 		if k.SessionAffinityClientIP {

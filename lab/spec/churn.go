@@ -70,4 +70,3 @@ func (t *Topology) Replacement(gone Pod, c Churn) (Pod, error) {
 	}
 	return r, nil
 }
-

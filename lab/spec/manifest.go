@@ -166,8 +166,8 @@ func containerPorts(cs []corev1.Container) []Port {
 // ReplicaName names replica i of a Deployment like a ReplicaSet does:
 // <deployment>-<10-character template hash>-<5-character suffix>.
 func ReplicaName(namespace, deployment string, i int) string {
-	const alphabet = "bcdfghjklmnpqrstvwxz2456789" // k8s.io/apimachinery rand's alphabet
-	h := sha1.Sum([]byte(namespace + "/" + deployment)) //nolint:gosec
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"                           // k8s.io/apimachinery rand's alphabet
+	h := sha1.Sum([]byte(namespace + "/" + deployment))                      //nolint:gosec
 	s := sha1.Sum([]byte(fmt.Sprintf("%s/%s/%d", namespace, deployment, i))) //nolint:gosec
 	var hash, suffix strings.Builder
 	for j := 0; j < 10; j++ {
@@ -339,4 +339,3 @@ func (t *Topology) allocateServiceAddrs() {
 func (t *Topology) ServiceLine(s *corev1.Service) int {
 	return t.Manifests.lines[objKey("Service", s.Namespace, s.Name)]
 }
-
