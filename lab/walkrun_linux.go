@@ -162,13 +162,14 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	if w.Protocol == "tcp" {
 		cl.FindISN(from, pkts)
 	}
-	picked := ""
+	picked, reached := "", false
 	if svc != nil {
 		eps := svc.Endpoints(s.Topo)
 		if len(eps) == 0 {
 			return nil, fmt.Errorf("walk %s: Service %s/%s has no endpoints (traffic: %v)", w.Name, svc.Namespace, svc.Name, run.TrafficErr)
 		}
-		if picked = cl.Endpoint(pkts, eps); picked == "" {
+		picked = cl.Endpoint(pkts, eps)
+		if reached = picked != ""; !reached {
 			picked = eps[sortedAddrs(eps)[0]] // nothing got past the DNAT: report against the first
 		}
 	}
@@ -188,7 +189,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		run.Report.Notes = append(run.Report.Notes, "traffic: "+run.TrafficErr.Error())
 		run.Report.Failed = true
 	}
-	if picked != "" {
+	if reached {
 		run.Report.Notes = append(run.Report.Notes, "the kernel picked endpoint "+picked)
 	}
 	if run.App != nil {

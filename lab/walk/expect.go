@@ -148,7 +148,7 @@ func (m *model) clusterIP(svc *Service, from, ep Endpoint, sport, target uint16)
 func (m *model) nodePort(svc *Service, from, via, ep Endpoint, sport, target uint16, drop bool) []Hop {
 	hops := m.path(Request, from, via, sport, svc.NodePort)
 	if drop {
-		hops[len(hops)-1].NAT = via.Object + ": KUBE-EXT chain has no local endpoint: DROP (externalTrafficPolicy Local)"
+		hops[len(hops)-1].Why += "; filter KUBE-EXTERNAL-SERVICES: \"has no local endpoints\" -j DROP (externalTrafficPolicy Local), nothing goes further"
 		return hops
 	}
 	src := via
