@@ -4,6 +4,7 @@ package lab
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -15,14 +16,17 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/labctl/labctl/lab/capture"
 	"github.com/labctl/labctl/lab/cluster"
@@ -47,7 +51,18 @@ type Run struct {
 	// Spread and Churn are set by those walk kinds instead of Report.
 	Spread *Spread
 	Churn  *Churn
-	notes  []string
+	// NATEvidence is, per node that translated the flow, what the kernel
+	// says it did: the KUBE-* chains whose counters moved and the
+	// conntrack entry.
+	NATEvidence []NATEvidence
+	notes       []string
+}
+
+// NATEvidence is one node's record of a walk's translation.
+type NATEvidence struct {
+	Node      string
+	Chains    []string // KUBE-* chains with a rule whose counter grew
+	Conntrack []string // entries of the client's flow, as conntrack -L prints them
 }
 
 // Session holds a lab's open namespaces for a series of walk runs.
@@ -120,6 +135,13 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		return nil, err
 	}
 	defer caps.Close()
+	natNodes := s.natNodes(w, svc)
+	before := map[string]string{}
+	for _, n := range natNodes {
+		if before[n], err = s.natSave(n); err != nil {
+			return nil, err
+		}
+	}
 
 	token := newToken()
 	cl := &walk.Classifier{Proto: w.Protocol, Token: []byte(token)}
@@ -179,6 +201,9 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	run.Report = walk.Check(e, cl, pkts)
 	run.Report.Notes = append(run.Report.Notes, run.notes...)
+	for _, n := range natNodes {
+		run.NATEvidence = append(run.NATEvidence, s.natEvidence(n, before[n], from.From.IP, port))
+	}
 	switch {
 	case w.Expect == "drop" && run.TrafficErr == nil:
 		run.Report.Notes = append(run.Report.Notes, "traffic: answered, but this walk expects the flow to be dropped")
@@ -518,4 +543,68 @@ func Resolve(name string) (string, error) {
 		return labs[0], nil
 	}
 	return "", fmt.Errorf("%d labs are up (%s): say which with --lab", len(labs), strings.Join(labs, ", "))
+}
+
+// natNodes are the nodes whose kube-proxy rules translate a Service walk:
+// the client pod's node for a ClusterIP, the via node for a NodePort.
+func (s *Session) natNodes(w spec.Walk, svc *walk.Service) []string {
+	switch {
+	case svc == nil:
+		return nil
+	case w.Via != "":
+		return []string{w.Via}
+	case s.Topo.Pod(w.From) != nil:
+		return []string{s.Topo.Pod(w.From).Node}
+	}
+	return nil
+}
+
+// natSave is `iptables-save -c` in a node: nat for the translation, filter for drops.
+func (s *Session) natSave(node string) (string, error) {
+	h, err := s.NS(node)
+	if err != nil {
+		return "", err
+	}
+	var out bytes.Buffer
+	err = h.Do(func() error {
+		cmd := exec.Command("iptables-save", "-c")
+		cmd.Stdout = &out
+		return cmd.Run()
+	})
+	if err != nil {
+		return "", fmt.Errorf("iptables-save -c in %s: %w", h.Name, err)
+	}
+	return out.String(), nil
+}
+
+// natEvidence reads what a node's kernel recorded of the walk's flow.
+func (s *Session) natEvidence(node, before string, client netip.Addr, port uint16) NATEvidence {
+	ev := NATEvidence{Node: node}
+	if after, err := s.natSave(node); err == nil {
+		ev.Chains = traversalOrder(movedChains(before, after, "KUBE-"))
+	}
+	h, err := s.NS(node)
+	if err != nil {
+		return ev
+	}
+	flows, err := h.NL.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
+	if err != nil {
+		ev.Conntrack = []string{"(conntrack table not readable: " + err.Error() + ")"}
+		return ev
+	}
+	for _, f := range flows {
+		if f.Forward.SrcIP.Equal(client.AsSlice()) && f.Forward.SrcPort == port {
+			ev.Conntrack = append(ev.Conntrack, conntrackLine(f))
+		}
+	}
+	return ev
+}
+
+// conntrackLine prints a flow as conntrack -L does.
+func conntrackLine(f *netlink.ConntrackFlow) string {
+	proto := map[uint8]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_ICMP: "icmp"}[f.Forward.Protocol]
+	t := func(x netlink.IPTuple) string {
+		return fmt.Sprintf("src=%s dst=%s sport=%d dport=%d", x.SrcIP, x.DstIP, x.SrcPort, x.DstPort)
+	}
+	return fmt.Sprintf("%s %s %s", proto, t(f.Forward), t(f.Reverse))
 }

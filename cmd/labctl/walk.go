@@ -180,6 +180,12 @@ func printWalk(w io.Writer, run *lab.Run, verbose bool) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
+	for _, ev := range run.NATEvidence {
+		fmt.Fprintf(w, "  %s kernel: KUBE chains whose counters moved: %s\n", ev.Node, strings.Join(ev.Chains, ", "))
+		for _, c := range ev.Conntrack {
+			fmt.Fprintf(w, "  %s conntrack: %s\n", ev.Node, c)
+		}
+	}
 	if f := r.FirstFailure(); f == nil && r.Failed {
 		fmt.Fprintf(w, "FAIL %s: every hop matched, but the exchange did not end as the walk expects (see the notes)\n", e.Walk.Name)
 	} else if f != nil {

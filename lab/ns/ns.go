@@ -93,7 +93,10 @@ func Open(name string) (*NS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening namespace %s: %w", name, err)
 	}
-	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
+	// Every netlink protocol the lab uses must be bound here: for a protocol
+	// the handle lacks, netlink silently opens a socket in the calling
+	// thread's namespace, which would read (or change) the host's state.
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("netlink handle in %s: %w", name, err)
