@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,9 @@ func DeletePod(lab, pod string) (*PodChange, error) {
 	if err := startPod(t, lab, repl.Name); err != nil {
 		return nil, err
 	}
+	if _, err := writeResolvConf(t, lab, repl); err != nil {
+		return nil, err
+	}
 	if err := SyncKubeProxy(t, lab); err != nil {
 		return nil, err
 	}
@@ -102,6 +106,7 @@ func stopPod(lab string, pod spec.Pod) error {
 	if err := ns.Delete(name); err != nil {
 		return err
 	}
+	_ = os.RemoveAll(filepath.Join(EtcNetns, name))
 	node, err := ns.Open(spec.NSName(lab, pod.Node))
 	if err != nil {
 		return err

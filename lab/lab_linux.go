@@ -109,6 +109,20 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 		return nil, err
 	}
 	faultPoint(ctx, "configured")
+	if len(t.Manifests.Services) > 0 {
+		for _, pod := range t.Pods {
+			created, err := writeResolvConf(t, name, pod)
+			if created {
+				st.CreatedEtcNetns = true
+				if err := st.write(); err != nil {
+					return nil, err
+				}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("writing %s's resolv.conf: %w", pod.Name, err)
+			}
+		}
+	}
 	logf("kernel state of %d namespaces in %v", len(p.Namespaces), time.Since(start).Round(time.Millisecond))
 	if !o.NoApps {
 		pid, err := startAgent(ctx, name)
@@ -241,6 +255,13 @@ func Down(lab string) (*Removed, error) {
 			continue
 		}
 		rm.Namespaces = append(rm.Namespaces, n)
+	}
+	created := false
+	if st, err := ReadState(lab); err == nil {
+		created = st.CreatedEtcNetns
+	}
+	if err := removeResolvConfs(lab, created); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
 		if err := os.RemoveAll(Dir(lab)); err != nil {

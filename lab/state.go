@@ -31,6 +31,8 @@ type State struct {
 	Complete bool `json:"complete"`
 	// AgentPID is the app server process of the lab, once started.
 	AgentPID int `json:"agentPID,omitempty"`
+	// CreatedEtcNetns records that up created /etc/netns, for down to remove.
+	CreatedEtcNetns bool `json:"createdEtcNetns,omitempty"`
 	// Churn is every pod deleted and started since up.
 	Churn spec.Churn `json:"churn"`
 }

@@ -55,7 +55,11 @@ func (t *Topology) decodeManifest(doc []byte, line int) error {
 	}
 	strict := func(kind string, into any, meta *metav1.ObjectMeta) error {
 		if err := k8syaml.UnmarshalStrict(doc, into); err != nil {
-			return fmt.Errorf("%s:%d: %s: %w", t.File, line, kind, err)
+			msg := err.Error()
+			for _, p := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "json: "} {
+				msg = strings.ReplaceAll(msg, p, "")
+			}
+			return fmt.Errorf("%s:%d: %s: %s", t.File, line, kind, msg)
 		}
 		if meta.Namespace == "" {
 			meta.Namespace = DefaultNamespace
@@ -252,18 +256,20 @@ func (t *Topology) addClusterDNS() {
 	ports := []corev1.ContainerPort{{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
 		{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP}}
 	two := int32(2)
-	t.Manifests.Deployments = append(t.Manifests.Deployments, &appsv1.Deployment{
+	// Prepended, so a user's object that collides with CoreDNS is the one
+	// named in the error.
+	t.Manifests.Deployments = append([]*appsv1.Deployment{{
 		ObjectMeta: metav1.ObjectMeta{Name: "coredns", Namespace: "kube-system"},
 		Spec: appsv1.DeploymentSpec{Replicas: &two, Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "coredns", Ports: ports}}}}},
-	})
-	t.Manifests.Services = append(t.Manifests.Services, &corev1.Service{
+	}}, t.Manifests.Deployments...)
+	t.Manifests.Services = append([]*corev1.Service{{
 		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: "kube-system"},
 		Spec: corev1.ServiceSpec{ClusterIP: ip.String(), Selector: labels, Ports: []corev1.ServicePort{
 			{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromString("dns")},
 			{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString("dns-tcp")}}},
-	})
+	}}, t.Manifests.Services...)
 }
 
 // ClusterDNSIP is the kube-dns Service's address, .10 of the service CIDR.

@@ -1,0 +1,44 @@
+//go:build linux
+
+package lab
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+
+	"github.com/labctl/labctl/lab/cluster"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+// EtcNetns is where `ip netns exec` finds per-namespace files to bind over
+// /etc, so a command run with labctl exec in a pod resolves names the way
+// the pod does (kubelet's resolv.conf, dnsPolicy ClusterFirst).
+var EtcNetns = "/etc/netns"
+
+// writeResolvConf gives one pod its resolv.conf. It reports whether it had
+// to create EtcNetns, which down then removes once empty.
+func writeResolvConf(t *spec.Topology, lab string, pod spec.Pod) (created bool, err error) {
+	if _, err := os.Stat(EtcNetns); errors.Is(err, os.ErrNotExist) {
+		created = true
+	}
+	dir := filepath.Join(EtcNetns, spec.NSName(lab, pod.Name))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return created, err
+	}
+	return created, os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(cluster.ResolvConf(t, pod.Namespace)), 0o644)
+}
+
+// removeResolvConfs removes the lab's files under EtcNetns, and EtcNetns
+// itself if the lab created it and nothing else is there.
+func removeResolvConfs(lab string, createdDir bool) error {
+	dirs, _ := filepath.Glob(filepath.Join(EtcNetns, spec.NSPrefix+lab+".*"))
+	var errs []error
+	for _, d := range dirs {
+		errs = append(errs, os.RemoveAll(d))
+	}
+	if createdDir {
+		_ = os.Remove(EtcNetns) // fails, and so stays, if anything else lives there
+	}
+	return errors.Join(errs...)
+}
