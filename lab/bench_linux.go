@@ -6,11 +6,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
 	"time"
 
+	"github.com/labctl/labctl/lab/cluster"
+	"github.com/labctl/labctl/lab/kubeproxy"
+	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/plan"
 	"github.com/labctl/labctl/lab/spec"
 )
@@ -87,4 +91,74 @@ func baseline(ctx context.Context, p *plan.Plan) (time.Duration, time.Duration, 
 	}
 	down, err := timed(&del)
 	return up, down, err
+}
+
+// ProxyBenchResult is kube-proxy's cost on one node: a full render and
+// restore of many Services, then a re-apply after one endpoint changed.
+type ProxyBenchResult struct {
+	Services, Endpoints, Rules int
+	PayloadBytes               int
+	Render, Apply              time.Duration
+	PartialRender, PartialApp  time.Duration
+	PartialBytes               int
+}
+
+// BenchKubeProxy renders services x endpoints on a one-node lab and applies
+// them with one iptables-restore, then changes one endpoint and re-applies
+// kube-proxy's partial sync.
+func BenchKubeProxy(ctx context.Context, services, endpoints int) (*ProxyBenchResult, error) {
+	t, err := spec.Generate("bench-kp", 1, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Up(ctx, t, UpOptions{NoApps: true}); err != nil {
+		return nil, err
+	}
+	defer Down("bench-kp") //nolint:errcheck
+	h, err := ns.Open(spec.NSName("bench-kp", t.Nodes[0].Name))
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	svcs := make([]kubeproxy.ServicePort, services)
+	for i := range svcs {
+		s := &svcs[i]
+		s.Namespace, s.Name, s.PortName, s.Protocol, s.Port = "bench", fmt.Sprintf("svc-%d", i), "http", "TCP", 80
+		s.ClusterIP = netip.AddrFrom4([4]byte{172, 20, byte(i >> 8), byte(i)})
+		for j := 0; j < endpoints; j++ {
+			s.Endpoints = append(s.Endpoints, kubeproxy.Endpoint{IP: netip.AddrFrom4([4]byte{10, 1 + byte(j), byte(i >> 8), byte(i)}),
+				Port: 8080, Ready: true, Serving: true})
+		}
+	}
+	p, err := kubeproxy.NewProxier(cluster.ProxyConfig(t, t.Nodes[0].Name))
+	if err != nil {
+		return nil, err
+	}
+	r := &ProxyBenchResult{Services: services, Endpoints: endpoints}
+	start := time.Now()
+	full, err := p.Sync(svcs)
+	if err != nil {
+		return nil, err
+	}
+	r.Render, r.PayloadBytes, r.Rules = time.Since(start), len(full.Payload), full.NATRules
+	start = time.Now()
+	err = restore(h, string(full.Payload), true)
+	p.Applied(full, err)
+	if err != nil {
+		return nil, err
+	}
+	r.Apply = time.Since(start)
+
+	svcs[services/2].Endpoints[0].IP = netip.MustParseAddr("10.9.9.9")
+	start = time.Now()
+	part, err := p.Sync(svcs)
+	if err != nil {
+		return nil, err
+	}
+	r.PartialRender, r.PartialBytes = time.Since(start), len(part.Payload)
+	start = time.Now()
+	err = restore(h, string(part.Payload), true)
+	p.Applied(part, err)
+	r.PartialApp = time.Since(start)
+	return r, err
 }

@@ -11,17 +11,31 @@ import (
 )
 
 func newBench() *cobra.Command {
-	var nodes, pods, azs, runs int
+	var nodes, pods, azs, runs, services, endpoints int
 	var apps, sweep bool
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Time up and down of a generated lab against a plain iproute2 (ip -batch) baseline",
 		Example: `  sudo labctl bench --nodes 20 --pods-per-node 50
-  sudo labctl bench --sweep     # 250, 500 and 1000 pods: does time grow linearly?`,
+  sudo labctl bench --sweep     # 250, 500 and 1000 pods: does time grow linearly?
+  sudo labctl bench --services 1000 --endpoints 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := needRoot(); err != nil {
 				return err
+			}
+			if services > 0 {
+				r, err := lab.BenchKubeProxy(cmd.Context(), services, endpoints)
+				if err != nil {
+					return err
+				}
+				ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+				fmt.Fprintf(cmd.OutOrStdout(), "kube-proxy on one node: %d Services x %d endpoints, %d nat rules, %d KB payload\n",
+					r.Services, r.Endpoints, r.Rules, r.PayloadBytes/1024)
+				fmt.Fprintf(cmd.OutOrStdout(), "  full sync:    render %s + iptables-restore %s = %s\n", ms(r.Render), ms(r.Apply), ms(r.Render+r.Apply))
+				fmt.Fprintf(cmd.OutOrStdout(), "  one endpoint: render %s + iptables-restore --noflush %s = %s (%d bytes)\n",
+					ms(r.PartialRender), ms(r.PartialApp), ms(r.PartialRender+r.PartialApp), r.PartialBytes)
+				return nil
 			}
 			sizes := [][2]int{{nodes, pods}}
 			if sweep {
@@ -54,5 +68,7 @@ func newBench() *cobra.Command {
 	c.Flags().IntVar(&runs, "runs", 1, "runs of each size")
 	c.Flags().BoolVar(&apps, "apps", false, "also start the pods' app servers, as up does by default")
 	c.Flags().BoolVar(&sweep, "sweep", false, "run 250, 500 and 1000 pods")
+	c.Flags().IntVar(&services, "services", 0, "instead: time kube-proxy's rules for this many Services on one node")
+	c.Flags().IntVar(&endpoints, "endpoints", 3, "endpoints per Service, with --services")
 	return c
 }
