@@ -8,13 +8,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 )
 
 func newExec() *cobra.Command {
-	var labName string
+	var lf labFlag
 	c := &cobra.Command{
 		Use:   "exec [--lab L] <node|pod|host|vpc> -- <command> [args...]",
 		Short: "Run a command (ip, ping, tcpdump, a shell) inside a lab object's namespace",
@@ -23,10 +22,7 @@ func newExec() *cobra.Command {
   sudo labctl exec --lab pod-networking vpc -- tcpdump -eni br-a`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
-			l, err := lab.Resolve(labName)
+			l, err := lf.resolve()
 			if err != nil {
 				return err
 			}
@@ -51,7 +47,7 @@ func newExec() *cobra.Command {
 			return syscall.Exec(ip, argv, os.Environ())
 		},
 	}
-	c.Flags().StringVar(&labName, "lab", "", "lab name (may be left out when one lab is up)")
+	lf.register(c.Flags())
 	c.Flags().SetInterspersed(false)
 	return c
 }

@@ -11,6 +11,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/labctl/labctl/lab"
 )
 
 // exitError carries an exit status without printing anything more.
@@ -47,6 +50,22 @@ walk in real captures. Nothing of a lab touches the host's own namespace.`,
 	root.AddCommand(newUp(), newDown(), newList(), newStatus(), newExec(), newWalk(), newValidate(),
 		newBench(), newPod(), newAgent())
 	return root
+}
+
+// labFlag is the --lab flag of the commands that act on one lab.
+type labFlag struct{ name string }
+
+func (f *labFlag) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.name, "lab", "", "lab name (may be left out when one lab is up)")
+}
+
+// resolve checks for root and names the lab to act on: the one given, or
+// the only one up.
+func (f *labFlag) resolve() (string, error) {
+	if err := needRoot(); err != nil {
+		return "", err
+	}
+	return lab.Resolve(f.name)
 }
 
 // needRoot is the first check of every command that touches the kernel.

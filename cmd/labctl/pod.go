@@ -11,15 +11,15 @@ import (
 )
 
 func newPod() *cobra.Command {
-	var labName string
+	var lf labFlag
 	c := &cobra.Command{Use: "pod", Short: "List and delete a lab's pods (delete as kubectl delete pod does)"}
-	c.PersistentFlags().StringVar(&labName, "lab", "", "lab name (may be left out when one lab is up)")
+	lf.register(c.PersistentFlags())
 	c.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List pods with their node, ENI, IP and owner",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lab.Resolve(labName)
+			l, err := lf.resolve()
 			if err != nil {
 				return err
 			}
@@ -45,10 +45,7 @@ func newPod() *cobra.Command {
 		Short: "Delete a pod: its Deployment replaces it with a new IP; endpoints and rules follow",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
-			l, err := lab.Resolve(labName)
+			l, err := lf.resolve()
 			if err != nil {
 				return err
 			}

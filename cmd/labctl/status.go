@@ -14,15 +14,12 @@ import (
 )
 
 func newStatus() *cobra.Command {
-	var labName string
+	var lf labFlag
 	c := &cobra.Command{
 		Use:   "status [--lab L] [object...]",
 		Short: "Show a lab's namespaces, interfaces and addresses, read from the kernel",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
-			l, err := lab.Resolve(labName)
+			l, err := lf.resolve()
 			if err != nil {
 				return err
 			}
@@ -71,7 +68,7 @@ func newStatus() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	c.Flags().StringVar(&labName, "lab", "", "lab name (may be left out when one lab is up)")
+	lf.register(c.Flags())
 	return c
 }
 

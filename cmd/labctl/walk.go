@@ -15,7 +15,8 @@ import (
 )
 
 func newWalk() *cobra.Command {
-	var labName, out string
+	var lf labFlag
+	var out string
 	var verbose bool
 	c := &cobra.Command{
 		Use:   "walk [--lab L] [walk...]",
@@ -26,10 +27,7 @@ inside the source, and checks each hop's MACs, IPs and ports against what the
 VPC CNI's routing says must happen. Exit status 0 only if every hop matched.
 Each run writes a pcapng with one interface per namespace/interface.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
-			l, err := lab.Resolve(labName)
+			l, err := lf.resolve()
 			if err != nil {
 				return err
 			}
@@ -66,7 +64,7 @@ Each run writes a pcapng with one interface per namespace/interface.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&labName, "lab", "", "lab name (may be left out when one lab is up)")
+	lf.register(c.Flags())
 	c.Flags().StringVarP(&out, "out", "o", "captures", "directory for the pcapng files")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "show why each hop happens")
 	return c
