@@ -132,8 +132,17 @@ func want(t *spec.Topology) []listener {
 			out = append(out, listener{p.Name, "echo", "udp", port})
 		}
 	}
+	hosts := []string{}
 	for _, h := range t.Hosts {
-		out = append(out, listener{h.Name, "http", "tcp", spec.AppTCPPort}, listener{h.Name, "echo", "udp", spec.AppUDPPort})
+		hosts = append(hosts, h.Name)
+	}
+	if t.Internet != nil {
+		for _, h := range t.Internet.Hosts {
+			hosts = append(hosts, h.Name)
+		}
+	}
+	for _, h := range hosts {
+		out = append(out, listener{h, "http", "tcp", spec.AppTCPPort}, listener{h, "echo", "udp", spec.AppUDPPort})
 	}
 	sps := cluster.Endpoints(t)
 	for _, n := range t.Nodes {

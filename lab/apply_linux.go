@@ -67,10 +67,11 @@ func apply(ctx context.Context, p *plan.Plan) error {
 		return err
 	}
 	faultPoint(ctx, "namespaces")
-	router := hs.get(p.Namespaces[0].Name)
-	for _, br := range p.Namespaces[0].Bridges {
-		if err := addBridge(router, br); err != nil {
-			return err
+	for _, n := range p.Namespaces {
+		for _, br := range n.Bridges {
+			if err := addBridge(hs.get(n.Name), br); err != nil {
+				return err
+			}
 		}
 	}
 	// Veths are created from the namespace of their A end, grouped so that
@@ -94,8 +95,12 @@ func apply(ctx context.Context, p *plan.Plan) error {
 		return err
 	}
 	faultPoint(ctx, "veths")
-	if err := enslavePorts(router, p); err != nil {
-		return err
+	for _, n := range p.Namespaces {
+		if len(n.Bridges) > 0 {
+			if err := enslavePorts(hs.get(n.Name), n, p.Veths); err != nil {
+				return err
+			}
+		}
 	}
 	return each(ctx, p.Namespaces, func(n *plan.Namespace) error {
 		return configure(hs.get(n.Name), n)
@@ -148,15 +153,16 @@ func addVeth(a, b *ns.NS, v plan.Veth) error {
 	return nil
 }
 
-// enslavePorts puts ENI peers on their subnet bridges with learning and
-// unicast flooding off, and pins each ENI MAC to its port.
-func enslavePorts(r *ns.NS, p *plan.Plan) error {
+// enslavePorts puts the veth ends of namespace n on their bridges (ENIs on
+// their subnet's bridge) with learning and unicast flooding off, and pins
+// each MAC to its port, as the VPC fabric knows where every ENI is.
+func enslavePorts(r *ns.NS, n *plan.Namespace, veths []plan.Veth) error {
 	links, err := linkMap(r)
 	if err != nil {
 		return err
 	}
-	for _, v := range p.Veths {
-		if v.B.Master == "" {
+	for _, v := range veths {
+		if v.B.Master == "" || v.B.NS != n.Name {
 			continue
 		}
 		port, br := links[v.B.Name], links[v.B.Master]
@@ -173,7 +179,7 @@ func enslavePorts(r *ns.NS, p *plan.Plan) error {
 			return fmt.Errorf("unicast flood off on %s in %s: %w", v.B.Name, r.Name, err)
 		}
 	}
-	for _, br := range p.Namespaces[0].Bridges {
+	for _, br := range n.Bridges {
 		for _, f := range br.FDB {
 			port := links[f.Port]
 			err := r.NL.NeighAppend(&netlink.Neigh{LinkIndex: port.Attrs().Index, Family: unix.AF_BRIDGE,

@@ -26,6 +26,10 @@ const (
 	RoleNode   Role = "node"
 	RolePod    Role = "pod"
 	RoleHost   Role = "host"
+
+	RoleGateway      Role = "internet-gateway"
+	RoleInternet     Role = "internet-router"
+	RoleInternetHost Role = "internet-host"
 )
 
 // Plan is everything one lab creates.
@@ -141,6 +145,7 @@ func Build(t *spec.Topology, lab string) *Plan {
 	for i := range t.Hosts {
 		p.host(t, &t.Hosts[i])
 	}
+	p.internet(t)
 	return p
 }
 

@@ -235,5 +235,49 @@ func (t *Topology) Objects() []string {
 	for _, h := range t.Hosts {
 		out = append(out, h.Name)
 	}
+	if t.Internet != nil {
+		out = append(out, GatewayName, InternetName)
+		for _, h := range t.Internet.Hosts {
+			out = append(out, h.Name)
+		}
+	}
 	return out
 }
+
+// InternetHost returns the named internet host or nil.
+func (t *Topology) InternetHost(name string) *InternetHost {
+	if t.Internet == nil {
+		return nil
+	}
+	for i := range t.Internet.Hosts {
+		if t.Internet.Hosts[i].Name == name {
+			return &t.Internet.Hosts[i]
+		}
+	}
+	return nil
+}
+
+// PublicIPOf returns the Elastic IP mapped to a private address.
+func (t *Topology) PublicIPOf(private netip.Addr) (netip.Addr, bool) {
+	if t.Internet == nil {
+		return netip.Addr{}, false
+	}
+	for _, m := range t.Internet.PublicIPs {
+		if m.Private == private {
+			return m.Public, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// MACs of the internet side.
+var (
+	// GatewayVPCMAC is the internet gateway's side of the link to the router.
+	GatewayVPCMAC = MAC(0x0e, "igw/vpc")
+	// RouterGatewayMAC is the router's side of that link.
+	RouterGatewayMAC = MAC(0x0e, "router/igw")
+	// GatewayInternetMAC is the gateway's MAC on the internet LAN.
+	GatewayInternetMAC = MAC(0x0e, "igw/internet")
+	// InternetRouterMAC is the internet router's MAC on the internet LAN.
+	InternetRouterMAC = MAC(0x0e, "internet/router")
+)

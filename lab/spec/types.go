@@ -18,7 +18,10 @@ type Topology struct {
 	Nodes       []Node `yaml:"nodes"`
 	Pods        []Pod  `yaml:"pods"`
 	Hosts       []Host `yaml:"hosts"`
-	Walks       []Walk `yaml:"walks"`
+	// Internet is the world outside the VPC, reached through its internet
+	// gateway. Nil means the VPC has no internet gateway.
+	Internet *Internet `yaml:"internet"`
+	Walks    []Walk    `yaml:"walks"`
 	// ClusterDNS adds EKS's CoreDNS (kube-dns on .10 of the service CIDR);
 	// it defaults to true when the file holds Kubernetes manifests.
 	ClusterDNS *bool `yaml:"clusterDNS"`
@@ -100,6 +103,45 @@ type Host struct {
 	Subnet string     `yaml:"subnet"`
 	IP     netip.Addr `yaml:"ip"`
 }
+
+// Internet is the internet side of a lab: hosts on InternetLAN behind an
+// internet router, and the internet gateway's 1:1 NAT of public IPs.
+type Internet struct {
+	Hosts []InternetHost `yaml:"hosts"`
+	// PublicIPs are Elastic IPs: the gateway maps each public address to a
+	// private address in the VPC, both ways.
+	PublicIPs []PublicIP `yaml:"publicIPs"`
+}
+
+// InternetHost is a machine on the internet (a client or a server).
+type InternetHost struct {
+	Name string     `yaml:"name"`
+	IP   netip.Addr `yaml:"ip"`
+}
+
+// PublicIP is one 1:1 NAT mapping at the internet gateway.
+type PublicIP struct {
+	Private netip.Addr `yaml:"private"`
+	Public  netip.Addr `yaml:"public"`
+}
+
+// Addresses of the lab's internet, all from the documentation ranges.
+var (
+	// InternetLAN holds internet hosts, the internet router (.1) and the
+	// gateway's internet side (.2).
+	InternetLAN = netip.MustParsePrefix("198.51.100.0/24")
+	// PublicRange holds the Elastic IPs the gateway translates.
+	PublicRange = netip.MustParsePrefix("203.0.113.0/24")
+	// GatewayLink joins the VPC router and the internet gateway inside the
+	// fabric (link-local, never seen outside the lab).
+	GatewayLink = netip.MustParsePrefix("169.254.255.0/30")
+)
+
+// Reserved object names of the internet side.
+const (
+	GatewayName  = "igw"
+	InternetName = "internet"
+)
 
 // Walk is a packet walk the lab can prove. Its hops are not written here:
 // they are derived from the roles of From and To (which ENI, which node,

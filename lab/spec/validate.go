@@ -57,7 +57,7 @@ var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 var walkName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$`)
 
 // reservedNames are namespace names the lab itself uses.
-var reservedNames = map[string]bool{RouterName: true}
+var reservedNames = map[string]bool{RouterName: true, GatewayName: true, InternetName: true}
 
 // ValidateLabName checks a lab name given on the command line or in a file.
 func ValidateLabName(name string) error {
@@ -111,6 +111,7 @@ func (t *Topology) Validate() Errors {
 	v.nodes(subnets, claim, own)
 	v.pods(claim, own)
 	v.hosts(subnets, claim, own)
+	v.internet(claim, owners)
 	v.walks(objects)
 	v.services()
 	if len(v.errs) == 0 {
@@ -392,6 +393,49 @@ func (v *validator) hosts(subnets map[string]Subnet, claim func(string, string, 
 	}
 }
 
+// internet checks the internet side: hosts on the internet LAN, Elastic
+// IPs from the documentation range mapped to addresses the VPC has.
+func (v *validator) internet(claim func(string, string, string), owners map[netip.Addr]string) {
+	in := v.t.Internet
+	if in == nil {
+		return
+	}
+	seen := map[netip.Addr]string{}
+	for i, h := range in.Hosts {
+		p := fmt.Sprintf("internet.hosts[%d]", i)
+		if v.checkObjectName(p+".name", h.Name, "internet host") {
+			claim(p+".name", h.Name, "internet-host")
+			if port := RouterPortName(h.Name, 0); len(port) > MaxIfName {
+				v.add(p+".name", "name %q makes the internet port name %q, over %d bytes", h.Name, port, MaxIfName)
+			}
+		}
+		switch {
+		case !InternetLAN.Contains(h.IP):
+			v.add(p+".ip", "%s: internet hosts live in %s (a documentation range)", h.IP, InternetLAN)
+		case h.IP == InternetLAN.Addr().Next() || h.IP == InternetLAN.Addr().Next().Next():
+			v.add(p+".ip", "%s is the internet router's or the gateway's address", h.IP)
+		case seen[h.IP] != "":
+			v.add(p+".ip", "address %s is already used by %s", h.IP, seen[h.IP])
+		default:
+			seen[h.IP] = h.Name
+		}
+	}
+	for i, m := range in.PublicIPs {
+		p := fmt.Sprintf("internet.publicIPs[%d]", i)
+		switch {
+		case !PublicRange.Contains(m.Public):
+			v.add(p+".public", "%s: public IPs come from %s (a documentation range)", m.Public, PublicRange)
+		case seen[m.Public] != "":
+			v.add(p+".public", "public IP %s is mapped twice", m.Public)
+		default:
+			seen[m.Public] = "a public IP"
+		}
+		if owners[m.Private] == "" {
+			v.add(p+".private", "%s is no ENI or host address of this VPC", m.Private)
+		}
+	}
+}
+
 func (v *validator) walks(objects map[string]string) {
 	seen := map[string]bool{}
 	for i, w := range v.t.Walks {
@@ -416,7 +460,7 @@ func (v *validator) walks(objects map[string]string) {
 		}
 		for _, end := range ends {
 			kind, _, _ := strings.Cut(objects[end.name], " ")
-			if kind != "pod" && kind != "host" {
+			if kind != "pod" && kind != "host" && kind != "internet-host" {
 				v.add(p+"."+end.key, "%q is not a pod or host of this topology", end.name)
 			}
 		}

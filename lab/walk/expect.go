@@ -63,6 +63,8 @@ type Endpoint struct {
 	ENI      int
 	// Node is set when the end is a node itself (its primary IP).
 	Node bool
+	// Internet is set for a host on the internet, outside the VPC.
+	Internet bool
 }
 
 // Derive turns a walk of the topology into the hops of one run. The hops
@@ -88,7 +90,11 @@ func Derive(t *spec.Topology, w spec.Walk, clientPort uint16, endpoint string) (
 			return nil, err
 		}
 		e.To = to
-		e.Hops = append(m.path(Request, from, to, sport, dport), m.path(Reply, to, from, dport, sport)...)
+		if to.Internet {
+			e.Hops = m.egress(from, to, sport, dport)
+		} else {
+			e.Hops = append(m.path(Request, from, to, sport, dport), m.path(Reply, to, from, dport, sport)...)
+		}
 		e.Points = capturePoints(t, from, to)
 		return e, nil
 	}
@@ -218,6 +224,9 @@ func endpointOf(t *spec.Topology, name string) (Endpoint, error) {
 	if h := t.Host(name); h != nil {
 		return Endpoint{Object: h.Name, IP: h.IP, MAC: spec.ENIMAC(h.Name, 0), Instance: h.Name}, nil
 	}
+	if h := t.InternetHost(name); h != nil {
+		return Endpoint{Object: h.Name, IP: h.IP, MAC: spec.ENIMAC(h.Name, 0), Instance: h.Name, Internet: true}, nil
+	}
 	return Endpoint{}, fmt.Errorf("walk end %q is not a pod or host", name)
 }
 
@@ -327,6 +336,7 @@ func capturePoints(t *spec.Topology, ends ...Endpoint) []Point {
 	for _, h := range t.Hosts {
 		add(spec.RouterName, spec.RouterPortName(h.Name, 0))
 	}
+	internetPoints(t, add)
 	for _, e := range ends {
 		add(e.Object, "eth0")
 		n := t.Node(e.Instance)

@@ -215,3 +215,34 @@ func TestDecodeReadsEthernetIPv4AndTCP(t *testing.T) {
 		t.Errorf("summary %q", p.Summary())
 	}
 }
+
+func TestD2LeavesEth0AndIsSNATedTwice(t *testing.T) {
+	top, err := spec.Load("../../topologies/pod-egress.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Derive(top, *top.Walk("D2-secondary"), 40000, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nat []string
+	for _, h := range e.Hops {
+		if h.Point == (Point{"node81", "eth1"}) {
+			t.Errorf("pod81's internet traffic must leave eth0 (rule 1024), not eth1: %+v", h)
+		}
+		if h.NAT != "" {
+			nat = append(nat, h.NAT)
+		}
+		if h.Point == (Point{"server", "eth0"}) && h.Leg == Request && h.Src.String() != "203.0.113.80" {
+			t.Errorf("the server must see node81's Elastic IP, saw %s", h.Src)
+		}
+	}
+	if len(nat) != 4 || !strings.Contains(nat[0], "AWS-SNAT-CHAIN-0") || !strings.Contains(nat[1], "203.0.113.80") {
+		t.Errorf("NAT steps %q, want the node's SNAT, the gateway's SNAT and both reversals", nat)
+	}
+	drop, _ := Derive(top, *top.Walk("D2-no-eip"), 40000, "")
+	last := drop.Hops[len(drop.Hops)-1]
+	if last.Point != (Point{spec.GatewayName, "vpc"}) || last.Leg != Request {
+		t.Errorf("without an Elastic IP the flow must end at the gateway, ends at %s", last.Point)
+	}
+}
