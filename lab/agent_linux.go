@@ -11,8 +11,10 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/kubeproxy"
+	"github.com/labctl/labctl/lab/lb"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 )
@@ -44,9 +47,10 @@ const coreDNS = "Deployment kube-system/coredns"
 // listener is one socket the app server holds in a lab namespace.
 type listener struct {
 	Object string
-	Kind   string // http, echo, dns, healthz, hc
+	Kind   string // http, echo, dns, healthz, hc:<svc>, alb:<node>
 	Proto  string // tcp or udp
 	Port   int
+	Addr   netip.Addr // bound address; unset means any
 }
 
 func (l listener) String() string {
@@ -60,6 +64,22 @@ type agent struct {
 	mu   sync.Mutex
 	open map[listener]io.Closer
 	topo *spec.Topology
+	lbs  *lbRuntime
+}
+
+// lbFor returns the running load balancers and the named one.
+func (a *agent) lbFor(name string) (*lbRuntime, *lb.LoadBalancer) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.lbs == nil {
+		return nil, nil
+	}
+	for _, l := range a.lbs.model.LBs {
+		if l.Name == name {
+			return a.lbs, l
+		}
+	}
+	return nil, nil
 }
 
 // ServeApps runs the app server of a lab: it opens every listener, reports
@@ -113,7 +133,7 @@ func want(t *spec.Topology) []listener {
 	for _, p := range t.Pods {
 		if p.Manifest == coreDNS {
 			for _, cp := range p.Ports {
-				out = append(out, listener{p.Name, "dns", strings.ToLower(cp.Protocol), cp.Port})
+				out = append(out, listener{Object: p.Name, Kind: "dns", Proto: strings.ToLower(cp.Protocol), Port: cp.Port})
 			}
 			continue
 		}
@@ -126,10 +146,10 @@ func want(t *spec.Topology) []listener {
 			}
 		}
 		for port := range tcp {
-			out = append(out, listener{p.Name, "http", "tcp", port})
+			out = append(out, listener{Object: p.Name, Kind: "http", Proto: "tcp", Port: port})
 		}
 		for port := range udp {
-			out = append(out, listener{p.Name, "echo", "udp", port})
+			out = append(out, listener{Object: p.Name, Kind: "echo", Proto: "udp", Port: port})
 		}
 	}
 	hosts := []string{}
@@ -142,13 +162,23 @@ func want(t *spec.Topology) []listener {
 		}
 	}
 	for _, h := range hosts {
-		out = append(out, listener{h, "http", "tcp", spec.AppTCPPort}, listener{h, "echo", "udp", spec.AppUDPPort})
+		out = append(out, listener{Object: h, Kind: "http", Proto: "tcp", Port: spec.AppTCPPort}, listener{Object: h, Kind: "echo", Proto: "udp", Port: spec.AppUDPPort})
 	}
 	sps := cluster.Endpoints(t)
 	for _, n := range t.Nodes {
-		out = append(out, listener{n.Name, "healthz", "tcp", kubeproxy.ProxyHealthzPort})
+		out = append(out, listener{Object: n.Name, Kind: "healthz", Proto: "tcp", Port: kubeproxy.ProxyHealthzPort})
 		for _, hc := range kubeproxy.HealthCheckServices(cluster.ProxyServices(sps, n.Name)) {
-			out = append(out, listener{n.Name, "hc:" + hc.Namespace + "/" + hc.Name, "tcp", int(hc.NodePort)})
+			out = append(out, listener{Object: n.Name, Kind: "hc:" + hc.Namespace + "/" + hc.Name, Proto: "tcp", Port: int(hc.NodePort)})
+		}
+	}
+	if m, err := lb.Build(t); err == nil {
+		for _, l := range m.LBs {
+			if l.Kind != lb.ALB {
+				continue
+			}
+			for _, n := range l.Nodes {
+				out = append(out, listener{Object: l.Name, Kind: fmt.Sprintf("alb:%d", n.Index), Proto: "tcp", Port: 80, Addr: n.IP})
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
@@ -162,6 +192,30 @@ func (a *agent) reconcile() error {
 	if err != nil {
 		return err
 	}
+	if err := a.listenAll(t); err != nil {
+		return err
+	}
+	// Health checks start once every app listens, so a lab comes up with
+	// its load balancers' view of health formed by real answers.
+	lbs, err := startLBs(a.lab, t)
+	if err != nil {
+		return err
+	}
+	lbs.settle(10 * time.Second)
+	a.mu.Lock()
+	old := a.lbs
+	a.lbs = lbs
+	a.mu.Unlock()
+	if old != nil {
+		go old.stop()
+	}
+	return nil
+}
+
+// listenAll opens and closes listeners until the app server serves exactly
+// what the topology calls for.
+func (a *agent) listenAll(t *spec.Topology) error {
+	var err error
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.topo = t
@@ -206,10 +260,14 @@ func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error
 	var ul net.PacketConn
 	err := h.Do(func() error {
 		var err error
+		host := ""
+		if l.Addr.IsValid() {
+			host = l.Addr.String()
+		}
 		if l.Proto == "udp" {
-			ul, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", l.Port))
+			ul, err = net.ListenPacket("udp4", net.JoinHostPort(host, strconv.Itoa(l.Port)))
 		} else {
-			tl, err = net.Listen("tcp4", fmt.Sprintf(":%d", l.Port))
+			tl, err = net.Listen("tcp4", net.JoinHostPort(host, strconv.Itoa(l.Port)))
 		}
 		return err
 	})
@@ -236,6 +294,19 @@ func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error
 		ph := kubeproxy.NewProxyHealth(kubeproxy.DefaultHealthTimeout, nil)
 		ph.Updated()
 		go serveHTTP(tl, ph.Handler())
+		return tl, nil
+	case strings.HasPrefix(l.Kind, "alb:"):
+		idx, _ := strconv.Atoi(strings.TrimPrefix(l.Kind, "alb:"))
+		m, err := lb.Build(t)
+		if err != nil {
+			tl.Close()
+			return nil, err
+		}
+		for _, lbi := range m.LBs {
+			if lbi.Name == l.Object {
+				go serveHTTP(tl, a.albHandler(h, l.Object, lbi.Nodes[idx]))
+			}
+		}
 		return tl, nil
 	case strings.HasPrefix(l.Kind, "hc:"):
 		nsName, name, _ := strings.Cut(strings.TrimPrefix(l.Kind, "hc:"), "/")

@@ -316,6 +316,7 @@ func toRule(r plan.Rule) *netlink.Rule {
 		m := r.Mask
 		nr.Mask = &m
 	}
+	nr.IifName = r.IIF
 	return nr
 }
 
@@ -330,6 +331,9 @@ func describeRule(r plan.Rule) string {
 	}
 	if r.Mask != 0 {
 		fmt.Fprintf(&b, " fwmark %#x/%#x", r.Mark, r.Mask)
+	}
+	if r.IIF != "" {
+		fmt.Fprintf(&b, " iif %s", r.IIF)
 	}
 	fmt.Fprintf(&b, " lookup %d", r.Table)
 	return b.String()

@@ -84,6 +84,13 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	warnings, err := Check(t)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		logf("warning: %s", w)
+	}
 	p := plan.Build(t, name)
 	src, _ := filepath.Abs(t.File)
 	st = &State{Lab: name, Topology: src, Created: time.Now().UTC(), Namespaces: p.NSNames()}

@@ -113,6 +113,9 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	if w.Kind == spec.WalkChurn {
 		return s.churn(w)
 	}
+	if w.LoadBalancer != "" {
+		return s.lbWalk(w, outDir)
+	}
 	port := randomPort()
 	svc := walk.ServiceOf(s.Topo, w)
 	var pts []walk.Point
@@ -168,7 +171,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	case w.Protocol == "icmp":
 		run.TrafficErr = ping(src, dst.Addr(), port, token)
 	case w.Protocol == "tcp":
-		run.App, run.TrafficErr = httpGet(src, from.From.IP, port, dst, token, timeout)
+		run.App, run.TrafficErr = httpGet(src, from.From.IP, port, dst, token, timeout, "/")
 	case w.Protocol == "udp":
 		run.App, run.TrafficErr = udpEcho(src, port, dst, token, timeout)
 	}
@@ -322,7 +325,7 @@ func (s *Session) spread(w spec.Walk) (*Run, error) {
 	counts, failures := map[string]int{}, 0
 	var lastErr error
 	for i := 0; i < w.Connections; i++ {
-		a, err := httpGet(src, from.IP, randomPort(), svc.Dest(s.Topo, w), newToken(), trafficTimeout)
+		a, err := httpGet(src, from.IP, randomPort(), svc.Dest(s.Topo, w), newToken(), trafficTimeout, "/")
 		if err != nil {
 			failures, lastErr = failures+1, err
 			continue
@@ -446,24 +449,35 @@ func dialFrom(n *ns.NS, network string, src netip.Addr, port uint16, dst netip.A
 
 // httpGet makes one HTTP request over a fresh connection and decodes the
 // app's answer.
-func httpGet(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token string, timeout time.Duration) (*AppAnswer, error) {
+func httpGet(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token string, timeout time.Duration, path string) (*AppAnswer, error) {
+	a, _, err := httpDo(n, src, port, dst, token, timeout, path)
+	return a, err
+}
+
+// httpDo makes one HTTP request over a fresh connection and returns the
+// app's answer when the status is 200, and the status.
+func httpDo(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token string, timeout time.Duration, path string) (*AppAnswer, int, error) {
 	c, err := dialFrom(n, "tcp4", src, port, dst, timeout)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", dst, err)
+		return nil, 0, fmt.Errorf("connecting to %s: %w", dst, err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nX-Labctl-Walk: %s\r\nConnection: close\r\n\r\n", dst, token)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nX-Labctl-Walk: %s\r\nConnection: close\r\n\r\n", path, dst, token)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		return nil, fmt.Errorf("reading the answer from %s: %w", dst, err)
+		return nil, 0, fmt.Errorf("reading the answer from %s: %w", dst, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return nil, resp.StatusCode, nil
+	}
 	var a AppAnswer
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&a); err != nil {
-		return nil, fmt.Errorf("decoding the answer from %s (HTTP %d): %w", dst, resp.StatusCode, err)
+		return nil, resp.StatusCode, fmt.Errorf("decoding the answer from %s (HTTP %d): %w", dst, resp.StatusCode, err)
 	}
-	return &a, nil
+	return &a, resp.StatusCode, nil
 }
 
 func udpEcho(n *ns.NS, port uint16, dst netip.AddrPort, token string, timeout time.Duration) (*AppAnswer, error) {

@@ -112,10 +112,17 @@ func newValidate() *cobra.Command {
 			bad := 0
 			for _, a := range args {
 				t, err := loadTopology(a)
+				var warnings []string
+				if err == nil {
+					warnings, err = lab.Check(t)
+				}
 				if err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
 					bad++
 					continue
+				}
+				for _, w := range warnings {
+					fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d nodes, %d pods, %d hosts, %d walks)\n", t.File,
 					len(t.Nodes), len(t.Pods), len(t.Hosts), len(t.Walks))

@@ -21,7 +21,7 @@ const (
 // internet renders the VPC's internet gateway and the internet behind it:
 // the router's default route to the gateway, the gateway's 1:1 NAT of
 // Elastic IPs, and an internet router with a LAN of internet hosts.
-func (p *Plan) internet(t *spec.Topology) {
+func (p *Plan) internet(t *spec.Topology, public []spec.PublicIP) {
 	in := t.Internet
 	if in == nil {
 		return
@@ -49,7 +49,7 @@ func (p *Plan) internet(t *spec.Topology) {
 		{Dev: GatewayInternetIf, Prefix: netip.PrefixFrom(lanGateway, spec.InternetLAN.Bits())}}
 	igw.Routes = []Route{{Dst: t.VPC.CIDR, Gw: routerIP, Dev: GatewayVPCIf},
 		{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: lanRouter, Dev: GatewayInternetIf}}
-	igw.Iptables = GatewayRules(in.PublicIPs)
+	igw.Iptables = GatewayRules(public)
 
 	inet.Sysctls = []Sysctl{{Key: "net/ipv4/ip_forward", Value: "1"}, {Key: "net/ipv4/conf/all/send_redirects", Value: "0"},
 		{Key: "net/ipv4/conf/default/send_redirects", Value: "0"},

@@ -120,6 +120,7 @@ type Rule struct {
 	Src, Dst netip.Prefix
 	Mark     uint32
 	Mask     uint32
+	IIF      string // incoming interface, if set
 	Table    int
 }
 
@@ -145,7 +146,9 @@ func Build(t *spec.Topology, lab string) *Plan {
 	for i := range t.Hosts {
 		p.host(t, &t.Hosts[i])
 	}
-	p.internet(t)
+	m := LBModel(t)
+	p.loadBalancers(t, m)
+	p.internet(t, publicIPs(t, m))
 	return p
 }
 

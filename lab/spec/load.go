@@ -202,7 +202,7 @@ func (t *Topology) applyDefaults() {
 		}
 	}
 	m := &t.Manifests
-	if len(m.Services)+len(m.Deployments)+len(m.Pods) > 0 && (t.ClusterDNS == nil || *t.ClusterDNS) {
+	if len(m.Services)+len(m.Deployments)+len(m.Pods)+len(m.Ingresses) > 0 && (t.ClusterDNS == nil || *t.ClusterDNS) {
 		t.addClusterDNS()
 	}
 	t.allocateServiceAddrs()
@@ -226,7 +226,7 @@ func (t *Topology) applyDefaults() {
 			if w.Connections == 0 {
 				w.Connections = 60
 			}
-		case w.Protocol == "" && w.Service != "":
+		case w.Protocol == "" && (w.Service != "" || w.LoadBalancer != ""):
 			w.Protocol = "tcp"
 		case w.Protocol == "":
 			w.Protocol = "icmp"

@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	netv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	k8syaml "sigs.k8s.io/yaml"
@@ -21,6 +22,7 @@ type Manifests struct {
 	Services    []*corev1.Service
 	Deployments []*appsv1.Deployment
 	Pods        []*corev1.Pod
+	Ingresses   []*netv1.Ingress
 	// Warnings name fields the lab reads but does not model.
 	Warnings []string
 	lines    map[string]int // "Service default/web" -> line of its document
@@ -86,9 +88,15 @@ func (t *Topology) decodeManifest(doc []byte, line int) error {
 			return err
 		}
 		t.Manifests.Pods = append(t.Manifests.Pods, &p)
+	case "networking.k8s.io/v1 Ingress":
+		var in netv1.Ingress
+		if err := strict("Ingress", &in, &in.ObjectMeta); err != nil {
+			return err
+		}
+		t.Manifests.Ingresses = append(t.Manifests.Ingresses, &in)
 	default:
 		return fmt.Errorf("%s:%d: kind %q (apiVersion %q) is not modelled by labctl; it knows v1 Service, "+
-			"v1 Pod and apps/v1 Deployment", t.File, line, tm.Kind, tm.APIVersion)
+			"v1 Pod, apps/v1 Deployment and networking.k8s.io/v1 Ingress", t.File, line, tm.Kind, tm.APIVersion)
 	}
 	return nil
 }
@@ -339,6 +347,11 @@ func (t *Topology) allocateServiceAddrs() {
 			s.Spec.HealthCheckNodePort = port()
 		}
 	}
+}
+
+// ManifestLine is the line of an object's document, for messages.
+func (t *Topology) ManifestLine(kind, namespace, name string) int {
+	return t.Manifests.lines[objKey(kind, namespace, name)]
 }
 
 // ServiceLine is the line of a Service's document, for messages.

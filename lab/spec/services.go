@@ -130,14 +130,6 @@ func unmodelled(s *corev1.Service) []string {
 	if s.Spec.PublishNotReadyAddresses {
 		w = append(w, "spec.publishNotReadyAddresses is not modelled (every lab pod is ready)")
 	}
-	if s.Spec.LoadBalancerClass != nil || s.Spec.Type == corev1.ServiceTypeLoadBalancer {
-		w = append(w, "no load balancer is built for this Service yet; its NodePorts and ClusterIP work")
-	}
-	for k := range s.Annotations {
-		if strings.HasPrefix(k, "service.beta.kubernetes.io/aws-load-balancer") {
-			w = append(w, "annotation "+k+" is not modelled yet")
-		}
-	}
 	return w
 }
 

@@ -22,6 +22,10 @@ type Topology struct {
 	// gateway. Nil means the VPC has no internet gateway.
 	Internet *Internet `yaml:"internet"`
 	Walks    []Walk    `yaml:"walks"`
+	// LoadBalancerController says whether the AWS Load Balancer Controller
+	// is installed (default true): it owns LoadBalancer Services and ALB
+	// Ingresses. Without it only the legacy controller's NLB is built.
+	LoadBalancerController *bool `yaml:"loadBalancerController"`
 	// ClusterDNS adds EKS's CoreDNS (kube-dns on .10 of the service CIDR);
 	// it defaults to true when the file holds Kubernetes manifests.
 	ClusterDNS *bool `yaml:"clusterDNS"`
@@ -58,6 +62,10 @@ type AZ struct {
 type Subnet struct {
 	Name string       `yaml:"name"`
 	CIDR netip.Prefix `yaml:"cidr"`
+	// Role is the subnet tag the AWS Load Balancer Controller discovers
+	// load balancer subnets by: "elb" (kubernetes.io/role/elb, public) or
+	// "internal-elb" (kubernetes.io/role/internal-elb).
+	Role string `yaml:"role"`
 	// AZ is filled in from the enclosing AZ.
 	AZ string `yaml:"-"`
 }
@@ -172,6 +180,16 @@ type Walk struct {
 	// Expect is "answer" (default) or "drop": the flow must die at the
 	// last hop listed, as at a node without a local endpoint.
 	Expect string `yaml:"expect"`
+	// LoadBalancer sends through a load balancer: the Service (NLB) or
+	// Ingress (ALB) name, "name" or "namespace/name".
+	LoadBalancer string `yaml:"loadBalancer"`
+	// AZ is the load balancer node the client uses (default: the first AZ).
+	AZ string `yaml:"az"`
+	// Path is the HTTP path an ALB walk requests.
+	Path string `yaml:"path"`
+	// DNSName makes the client resolve this name at the internet's
+	// authoritative DNS first and send to an address it answered (walk D1).
+	DNSName string `yaml:"dnsName"`
 }
 
 // Walk kinds.

@@ -166,6 +166,9 @@ func (v *validator) subnets() map[string]Subnet {
 				v.add(sp+".name", "subnet name %q makes the router bridge name %q, %d bytes; "+
 					"interface names are at most %d", s.Name, bn, len(bn), MaxIfName)
 			}
+			if s.Role != "" && s.Role != "elb" && s.Role != "internal-elb" {
+				v.add(sp+".role", "role %q: use elb (kubernetes.io/role/elb) or internal-elb", s.Role)
+			}
 			if _, dup := out[s.Name]; dup {
 				v.add(sp+".name", "subnet %q is defined twice", s.Name)
 			}
@@ -455,7 +458,7 @@ func (v *validator) walks(objects map[string]string) {
 			continue
 		}
 		ends := []struct{ key, name string }{{"from", w.From}}
-		if w.Service == "" && w.Kind == WalkFlow {
+		if w.Service == "" && w.LoadBalancer == "" && w.Kind == WalkFlow {
 			ends = append(ends, struct{ key, name string }{"to", w.To})
 		}
 		for _, end := range ends {

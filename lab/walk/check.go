@@ -68,6 +68,12 @@ type Classifier struct {
 	// DNSID identifies a dns walk's query and answer (DNS is set).
 	DNS   bool
 	DNSID uint16
+	// HTTP identifies segments by the token in an HTTP request and in the
+	// app's answer (which echoes the request's headers), and the answer to
+	// the client by its port: a proxy (the ALB) opens a connection of its
+	// own, so sequence numbers cannot follow the request across it.
+	HTTP       bool
+	ClientPort uint16
 }
 
 // Leg returns the leg of a packet, or "" when it is not part of the flow.
@@ -103,6 +109,9 @@ func (c *Classifier) Leg(p *Packet) Leg {
 			return Reply
 		}
 	case "tcp":
+		if c.HTTP {
+			return c.httpLeg(p)
+		}
 		if !c.HaveISN {
 			return ""
 		}
@@ -112,6 +121,21 @@ func (c *Classifier) Leg(p *Packet) Leg {
 		case p.TCP.SYN && p.TCP.ACK && p.TCP.Ack == c.ISN+1:
 			return Reply
 		}
+	}
+	return ""
+}
+
+func (c *Classifier) httpLeg(p *Packet) Leg {
+	switch {
+	case len(p.Payload) == 0:
+		return ""
+	case bytes.Contains(p.Payload, c.Token) && (bytes.HasPrefix(p.Payload, []byte("GET ")) ||
+		bytes.HasPrefix(p.Payload, []byte("POST "))):
+		return Request
+	case bytes.Contains(p.Payload, c.Token):
+		return Reply
+	case bytes.HasPrefix(p.Payload, []byte("HTTP/")) && p.DstPort == c.ClientPort:
+		return Reply
 	}
 	return ""
 }

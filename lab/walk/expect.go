@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sort"
 
+	"github.com/labctl/labctl/lab/lb"
 	"github.com/labctl/labctl/lab/spec"
 )
 
@@ -42,6 +43,9 @@ type Expectation struct {
 	From, To Endpoint
 	// Endpoint is the pod behind a Service that answered, for Service walks.
 	Endpoint *Endpoint
+	// LB and LBNode are the load balancer and the node the client used.
+	LB     *lb.LoadBalancer
+	LBNode lb.Node
 	// ClientPort is the source port the client binds (TCP and UDP), or the
 	// ICMP echo identifier.
 	ClientPort uint16
@@ -72,13 +76,21 @@ type Endpoint struct {
 // not from the address plan, so the same walk holds on any topology. For a
 // walk to a Service, endpoint names the pod the kernel picked (the run reads
 // it from the capture); it is ignored otherwise.
-func Derive(t *spec.Topology, w spec.Walk, clientPort uint16, endpoint string) (*Expectation, error) {
+func Derive(t *spec.Topology, w spec.Walk, clientPort uint16, endpoint string, lbPicks ...Picks) (*Expectation, error) {
+	var picks Picks
+	if len(lbPicks) > 0 {
+		picks = lbPicks[0]
+	}
+	picks.Endpoint = endpoint
 	from, err := endpointOf(t, w.From)
 	if err != nil {
 		return nil, err
 	}
 	m := &model{t: t}
 	e := &Expectation{Walk: w, Proto: w.Protocol, From: from, ClientPort: clientPort}
+	if w.LoadBalancer != "" {
+		return deriveLB(t, w, e, picks)
+	}
 	var sport, dport uint16
 	if w.Protocol == "tcp" || w.Protocol == "udp" {
 		sport, dport = clientPort, uint16(w.Port)
@@ -230,7 +242,10 @@ func endpointOf(t *spec.Topology, name string) (Endpoint, error) {
 	return Endpoint{}, fmt.Errorf("walk end %q is not a pod or host", name)
 }
 
-type model struct{ t *spec.Topology }
+type model struct {
+	t   *spec.Topology
+	lbs *lb.Model
+}
 
 // eniSubnet returns the subnet of an instance's ENI.
 func (m *model) eniSubnet(instance string, eni int) spec.Subnet {
@@ -238,8 +253,30 @@ func (m *model) eniSubnet(instance string, eni int) spec.Subnet {
 		s, _ := m.t.Subnet(n.ENI(eni).Subnet)
 		return s
 	}
-	s, _ := m.t.Subnet(m.t.Host(instance).Subnet)
-	return s
+	if h := m.t.Host(instance); h != nil {
+		s, _ := m.t.Subnet(h.Subnet)
+		return s
+	}
+	if m.lbs != nil {
+		for _, l := range m.lbs.LBs {
+			if l.Name == instance {
+				return l.Nodes[eni].Subnet
+			}
+		}
+	}
+	panic("walk: no subnet for " + instance)
+}
+
+func (m *model) isLB(name string) bool {
+	if m.lbs == nil {
+		return false
+	}
+	for _, l := range m.lbs.LBs {
+		if l.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // path is the hops of one packet from a to b, with a's address as source.
@@ -279,7 +316,9 @@ func (m *model) path(leg Leg, a, b Endpoint, sport, dport uint16) []Hop {
 	ethA := spec.ENIName(egress)
 	srcMAC := spec.ENIMAC(a.Instance, egress)
 	ownerMAC := spec.ENIMAC(b.Instance, b.ENI)
-	if a.Node && a.Pod == nil {
+	if m.isLB(a.Instance) {
+		why = fmt.Sprintf("%s: leaves %s, the ENI of its %s node (its own route table)", a.Instance, ethA, sub.AZ)
+	} else if a.Node && a.Pod == nil {
 		why = fmt.Sprintf("%s routes it by main: %s", a.Instance, map[bool]string{true: "on-link on eth0",
 			false: "default via " + gw.String() + " dev eth0"}[direct])
 	}

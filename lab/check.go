@@ -1,0 +1,33 @@
+package lab
+
+import (
+	"fmt"
+
+	"github.com/labctl/labctl/lab/lb"
+	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/walk"
+)
+
+// Check is the validation a topology needs beyond its own file: the load
+// balancers its Services and Ingresses ask for, decided as their controllers
+// would. It returns the warnings to show (fields not modelled, Services that
+// stay pending) or the first error, before anything is created.
+func Check(t *spec.Topology) ([]string, error) {
+	m, err := lb.Build(t)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range t.Walks {
+		if w.LoadBalancer == "" {
+			continue
+		}
+		if _, _, _, _, err := walk.LBOf(t, w); err != nil {
+			return nil, fmt.Errorf("%s: walk %s: %w", t.File, w.Name, err)
+		}
+	}
+	warnings := append([]string(nil), t.Manifests.Warnings...)
+	for _, p := range m.Pending {
+		warnings = append(warnings, p.Owner+": no load balancer: "+p.Reason)
+	}
+	return warnings, nil
+}

@@ -1,0 +1,323 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labctl/labctl/lab/lb"
+	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+// Target health states, as the ELB API names them.
+const (
+	StateInitial   = "initial"
+	StateHealthy   = "healthy"
+	StateUnhealthy = "unhealthy"
+)
+
+// TargetHealth is one target's health as its load balancer sees it.
+type TargetHealth struct {
+	LB, Group, Target, Object, AZ string
+	State                         string
+	Reason                        string    `json:",omitempty"`
+	Since                         time.Time `json:",omitempty"`
+	ok, fail                      int
+}
+
+// HealthFile is where the app server records target health for labctl lb
+// and the walks.
+func HealthFile(lab string) string { return filepath.Join(Dir(lab), "lb-health.json") }
+
+// ReadHealth loads the recorded target health, keyed "group/target".
+func ReadHealth(lab string) (map[string]TargetHealth, error) {
+	b, err := os.ReadFile(HealthFile(lab))
+	if err != nil {
+		return nil, err
+	}
+	var list []TargetHealth
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, err
+	}
+	out := map[string]TargetHealth{}
+	for _, h := range list {
+		out[h.Group+"/"+h.Target] = h
+	}
+	return out, nil
+}
+
+// lbRuntime runs a lab's load balancers: health checks from each LB's
+// namespace, the NLB's rules re-rendered on every health change, and the ALB
+// proxy's choice of targets.
+type lbRuntime struct {
+	lab    string
+	model  *lb.Model
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	health map[string]*TargetHealth
+	rr     map[string]int // ALB round robin position per group
+	done   chan struct{}
+	// apply serialises NLB rule updates: each renders the health current
+	// when it runs, so the last restore always holds the newest state.
+	apply sync.Mutex
+}
+
+func startLBs(lab string, t *spec.Topology) (*lbRuntime, error) {
+	m, err := lb.Build(t)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &lbRuntime{lab: lab, model: m, cancel: cancel, health: map[string]*TargetHealth{}, rr: map[string]int{},
+		done: make(chan struct{})}
+	var wg sync.WaitGroup
+	for _, l := range m.LBs {
+		h, err := ns.Open(spec.NSName(lab, l.Name))
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		for _, g := range groups(l) {
+			for _, tg := range g.Targets {
+				th := &TargetHealth{LB: l.Name, Group: g.Name, Target: tg.String(), Object: tg.Object, AZ: tg.AZ,
+					State: StateInitial, Since: time.Now()}
+				r.health[g.Name+"/"+tg.String()] = th
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r.probeLoop(ctx, h, l, g, tg, th)
+				}()
+			}
+		}
+		go func() {
+			<-ctx.Done()
+			h.Close()
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(r.done)
+	}()
+	r.write()
+	return r, nil
+}
+
+func groups(l *lb.LoadBalancer) []*lb.TargetGroup {
+	seen := map[*lb.TargetGroup]bool{}
+	var out []*lb.TargetGroup
+	add := func(g *lb.TargetGroup) {
+		if g != nil && !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	for _, li := range l.Listeners {
+		add(li.Group)
+	}
+	for _, ru := range l.Rules {
+		add(ru.Group)
+	}
+	return out
+}
+
+// settle waits until no target is still in its initial state, so a lab is
+// ready with its load balancers' view of health already formed.
+func (r *lbRuntime) settle(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		initial := 0
+		for _, h := range r.health {
+			if h.State == StateInitial {
+				initial++
+			}
+		}
+		r.mu.Unlock()
+		if initial == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *lbRuntime) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// source is the LB node a target is probed and reached from: the node in
+// the target's AZ, else the first.
+func source(l *lb.LoadBalancer, az string) lb.Node {
+	for _, n := range l.Nodes {
+		if n.AZ == az {
+			return n
+		}
+	}
+	return l.Nodes[0]
+}
+
+// probeLoop health-checks one target at the lab's scaled interval and
+// applies the thresholds: healthy after Healthy successes in a row,
+// unhealthy after Unhealthy failures in a row.
+func (r *lbRuntime) probeLoop(ctx context.Context, h *ns.NS, l *lb.LoadBalancer, g *lb.TargetGroup, tg lb.Target, th *TargetHealth) {
+	hc := g.HealthCheck
+	interval, timeout := hc.Scaled()
+	src := source(l, tg.AZ).IP
+	for {
+		err := probe(h, src, tg, hc, timeout)
+		r.mu.Lock()
+		changed := false
+		if err == nil {
+			th.ok, th.fail = th.ok+1, 0
+			if th.State != StateHealthy && th.ok >= hc.Healthy {
+				th.State, th.Reason, th.Since, changed = StateHealthy, "", time.Now(), true
+			}
+		} else {
+			th.fail, th.ok = th.fail+1, 0
+			th.Reason = err.Error()
+			if th.State != StateUnhealthy && th.fail >= hc.Unhealthy {
+				th.State, th.Since, changed = StateUnhealthy, time.Now(), true
+			}
+		}
+		r.mu.Unlock()
+		if changed {
+			r.changed(l)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// probe is one health check from the LB node's address: a TCP connect, or
+// an HTTP GET whose status must match.
+func probe(h *ns.NS, src netip.Addr, tg lb.Target, hc lb.HealthCheck, timeout time.Duration) error {
+	port := tg.Port
+	if hc.Port != 0 {
+		port = hc.Port
+	}
+	addr := netip.AddrPortFrom(tg.IP, uint16(port)).String()
+	var c net.Conn
+	err := h.Do(func() error {
+		d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		var err error
+		c, err = d.Dial("tcp4", addr)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("connect %s: %v", addr, shortErr(err))
+	}
+	defer c.Close()
+	if hc.Protocol != "HTTP" {
+		return nil
+	}
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n", hc.Path, addr)
+	var proto string
+	var code int
+	if _, err := fmt.Fscan(c, &proto, &code); err != nil {
+		return fmt.Errorf("GET %s%s: %v", addr, hc.Path, shortErr(err))
+	}
+	if !matches(hc.Matcher, code) {
+		return fmt.Errorf("GET %s%s: HTTP %d (needs %s)", addr, hc.Path, code, hc.Matcher)
+	}
+	return nil
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+2:]
+	}
+	return s
+}
+
+// matches checks an HTTP status against a matcher such as "200" or "200-399".
+func matches(matcher string, code int) bool {
+	for _, part := range strings.Split(matcher, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		l, _ := strconv.Atoi(lo)
+		h := l
+		if isRange {
+			h, _ = strconv.Atoi(hi)
+		}
+		if code >= l && code <= h {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *lbRuntime) healthy(g *lb.TargetGroup) func(lb.Target) bool {
+	return func(t lb.Target) bool {
+		h := r.health[g.Name+"/"+t.String()]
+		return h != nil && h.State == StateHealthy
+	}
+}
+
+// changed applies a health change: an NLB's rules are rendered again and
+// restored in its namespace (new flows only; conntrack keeps the old ones).
+func (r *lbRuntime) changed(l *lb.LoadBalancer) {
+	r.write()
+	if l.Kind != lb.NLB {
+		return
+	}
+	r.apply.Lock()
+	defer r.apply.Unlock()
+	r.mu.Lock()
+	payload := lb.NLBRules(l, func(g *lb.TargetGroup, az string) []lb.Target { return g.Eligible(az, r.healthy(g)) })
+	r.mu.Unlock()
+	h, err := ns.Open(spec.NSName(r.lab, l.Name))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lb:", err)
+		return
+	}
+	defer h.Close()
+	if err := restore(h, payload, false); err != nil {
+		fmt.Fprintln(os.Stderr, "lb:", err)
+	}
+}
+
+// write records every target's health for labctl lb.
+func (r *lbRuntime) write() {
+	r.mu.Lock()
+	list := make([]TargetHealth, 0, len(r.health))
+	for _, h := range r.health {
+		list = append(list, *h)
+	}
+	r.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].Group+list[i].Target < list[j].Group+list[j].Target })
+	b, _ := json.MarshalIndent(list, "", "  ")
+	tmp := HealthFile(r.lab) + ".tmp"
+	if os.WriteFile(tmp, b, 0o644) == nil {
+		_ = os.Rename(tmp, HealthFile(r.lab))
+	}
+}
+
+// pick is an ALB node's choice of target for a group: round robin over the
+// targets it may use (its AZ unless cross-zone, healthy, failing open).
+func (r *lbRuntime) pick(g *lb.TargetGroup, az string) (lb.Target, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ts := g.Eligible(az, r.healthy(g))
+	if len(ts) == 0 {
+		return lb.Target{}, false
+	}
+	i := r.rr[g.Name+"/"+az] % len(ts)
+	r.rr[g.Name+"/"+az]++
+	return ts[i], true
+}

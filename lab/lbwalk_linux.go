@@ -1,0 +1,101 @@
+//go:build linux
+
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/labctl/labctl/lab/capture"
+	"github.com/labctl/labctl/lab/lb"
+	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/walk"
+)
+
+// lbWalk runs a walk through a load balancer (C1-C4): captures at the
+// client, the load balancer, every target and every endpoint; a request to
+// the LB node of the walk's AZ; then the hops derived from the target and
+// endpoint the capture shows were picked.
+func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
+	pts, targets, endpoints, err := walk.LBCandidates(s.Topo, w)
+	if err != nil {
+		return nil, err
+	}
+	_, l, node, li, err := walk.LBOf(s.Topo, w)
+	if err != nil {
+		return nil, err
+	}
+	caps, err := capture.OpenAll(s.NS, pts)
+	if err != nil {
+		return nil, err
+	}
+	defer caps.Close()
+	from, err := walk.Derive(s.Topo, spec.Walk{From: w.From, To: w.From, Protocol: "tcp"}, 0, "")
+	if err != nil {
+		return nil, err
+	}
+	src, err := s.NS(w.From)
+	if err != nil {
+		return nil, err
+	}
+	port, token := randomPort(), newToken()
+	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
+	path := "/"
+	if l.Kind == lb.ALB {
+		path = w.Path
+	}
+	run := &Run{}
+	var status int
+	run.App, status, run.TrafficErr = httpDo(src, from.From.IP, port, dst, token, trafficTimeout, path)
+	frames, err := caps.Drain()
+	if err != nil {
+		return nil, err
+	}
+	pkts := decodeFrames(frames)
+	cl := &walk.Classifier{Proto: "tcp", Token: []byte(token), HTTP: l.Kind == lb.ALB, ClientPort: port}
+	e0 := &walk.Expectation{From: from.From, ClientPort: port}
+	if !cl.HTTP {
+		cl.FindISN(e0, pkts)
+	}
+	picks := walk.Picks{Target: cl.Endpoint(pkts, targets), Endpoint: cl.Endpoint(pkts, endpoints)}
+	e, err := walk.Derive(s.Topo, w, port, picks.Endpoint, picks)
+	if err != nil {
+		return nil, fmt.Errorf("walk %s: %w (traffic: %v)", w.Name, err, run.TrafficErr)
+	}
+	e.Points = pts // everything captured must be explained by a hop
+	run.Report = walk.Check(e, cl, pkts)
+	notes := []string{fmt.Sprintf("%s, %s, node %s (%s); the client sent to %s", l.Owner, l.Kind, node.AZ, node.IP, dst)}
+	if picks.Target != "" {
+		notes = append(notes, "the load balancer picked target "+picks.Target)
+	}
+	if picks.Endpoint != "" && picks.Endpoint != picks.Target {
+		notes = append(notes, "kube-proxy on "+picks.Target+" picked endpoint "+picks.Endpoint)
+	}
+	switch {
+	case run.TrafficErr != nil:
+		notes = append(notes, "traffic: "+run.TrafficErr.Error())
+		run.Report.Failed = true
+	case run.App != nil:
+		notes = append(notes, fmt.Sprintf("%s's app saw the client as %s", run.App.Object, run.App.Remote))
+		if xff := run.App.Headers["X-Forwarded-For"]; len(xff) > 0 {
+			notes = append(notes, "X-Forwarded-For: "+xff[0])
+		}
+	default:
+		notes = append(notes, fmt.Sprintf("the load balancer answered HTTP %d", status))
+		if l.Kind == lb.ALB && l.Match(w.Path) == nil && status != 404 {
+			run.Report.Failed = true
+		}
+	}
+	run.Report.Notes = append(run.Report.Notes, notes...)
+	run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts)
+	return run, err
+}
+
+func decodeFrames(frames []capture.Frame) []walk.Packet {
+	pkts := make([]walk.Packet, len(frames))
+	for i, f := range frames {
+		pkts[i] = walk.Decode(f.Data)
+		pkts[i].Point, pkts[i].Dir, pkts[i].Time, pkts[i].Frame = f.Point, f.Dir, f.Time, i+1
+	}
+	return pkts
+}

@@ -1,0 +1,279 @@
+package walk
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/labctl/labctl/lab/lb"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+// Picks are the choices made in one run, read back from its capture: the
+// pod behind a Service, and the target a load balancer chose.
+type Picks struct {
+	Endpoint string
+	Target   string
+}
+
+// LBOf finds a walk's load balancer, its node for the walk's AZ and, for an
+// NLB, the listener on the walk's port.
+func LBOf(t *spec.Topology, w spec.Walk) (*lb.Model, *lb.LoadBalancer, lb.Node, *lb.Listener, error) {
+	m, err := lb.Build(t)
+	if err != nil {
+		return nil, nil, lb.Node{}, nil, err
+	}
+	ns, name, ok := strings.Cut(w.LoadBalancer, "/")
+	if !ok {
+		ns, name = spec.DefaultNamespace, w.LoadBalancer
+	}
+	for _, l := range m.LBs {
+		if l.Owner != "Service "+ns+"/"+name && l.Owner != "Ingress "+ns+"/"+name {
+			continue
+		}
+		node := l.Nodes[0]
+		for _, n := range l.Nodes {
+			if n.AZ == w.AZ {
+				node = n
+			}
+		}
+		if l.Kind == lb.ALB {
+			return m, l, node, &l.Listeners[0], nil
+		}
+		for i := range l.Listeners {
+			if l.Listeners[i].Port == w.Port {
+				return m, l, node, &l.Listeners[i], nil
+			}
+		}
+		return nil, nil, lb.Node{}, nil, fmt.Errorf("%s has no listener on port %d", l.Owner, w.Port)
+	}
+	return nil, nil, lb.Node{}, nil, fmt.Errorf("no load balancer for %q (is its Service a LoadBalancer, or its Ingress class alb?)", w.LoadBalancer)
+}
+
+// lbEndpoint is a load balancer node as one end of a leg; ip is the address
+// the packet carries for it (the node's, or a client's the node preserves).
+func lbEndpoint(l *lb.LoadBalancer, n lb.Node, ip netip.Addr) Endpoint {
+	return Endpoint{Object: l.Name, IP: ip, MAC: spec.ENIMAC(l.Name, n.Index), Instance: l.Name, ENI: n.Index}
+}
+
+// deriveLB is walks C1-C4 and D1: client to a load balancer node, the
+// node to its target, and for instance targets on through kube-proxy.
+func deriveLB(t *spec.Topology, w spec.Walk, e *Expectation, picks Picks) (*Expectation, error) {
+	lbs, l, node, li, err := LBOf(t, w)
+	if err != nil {
+		return nil, err
+	}
+	m := &model{t: t, lbs: lbs}
+	e.LB, e.LBNode = l, node
+	from := e.From
+	sport := e.ClientPort
+	front := lbEndpoint(l, node, node.IP)
+	e.To = front
+	if l.Kind == lb.ALB {
+		return m.deriveALB(t, w, e, l, node, picks)
+	}
+	g := li.Group
+	target, ok := findTarget(g, picks.Target)
+	if !ok {
+		return nil, fmt.Errorf("%s: target %q is not in %s", l.Owner, picks.Target, g.Name)
+	}
+	lport := uint16(li.Port)
+	e.Hops = m.path(Request, from, front, sport, lport)
+	src, sport2 := node.IP, uint16(0)
+	nat := fmt.Sprintf("%s (%s) DNAT %s:%d -> %s (%s), SNAT to %s: client IP not preserved", l.Name, node.AZ, node.IP,
+		li.Port, target, lb.ChainName(node.Index, li.Protocol, li.Port), node.IP)
+	if g.PreserveClientIP {
+		src, sport2 = from.IP, sport
+		nat = fmt.Sprintf("%s (%s) DNAT %s:%d -> %s (%s); the client IP is preserved", l.Name, node.AZ, node.IP, li.Port,
+			target, lb.ChainName(node.Index, li.Protocol, li.Port))
+	}
+	sender := lbEndpoint(l, node, src)
+	// Where replies to src go: the LB node itself, or (preserved) the client
+	// address, which the VPC router policy-routes back to the LB node.
+	backTo := lbEndpoint(l, node, src)
+	var mid []Hop
+	if g.TargetType == lb.TargetIP {
+		pod, err := endpointOf(t, target.Object)
+		if err != nil {
+			return nil, err
+		}
+		e.Endpoint = &pod
+		mid = m.path(Request, sender, pod, sport2, uint16(target.Port))
+		mid[0].NAT = nat
+		mid = append(mid, m.path(Reply, pod, backTo, uint16(target.Port), sport2)...)
+	} else {
+		via := nodeEndpoint(t, target.Object)
+		svc := ServiceOf(t, spec.Walk{Service: strings.TrimPrefix(l.Owner, "Service "), Port: w.Port, Protocol: strings.ToLower(li.Protocol)})
+		if svc == nil {
+			return nil, fmt.Errorf("%s: its Service port %d is gone", l.Owner, w.Port)
+		}
+		ep, err := endpointOf(t, picks.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("%s: the endpoint picked: %w", l.Owner, err)
+		}
+		e.Endpoint = &ep
+		mid = m.path(Request, sender, via, sport2, svc.NodePort)
+		mid[0].NAT = nat
+		mid = append(mid, m.viaNode(svc, Endpoint{Object: from.Object, IP: src}, via, ep, sport2, uint16(svc.TargetPort(ep.Pod)),
+			backTo)...)
+	}
+	for i := range mid {
+		if mid[i].Leg == Reply && mid[i].Point.Object == spec.RouterName && mid[i].Dir == Out &&
+			mid[i].Point.Iface == spec.BridgeName(node.Subnet.Name) && g.PreserveClientIP {
+			mid[i].Why = fmt.Sprintf("router: a reply of a flow %s opened: connmark restored, rule fwmark -> default via %s (%s)",
+				l.Name, node.IP, "the VPC returns it through the NLB")
+		}
+	}
+	e.Hops = append(e.Hops, mid...)
+	out := m.path(Reply, lbEndpoint(l, node, node.IP), from, lport, sport)
+	out[0].NAT = fmt.Sprintf("%s un-NAT: source %s:%d (conntrack)", l.Name, node.IP, li.Port)
+	e.Hops = append(e.Hops, out...)
+	return e, nil
+}
+
+// viaNode is kube-proxy's part of an instance target: the node DNATs the
+// NodePort to the endpoint (and SNATs to itself unless the policy is
+// Local), the pod answers, and the node sends the reply on towards back.
+func (m *model) viaNode(svc *Service, client, via, ep Endpoint, sport, target uint16, back Endpoint) []Hop {
+	src := via
+	if svc.Local {
+		src = client
+	}
+	hops := m.forward(Request, via, src.IP, ep, 0, target)
+	if len(hops) > 0 {
+		snat := fmt.Sprintf(", MASQUERADE to %s (KUBE-MARK-MASQ, KUBE-POSTROUTING)", via.IP)
+		if svc.Local {
+			snat = ", no SNAT (externalTrafficPolicy Local)"
+		}
+		hops[0].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (KUBE-NODEPORTS -> %s)%s", via.Object, via.IP, svc.NodePort,
+			ep.IP, target, svc.ExtChain, snat)
+		for i := range hops {
+			if !svc.Local {
+				hops[i].SrcPort = 0
+			} else {
+				hops[i].SrcPort = sport
+			}
+		}
+	}
+	var reply []Hop
+	if ep.Instance == via.Instance {
+		reply = m.path(Reply, ep, via, target, 0)[:2]
+	} else {
+		reply = m.path(Reply, ep, via, target, 0)
+	}
+	for i := range reply {
+		reply[i].Dst, reply[i].DstPort = src.IP, 0
+		if svc.Local {
+			reply[i].DstPort = sport
+		}
+	}
+	hops = append(hops, reply...)
+	out := m.path(Reply, Endpoint{Object: via.Object, IP: via.IP, MAC: via.MAC, Instance: via.Instance, Node: true}, back,
+		svc.NodePort, sport)
+	if len(out) > 0 {
+		out[0].NAT = fmt.Sprintf("%s un-NAT: source %s:%d (conntrack)", via.Object, via.IP, svc.NodePort)
+	}
+	return append(hops, out...)
+}
+
+func findTarget(g *lb.TargetGroup, object string) (lb.Target, bool) {
+	for _, t := range g.Targets {
+		if t.Object == object {
+			return t, true
+		}
+	}
+	return lb.Target{}, false
+}
+
+// deriveALB is C4: two TCP connections. The client's ends at the ALB node;
+// the ALB opens its own from the node's address to the target pod. A path
+// no rule matches gets the ALB's 404 and no second connection.
+func (m *model) deriveALB(t *spec.Topology, w spec.Walk, e *Expectation, l *lb.LoadBalancer, node lb.Node, picks Picks) (*Expectation, error) {
+	from, front, sport := e.From, lbEndpoint(l, node, node.IP), e.ClientPort
+	e.Hops = m.path(Request, from, front, sport, 80)
+	rule := l.Match(w.Path)
+	if rule != nil && picks.Target != "" {
+		target, ok := findTarget(rule.Group, picks.Target)
+		if !ok {
+			return nil, fmt.Errorf("%s: target %q is not in %s", l.Owner, picks.Target, rule.Group.Name)
+		}
+		pod, err := endpointOf(t, target.Object)
+		if err != nil {
+			return nil, err
+		}
+		e.Endpoint = &pod
+		back := m.path(Request, front, pod, 0, uint16(target.Port))
+		back[0].NAT = fmt.Sprintf("%s (%s) proxies: rule %d %v -> %s; a new connection from %s to %s (X-Forwarded-For: %s)",
+			l.Name, node.AZ, rule.Priority, rule.Paths, rule.Group.Name, node.IP, target, from.IP)
+		e.Hops = append(e.Hops, back...)
+		e.Hops = append(e.Hops, m.path(Reply, pod, front, uint16(target.Port), 0)...)
+	}
+	rep := m.path(Reply, front, from, 80, sport)
+	if rule == nil {
+		rep[0].NAT = fmt.Sprintf("%s: no rule matches %s: the default action answers 404", l.Name, w.Path)
+	}
+	return e, appendTo(e, rep)
+}
+
+func appendTo(e *Expectation, hops []Hop) error {
+	e.Hops = append(e.Hops, hops...)
+	return nil
+}
+
+// LBCandidates is every capture point of a load balancer walk: the client,
+// the load balancer, every target and every endpoint behind them.
+func LBCandidates(t *spec.Topology, w spec.Walk) ([]Point, map[netip.Addr]string, map[netip.Addr]string, error) {
+	_, l, _, li, err := LBOf(t, w)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	targets, endpoints := map[netip.Addr]string{}, map[netip.Addr]string{}
+	var ends []Endpoint
+	if from, err := endpointOf(t, w.From); err == nil {
+		ends = append(ends, from)
+	}
+	var gs []*lb.TargetGroup
+	if l.Kind == lb.ALB {
+		for _, r := range l.Rules {
+			gs = append(gs, r.Group)
+		}
+	} else {
+		gs = append(gs, li.Group)
+	}
+	for _, g := range gs {
+		for _, tg := range g.Targets {
+			targets[tg.IP] = tg.Object
+			if e, err := endpointOf(t, tg.Object); err == nil {
+				ends = append(ends, e)
+			} else if t.Node(tg.Object) != nil {
+				ends = append(ends, nodeEndpoint(t, tg.Object))
+			}
+		}
+		if g.TargetType == lb.TargetInstance && l.Kind == lb.NLB {
+			svc := ServiceOf(t, spec.Walk{Service: strings.TrimPrefix(l.Owner, "Service "), Port: w.Port,
+				Protocol: strings.ToLower(li.Protocol)})
+			if svc != nil {
+				for ip, pod := range svc.Endpoints(t) {
+					endpoints[ip] = pod
+					if e, err := endpointOf(t, pod); err == nil {
+						ends = append(ends, e)
+					}
+				}
+			}
+		}
+	}
+	pts := capturePoints(t, ends...)
+	seen := map[Point]bool{}
+	for _, p := range pts {
+		seen[p] = true
+	}
+	for _, n := range l.Nodes {
+		for _, p := range []Point{{l.Name, spec.ENIName(n.Index)}, {spec.RouterName, spec.RouterPortName(l.Name, n.Index)}} {
+			if !seen[p] {
+				pts = append(pts, p)
+				seen[p] = true
+			}
+		}
+	}
+	return pts, targets, endpoints, nil
+}
