@@ -64,6 +64,8 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	e.Points = pts // everything captured must be explained by a hop
 	run.Report = walk.Check(e, cl, pkts)
+	lbs, _ := lb.Build(s.Topo)
+	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, lbs), pkts)
 	notes := []string{fmt.Sprintf("%s, %s, node %s (%s); the client sent to %s", l.Owner, l.Kind, node.AZ, node.IP, dst)}
 	if picks.Target != "" {
 		notes = append(notes, "the load balancer picked target "+picks.Target)

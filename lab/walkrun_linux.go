@@ -203,6 +203,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		return nil, err
 	}
 	run.Report = walk.Check(e, cl, pkts)
+	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, nil), pkts)
 	run.Report.Notes = append(run.Report.Notes, run.notes...)
 	for _, n := range natNodes {
 		run.NATEvidence = append(run.NATEvidence, s.natEvidence(n, before[n], from.From.IP, port))

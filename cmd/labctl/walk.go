@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -178,6 +179,12 @@ func printWalk(w io.Writer, run *lab.Run, verbose bool) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
+	if c := r.CrossAZ; c.Packets > 0 {
+		fmt.Fprintf(w, "  cross-AZ: %d packets, %d bytes crossed an AZ boundary (%s): $%.3g this run, $%.2f per million such runs, at $%.2f/GB each way\n",
+			c.Packets, c.Bytes, crossings(c), c.Cost(), c.Cost()*1e6, walk.CrossAZPricePerGB)
+	} else {
+		fmt.Fprintln(w, "  cross-AZ: nothing crossed an AZ boundary")
+	}
 	for _, ev := range run.NATEvidence {
 		fmt.Fprintf(w, "  %s kernel: KUBE chains whose counters moved: %s\n", ev.Node, strings.Join(ev.Chains, ", "))
 		for _, c := range ev.Conntrack {
@@ -213,4 +220,13 @@ func printState(w io.Writer, wk spec.Walk, r *walk.StateReport) {
 		return
 	}
 	fmt.Fprintf(w, "PASS %s: %d facts hold\n\n", wk.Name, len(r.Checks))
+}
+
+func crossings(c walk.CrossAZ) string {
+	var parts []string
+	for k, n := range c.Crossings {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }

@@ -37,6 +37,9 @@ type Report struct {
 	// Failed is set when the exchange itself went wrong although every hop
 	// matched (no answer where one was due, a wrong DNS answer).
 	Failed bool
+	// CrossAZ is every byte of the run (the whole exchange, not only the
+	// checked packets) that crossed an AZ boundary.
+	CrossAZ CrossAZ
 }
 
 // Passed reports whether every hop matched, nothing showed up elsewhere,

@@ -49,6 +49,9 @@ type Packet struct {
 	TCP              TCPInfo
 	ICMPType         uint8
 	Payload          []byte
+	// IPID and IPLen identify a packet across a routed hop and size it.
+	IPID  uint16
+	IPLen int
 }
 
 // TCPInfo is what identifies a TCP segment of a walk's connection: NAT
@@ -73,6 +76,7 @@ func Decode(data []byte) Packet {
 	if !ok {
 		return p
 	}
+	p.IPID, p.IPLen = ip.Id, int(ip.Length)
 	p.Src, _ = netip.AddrFromSlice(ip.SrcIP.To4())
 	p.Dst, _ = netip.AddrFromSlice(ip.DstIP.To4())
 	p.Proto = strings.ToLower(ip.Protocol.String())

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/lb"
+)
+
+func newLB() *cobra.Command {
+	var lf labFlag
+	c := &cobra.Command{
+		Use:   "lb [--lab L]",
+		Short: "List the lab's load balancers, their listeners and target groups, with each target's health",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := lf.resolve()
+			if err != nil {
+				return err
+			}
+			t, _, err := lab.Load(l)
+			if err != nil {
+				return err
+			}
+			m, err := lb.Build(t)
+			if err != nil {
+				return err
+			}
+			health, _ := lab.ReadHealth(l)
+			w := cmd.OutOrStdout()
+			for _, p := range m.Pending {
+				fmt.Fprintf(w, "%s: pending, no load balancer: %s\n", p.Owner, p.Reason)
+			}
+			for _, b := range m.LBs {
+				fmt.Fprintf(w, "%s  %s %s, %s, by the %s, cross-zone %v\n", b.Name, b.Scheme, strings.ToUpper(b.Kind), b.Owner,
+					b.Controller, b.CrossZone)
+				for _, n := range b.Nodes {
+					pub := ""
+					if n.Public.IsValid() {
+						pub = ", public " + n.Public.String()
+					}
+					fmt.Fprintf(w, "  node %s  %s in %s%s\n", n.AZ, n.IP, n.Subnet.Name, pub)
+				}
+				for _, li := range b.Listeners {
+					fmt.Fprintf(w, "  listener %s:%d", li.Protocol, li.Port)
+					if li.Group != nil {
+						fmt.Fprintf(w, " -> %s", li.Group.Name)
+					}
+					fmt.Fprintln(w)
+				}
+				for _, r := range b.Rules {
+					fmt.Fprintf(w, "  rule %d  path %s -> %s\n", r.Priority, strings.Join(r.Paths, " or "), r.Group.Name)
+				}
+				if b.Kind == lb.ALB {
+					fmt.Fprintln(w, "  rule default -> fixed response 404")
+				}
+				seen := map[*lb.TargetGroup]bool{}
+				var groups []*lb.TargetGroup
+				for _, li := range b.Listeners {
+					if li.Group != nil && !seen[li.Group] {
+						seen[li.Group], groups = true, append(groups, li.Group)
+					}
+				}
+				for _, r := range b.Rules {
+					if !seen[r.Group] {
+						seen[r.Group], groups = true, append(groups, r.Group)
+					}
+				}
+				for _, g := range groups {
+					hc := g.HealthCheck
+					interval, timeout := hc.Scaled()
+					fmt.Fprintf(w, "  target group %s: %s targets, client IP preserved %v, cross-zone %v\n", g.Name, g.TargetType,
+						g.PreserveClientIP, g.CrossZone)
+					fmt.Fprintf(w, "    health check %s port %s path %s, every %v (lab: %v), timeout %v (lab: %v), healthy %d / unhealthy %d\n",
+						hc.Protocol, hcPort(hc), hc.Path, hc.Interval, interval, hc.Timeout, timeout, hc.Healthy, hc.Unhealthy)
+					if len(g.Targets) == 0 {
+						fmt.Fprintln(w, "    no registered targets")
+					}
+					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+					for _, tg := range g.Targets {
+						h := health[g.Name+"/"+tg.String()]
+						state := h.State
+						if state == "" {
+							state = "unknown (app server not running?)"
+						}
+						if h.Reason != "" && h.State != lab.StateHealthy {
+							state += " (" + h.Reason + ")"
+						}
+						fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", tg, tg.Object, tg.AZ, state)
+					}
+					tw.Flush()
+				}
+			}
+			if len(m.LBs) == 0 && len(m.Pending) == 0 {
+				fmt.Fprintln(w, "no load balancers")
+			}
+			return nil
+		},
+	}
+	lf.register(c.Flags())
+	return c
+}
+
+func hcPort(hc lb.HealthCheck) string {
+	if hc.Port == 0 {
+		return "traffic-port"
+	}
+	return fmt.Sprint(hc.Port)
+}

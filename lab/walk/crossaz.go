@@ -1,0 +1,82 @@
+package walk
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/labctl/labctl/lab/lb"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+// CrossAZPricePerGB is the published price of data moved between AZs of a
+// Region, charged in each direction (out of one AZ, into the other).
+const CrossAZPricePerGB = 0.01
+
+// CrossAZ is what a walk run moved between AZs.
+type CrossAZ struct {
+	Packets, Bytes int
+	// Crossings lists each distinct boundary crossed, "us-east-1a -> us-east-1b".
+	Crossings map[string]int
+}
+
+// Cost is the crossing's price: each byte is billed leaving one AZ and
+// entering the other.
+func (c CrossAZ) Cost() float64 { return 2 * float64(c.Bytes) / 1e9 * CrossAZPricePerGB }
+
+// PortAZs maps each VPC router port to the AZ of the ENI behind it.
+func PortAZs(t *spec.Topology, lbs *lb.Model) map[string]string {
+	out := map[string]string{}
+	for _, n := range t.Nodes {
+		for _, e := range n.ENIs {
+			s, _ := t.Subnet(e.Subnet)
+			out[spec.RouterPortName(n.Name, *e.Index)] = s.AZ
+		}
+	}
+	for _, h := range t.Hosts {
+		s, _ := t.Subnet(h.Subnet)
+		out[spec.RouterPortName(h.Name, 0)] = s.AZ
+	}
+	if lbs != nil {
+		for _, l := range lbs.LBs {
+			for _, n := range l.Nodes {
+				out[spec.RouterPortName(l.Name, n.Index)] = n.AZ
+			}
+		}
+	}
+	return out
+}
+
+type ipKey struct {
+	src, dst netip.Addr
+	id       uint16
+	proto    string
+	length   int
+}
+
+// CountCrossAZ finds every IPv4 packet that entered the VPC fabric at a
+// router port in one AZ and left it at a port in another, matching the two
+// sightings by what routing does not change (addresses, IP ID, length).
+func CountCrossAZ(azs map[string]string, pkts []Packet) CrossAZ {
+	c := CrossAZ{Crossings: map[string]int{}}
+	entered := map[ipKey]string{}
+	for _, p := range pkts {
+		if p.Point.Object != spec.RouterName || !p.Src.IsValid() {
+			continue
+		}
+		az, ok := azs[p.Point.Iface]
+		if !ok {
+			continue
+		}
+		k := ipKey{p.Src, p.Dst, p.IPID, p.Proto, p.IPLen}
+		if p.Dir == In {
+			entered[k] = az
+			continue
+		}
+		if from, ok := entered[k]; ok && from != az {
+			c.Packets++
+			c.Bytes += p.IPLen
+			c.Crossings[fmt.Sprintf("%s -> %s", from, az)]++
+		}
+	}
+	return c
+}
