@@ -70,3 +70,17 @@ func traversalOrder(chains []string) []string {
 	sort.SliceStable(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
 	return out
 }
+
+// translationChains keeps the kube-proxy chains that translate a Service
+// flow (KUBE-SERVICES, KUBE-NODEPORTS, KUBE-EXT/SVC/SVL/SEP/FW, KUBE-MARK-MASQ),
+// leaving out KUBE-POSTROUTING and KUBE-FORWARD, whose first rules count
+// every forwarded connection or packet whatever its destination.
+func translationChains(chains []string) []string {
+	var out []string
+	for _, c := range chains {
+		if c != "KUBE-POSTROUTING" && c != "KUBE-FORWARD" && !strings.HasPrefix(c, "KUBE-PROXY") {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -38,6 +38,14 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every node's counters, to show which kube-proxy chains the flow used
+	// (none, for ip targets).
+	before := map[string]string{}
+	for _, n := range s.Topo.Nodes {
+		if before[n.Name], err = s.natSave(n.Name); err != nil {
+			return nil, err
+		}
+	}
 	port, token := randomPort(), newToken()
 	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
 	path := "/"
@@ -87,6 +95,23 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		if l.Kind == lb.ALB && l.Match(w.Path) == nil && status != 404 {
 			run.Report.Failed = true
 		}
+	}
+	ipTargets := li.Group != nil && li.Group.TargetType == lb.TargetIP || l.Kind == lb.ALB
+	for _, n := range s.Topo.Nodes {
+		ev := s.natEvidence(n.Name, before[n.Name], from.From.IP, port)
+		moved := translationChains(ev.Chains)
+		if n.Name == picks.Target || (e.Endpoint != nil && e.Endpoint.Instance == n.Name) || len(moved) > 0 {
+			run.NATEvidence = append(run.NATEvidence, ev)
+		}
+		// With ip targets the load balancer reaches the pod itself: no node's
+		// kube-proxy translates the flow, so none of its chains may count it.
+		if ipTargets && len(moved) > 0 {
+			notes = append(notes, fmt.Sprintf("ip targets, yet %s's kube-proxy translation chains moved: %v", n.Name, moved))
+			run.Report.Failed = true
+		}
+	}
+	if ipTargets && !run.Report.Failed {
+		notes = append(notes, "no node's kube-proxy translation chain (KUBE-SERVICES, KUBE-SVC, KUBE-SEP, ...) counted the flow")
 	}
 	run.Report.Notes = append(run.Report.Notes, notes...)
 	run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts)

@@ -186,7 +186,11 @@ func printWalk(w io.Writer, run *lab.Run, verbose bool) {
 		fmt.Fprintln(w, "  cross-AZ: nothing crossed an AZ boundary")
 	}
 	for _, ev := range run.NATEvidence {
-		fmt.Fprintf(w, "  %s kernel: KUBE chains whose counters moved: %s\n", ev.Node, strings.Join(ev.Chains, ", "))
+		chains := strings.Join(ev.Chains, ", ")
+		if chains == "" {
+			chains = "none"
+		}
+		fmt.Fprintf(w, "  %s kernel: KUBE chains whose counters moved: %s\n", ev.Node, chains)
 		for _, c := range ev.Conntrack {
 			fmt.Fprintf(w, "  %s conntrack: %s\n", ev.Node, c)
 		}
