@@ -302,12 +302,19 @@ func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error
 			tl.Close()
 			return nil, err
 		}
+		// The proxy dials targets from this namespace for as long as the
+		// listener lives, so it holds a handle of its own.
+		own, err := ns.Open(h.Name)
+		if err != nil {
+			tl.Close()
+			return nil, err
+		}
 		for _, lbi := range m.LBs {
 			if lbi.Name == l.Object {
-				go serveHTTP(tl, a.albHandler(h, l.Object, lbi.Nodes[idx]))
+				go serveHTTP(tl, a.albHandler(own, l.Object, lbi.Nodes[idx]))
 			}
 		}
-		return tl, nil
+		return closers{tl, closerFunc(func() error { own.Close(); return nil })}, nil
 	case strings.HasPrefix(l.Kind, "hc:"):
 		nsName, name, _ := strings.Cut(strings.TrimPrefix(l.Kind, "hc:"), "/")
 		node := l.Object
@@ -386,3 +393,17 @@ func serveUDP(c net.PacketConn, base AppAnswer) {
 		_, _ = c.WriteTo(b, from)
 	}
 }
+
+// closers closes several things as one.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	for _, c := range cs {
+		c.Close()
+	}
+	return nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }

@@ -92,7 +92,9 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		}
 	default:
 		notes = append(notes, fmt.Sprintf("the load balancer answered HTTP %d", status))
-		if l.Kind == lb.ALB && l.Match(w.Path) == nil && status != 404 {
+		// Only an ALB's 404 for a path no rule matches is an expected answer
+		// without a pod's; anything else (502, 503, 504) fails the walk.
+		if !(l.Kind == lb.ALB && l.Match(w.Path) == nil && status == 404) {
 			run.Report.Failed = true
 		}
 	}
@@ -125,4 +127,43 @@ func decodeFrames(frames []capture.Frame) []walk.Packet {
 		pkts[i].Point, pkts[i].Dir, pkts[i].Time, pkts[i].Frame = f.Point, f.Dir, f.Time, i+1
 	}
 	return pkts
+}
+
+// lbSpread sends many requests to one load balancer node and counts which
+// targets answered: with cross-zone on every target of every AZ answers,
+// with it off only those in the node's AZ.
+func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
+	_, l, node, li, err := walk.LBOf(s.Topo, w)
+	if err != nil {
+		return nil, err
+	}
+	g := li.Group
+	path := "/"
+	if l.Kind == lb.ALB {
+		if r := l.Match(w.Path); r != nil {
+			g, path = r.Group, w.Path
+		}
+	}
+	src, err := s.NS(w.From)
+	if err != nil {
+		return nil, err
+	}
+	from, err := walk.Derive(s.Topo, spec.Walk{From: w.From, To: w.From, Protocol: "tcp"}, 0, "")
+	if err != nil {
+		return nil, err
+	}
+	sp := &Spread{Counts: map[string]int{}, Connections: w.Connections, ZoneOnly: !g.CrossZone}
+	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
+	for i := 0; i < w.Connections; i++ {
+		a, _, err := httpDo(src, from.From.IP, randomPort(), dst, newToken(), trafficTimeout, path)
+		if err != nil || a == nil {
+			sp.Failures, sp.LastErr = sp.Failures+1, err
+			continue
+		}
+		sp.Counts[a.Object]++
+	}
+	for _, t := range g.Targets {
+		sp.Endpoints = append(sp.Endpoints, SpreadEndpoint{Pod: t.Object, Node: t.AZ, Local: t.AZ == node.AZ})
+	}
+	return &Run{Spread: sp}, nil
 }

@@ -317,6 +317,9 @@ func resolve(n *ns.NS, port uint16, server netip.AddrPort, name string, search [
 // spread opens many connections to a Service and counts which endpoint
 // answered each (walk B1's "every endpoint is reached").
 func (s *Session) spread(w spec.Walk) (*Run, error) {
+	if w.LoadBalancer != "" {
+		return s.lbSpread(w)
+	}
 	svc := walk.ServiceOf(s.Topo, w)
 	src, err := s.NS(w.From)
 	if err != nil {
@@ -348,21 +351,32 @@ type Spread struct {
 	Counts                map[string]int
 	Endpoints             []SpreadEndpoint
 	LastErr               error
+	// ZoneOnly is set for a load balancer node without cross-zone: only the
+	// endpoints in its AZ may answer, and all of them must.
+	ZoneOnly bool
 }
 
 // SpreadEndpoint is one endpoint of a spread walk.
 type SpreadEndpoint struct {
 	Pod, Node string
-	Local     bool // on the client's node
+	Local     bool // on the client's node, or in the load balancer node's AZ
 }
 
-// Passed: no connection failed and every endpoint answered at least once.
+// Passed: no connection failed and every endpoint that may answer did, at
+// least once; with ZoneOnly, no endpoint of another AZ answered.
 func (s *Spread) Passed() bool {
 	if s.Failures > 0 || len(s.Endpoints) == 0 {
 		return false
 	}
 	for _, e := range s.Endpoints {
-		if s.Counts[e.Pod] == 0 {
+		reached := s.Counts[e.Pod] > 0
+		if s.ZoneOnly && !e.Local {
+			if reached {
+				return false
+			}
+			continue
+		}
+		if !reached {
 			return false
 		}
 	}

@@ -104,11 +104,20 @@ func runOne(w io.Writer, s *lab.Session, wk spec.Walk, out string, verbose bool)
 }
 
 func printSpread(w io.Writer, wk spec.Walk, s *lab.Spread) {
+	to := wk.Service
+	if wk.LoadBalancer != "" {
+		to = "the load balancer of " + wk.LoadBalancer + " in " + wk.AZ + " " + wk.Path
+	}
 	fmt.Fprintf(w, "walk %s: %s\n  %d connections from %s to %s port %d\n", wk.Name, wk.Title, s.Connections, wk.From,
-		wk.Service, wk.Port)
+		to, wk.Port)
 	for _, e := range s.Endpoints {
 		where := "remote"
-		if e.Local {
+		switch {
+		case e.Local && wk.LoadBalancer != "":
+			where = "same AZ"
+		case wk.LoadBalancer != "":
+			where = "other AZ"
+		case e.Local:
 			where = "local"
 		}
 		fmt.Fprintf(w, "  %-32s on %-8s (%s)  %3d answers\n", e.Pod, e.Node, where, s.Counts[e.Pod])
@@ -116,9 +125,14 @@ func printSpread(w io.Writer, wk spec.Walk, s *lab.Spread) {
 	if s.Failures > 0 {
 		fmt.Fprintf(w, "  %d connections failed, the last with: %v\n", s.Failures, s.LastErr)
 	}
-	if s.Passed() {
+	switch {
+	case s.Passed() && s.ZoneOnly:
+		fmt.Fprintf(w, "PASS %s: every target in the node's AZ answered, none in another (cross-zone off)\n\n", wk.Name)
+	case s.Passed():
 		fmt.Fprintf(w, "PASS %s: every endpoint answered, remote ones too\n\n", wk.Name)
-	} else {
+	case s.ZoneOnly:
+		fmt.Fprintf(w, "FAIL %s: cross-zone is off, yet a target in another AZ answered, or one in the node's AZ never did\n\n", wk.Name)
+	default:
 		fmt.Fprintf(w, "FAIL %s: an endpoint never answered or a connection failed\n\n", wk.Name)
 	}
 }

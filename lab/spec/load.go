@@ -220,6 +220,9 @@ func (t *Topology) applyDefaults() {
 		case w.Kind == WalkDNS:
 			w.Protocol, w.Port = "udp", 53
 		case w.Kind == WalkSpread || w.Kind == WalkChurn:
+			if w.Port == 0 && w.LoadBalancer != "" {
+				w.Port = 80
+			}
 			if w.Protocol == "" {
 				w.Protocol = "tcp"
 			}
@@ -233,6 +236,9 @@ func (t *Topology) applyDefaults() {
 		}
 		if w.Expect == "" {
 			w.Expect = "answer"
+		}
+		if w.Port == 0 && w.LoadBalancer != "" && w.Path != "" {
+			w.Port = 80 // an ALB's listener
 		}
 		if w.Port == 0 {
 			switch w.Protocol {

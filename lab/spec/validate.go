@@ -470,7 +470,7 @@ func (v *validator) walks(objects map[string]string) {
 		if w.From == w.To && w.From != "" {
 			v.add(p+".to", "a walk needs two different ends")
 		}
-		if (w.Kind == WalkSpread || w.Kind == WalkChurn) && w.Service == "" {
+		if (w.Kind == WalkSpread && w.Service == "" && w.LoadBalancer == "") || (w.Kind == WalkChurn && w.Service == "") {
 			v.add(p+".service", "a %s walk needs a service", w.Kind)
 		}
 		if w.Kind == WalkDNS && w.Query == "" {

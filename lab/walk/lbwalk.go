@@ -192,7 +192,12 @@ func (m *model) deriveALB(t *spec.Topology, w spec.Walk, e *Expectation, l *lb.L
 	from, front, sport := e.From, lbEndpoint(l, node, node.IP), e.ClientPort
 	e.Hops = m.path(Request, from, front, sport, 80)
 	rule := l.Match(w.Path)
-	if rule != nil && picks.Target != "" {
+	if rule != nil && len(rule.Group.Targets) > 0 {
+		if picks.Target == "" {
+			// No target was reached: expect the first one, so the report
+			// names the backend hops that never happened.
+			picks.Target = rule.Group.Targets[0].Object
+		}
 		target, ok := findTarget(rule.Group, picks.Target)
 		if !ok {
 			return nil, fmt.Errorf("%s: target %q is not in %s", l.Owner, picks.Target, rule.Group.Name)
