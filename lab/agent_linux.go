@@ -181,6 +181,11 @@ func want(t *spec.Topology) []listener {
 			}
 		}
 	}
+	if t.Internet != nil && t.Internet.DNS != nil {
+		d := t.Internet.DNS.Name
+		out = append(out, listener{Object: d, Kind: "route53", Proto: "udp", Port: 53},
+			listener{Object: d, Kind: "route53", Proto: "tcp", Port: 53})
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
@@ -282,6 +287,14 @@ func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error
 	case l.Kind == "echo":
 		go serveUDP(ul, base)
 		return ul, nil
+	case l.Kind == "route53" && l.Proto == "udp":
+		srv := &dns.Server{PacketConn: ul, Handler: route53Handler(t)}
+		go srv.ActivateAndServe() //nolint:errcheck
+		return ul, nil
+	case l.Kind == "route53":
+		srv := &dns.Server{Listener: tl, Handler: route53Handler(t)}
+		go srv.ActivateAndServe() //nolint:errcheck
+		return tl, nil
 	case l.Kind == "dns" && l.Proto == "udp":
 		srv := &dns.Server{PacketConn: ul, Handler: a.dnsHandler()}
 		go srv.ActivateAndServe() //nolint:errcheck // ends when the socket closes
@@ -407,3 +420,37 @@ func (cs closers) Close() error {
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
+
+// route53Handler answers the internet's alias A records: every node public
+// IP of the load balancer, TTL 60, as Route 53 answers an ELB alias.
+func route53Handler(t *spec.Topology) dns.Handler {
+	records := map[string][]netip.Addr{}
+	if m, err := lb.Build(t); err == nil {
+		for _, r := range t.Internet.DNS.Records {
+			if l, err := AliasTarget(m, r); err == nil {
+				for _, n := range l.Nodes {
+					records[dns.Fqdn(strings.ToLower(r.Name))] = append(records[dns.Fqdn(strings.ToLower(r.Name))], n.Public)
+				}
+			}
+		}
+	}
+	return dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative = true
+		for _, q := range r.Question {
+			ips, ok := records[strings.ToLower(q.Name)]
+			if !ok {
+				m.Rcode = dns.RcodeNameError
+				continue
+			}
+			if q.Qtype == dns.TypeA {
+				for _, ip := range ips {
+					m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET,
+						Ttl: 60}, A: ip.AsSlice()})
+				}
+			}
+		}
+		_ = w.WriteMsg(m)
+	})
+}

@@ -5,9 +5,13 @@ package lab
 import (
 	"fmt"
 	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/labctl/labctl/lab/capture"
 	"github.com/labctl/labctl/lab/lb"
+	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
 )
@@ -30,7 +34,7 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		return nil, err
 	}
 	defer caps.Close()
-	from, err := walk.Derive(s.Topo, spec.Walk{From: w.From, To: w.From, Protocol: "tcp"}, 0, "")
+	client, err := walk.EndpointOf(s.Topo, w.From)
 	if err != nil {
 		return nil, err
 	}
@@ -48,22 +52,28 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	port, token := randomPort(), newToken()
 	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
+	var dnsNotes []string
+	dnsFailed := false
+	if w.DNSName != "" {
+		pub, notes, ok := s.resolvePublic(w, src, port+1000, l, node)
+		dnsNotes, dnsFailed = notes, !ok
+		dst = netip.AddrPortFrom(pub, uint16(li.Port))
+	}
 	path := "/"
 	if l.Kind == lb.ALB {
 		path = w.Path
 	}
 	run := &Run{}
 	var status int
-	run.App, status, run.TrafficErr = httpDo(src, from.From.IP, port, dst, token, trafficTimeout, path)
+	run.App, status, run.TrafficErr = httpDo(src, client.IP, port, dst, token, trafficTimeout, path)
 	frames, err := caps.Drain()
 	if err != nil {
 		return nil, err
 	}
 	pkts := decodeFrames(frames)
 	cl := &walk.Classifier{Proto: "tcp", Token: []byte(token), HTTP: l.Kind == lb.ALB, ClientPort: port}
-	e0 := &walk.Expectation{From: from.From, ClientPort: port}
 	if !cl.HTTP {
-		cl.FindISN(e0, pkts)
+		cl.FindISN(&walk.Expectation{From: client, ClientPort: port}, pkts)
 	}
 	picks := walk.Picks{Target: cl.Endpoint(pkts, targets), Endpoint: cl.Endpoint(pkts, endpoints)}
 	e, err := walk.Derive(s.Topo, w, port, picks.Endpoint, picks)
@@ -74,7 +84,8 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	run.Report = walk.Check(e, cl, pkts)
 	lbs, _ := lb.Build(s.Topo)
 	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, lbs), pkts)
-	notes := []string{fmt.Sprintf("%s, %s, node %s (%s); the client sent to %s", l.Owner, l.Kind, node.AZ, node.IP, dst)}
+	notes := append(dnsNotes, fmt.Sprintf("%s, %s, node %s (%s); the client sent to %s", l.Owner, l.Kind, node.AZ, node.IP, dst))
+	run.Report.Failed = run.Report.Failed || dnsFailed
 	if picks.Target != "" {
 		notes = append(notes, "the load balancer picked target "+picks.Target)
 	}
@@ -100,7 +111,7 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	ipTargets := li.Group != nil && li.Group.TargetType == lb.TargetIP || l.Kind == lb.ALB
 	for _, n := range s.Topo.Nodes {
-		ev := s.natEvidence(n.Name, before[n.Name], from.From.IP, port)
+		ev := s.natEvidence(n.Name, before[n.Name], client.IP, port)
 		moved := translationChains(ev.Chains)
 		if n.Name == picks.Target || (e.Endpoint != nil && e.Endpoint.Instance == n.Name) || len(moved) > 0 {
 			run.NATEvidence = append(run.NATEvidence, ev)
@@ -148,14 +159,14 @@ func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	from, err := walk.Derive(s.Topo, spec.Walk{From: w.From, To: w.From, Protocol: "tcp"}, 0, "")
+	client, err := walk.EndpointOf(s.Topo, w.From)
 	if err != nil {
 		return nil, err
 	}
 	sp := &Spread{Counts: map[string]int{}, Connections: w.Connections, ZoneOnly: !g.CrossZone}
 	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
 	for i := 0; i < w.Connections; i++ {
-		a, _, err := httpDo(src, from.From.IP, randomPort(), dst, newToken(), trafficTimeout, path)
+		a, _, err := httpDo(src, client.IP, randomPort(), dst, newToken(), trafficTimeout, path)
 		if err != nil || a == nil {
 			sp.Failures, sp.LastErr = sp.Failures+1, err
 			continue
@@ -166,4 +177,57 @@ func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
 		sp.Endpoints = append(sp.Endpoints, SpreadEndpoint{Pod: t.Object, Node: t.AZ, Local: t.AZ == node.AZ})
 	}
 	return &Run{Spread: sp}, nil
+}
+
+// resolvePublic is D1's first step: the client asks the internet's
+// authoritative DNS for the walk's name, which must answer every node public
+// IP of the load balancer with TTL 60; the client picks the one of the
+// walk's AZ.
+func (s *Session) resolvePublic(w spec.Walk, src *ns.NS, port uint16, l *lb.LoadBalancer, node lb.Node) (netip.Addr, []string, bool) {
+	server := netip.AddrPortFrom(s.Topo.Internet.DNS.IP, 53)
+	answers, ttl, err := queryA(src, port, server, w.DNSName)
+	if err != nil {
+		return node.Public, []string{"dns: " + err.Error()}, false
+	}
+	want := map[netip.Addr]bool{}
+	for _, n := range l.Nodes {
+		want[n.Public] = true
+	}
+	ok := len(answers) == len(want) && ttl == 60
+	for _, a := range answers {
+		ok = ok && want[a]
+	}
+	note := fmt.Sprintf("dns: %s answered %s with %v, TTL %d (want every node's public IP, TTL 60); the client picks %s (%s)",
+		s.Topo.Internet.DNS.Name, w.DNSName, answers, ttl, node.Public, node.AZ)
+	return node.Public, []string{note}, ok
+}
+
+// queryA asks one DNS server for the A records of a name, from inside a namespace.
+func queryA(n *ns.NS, port uint16, server netip.AddrPort, name string) ([]netip.Addr, uint32, error) {
+	c, err := dialFrom(n, "udp4", netip.Addr{}, port, server)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer c.Close()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	co := &dns.Conn{Conn: c}
+	_ = c.SetDeadline(time.Now().Add(trafficTimeout))
+	if err := co.WriteMsg(m); err != nil {
+		return nil, 0, err
+	}
+	r, err := co.ReadMsg()
+	if err != nil {
+		return nil, 0, fmt.Errorf("asking %s for %s: %w", server, name, err)
+	}
+	var out []netip.Addr
+	var ttl uint32
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			ip, _ := netip.AddrFromSlice(a.A.To4())
+			out = append(out, ip)
+			ttl = a.Hdr.Ttl
+		}
+	}
+	return out, ttl, nil
 }

@@ -120,7 +120,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	svc := walk.ServiceOf(s.Topo, w)
 	var pts []walk.Point
 	var dst netip.AddrPort
-	from, err := walk.Derive(s.Topo, spec.Walk{From: w.From, To: w.From, Protocol: w.Protocol}, port, "")
+	client, err := walk.EndpointOf(s.Topo, w.From)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	case w.Protocol == "icmp":
 		run.TrafficErr = ping(src, dst.Addr(), port, token)
 	case w.Protocol == "tcp":
-		run.App, run.TrafficErr = httpGet(src, from.From.IP, port, dst, token, timeout, "/")
+		run.App, run.TrafficErr = httpGet(src, client.IP, port, dst, token, timeout, "/")
 	case w.Protocol == "udp":
 		run.App, run.TrafficErr = udpEcho(src, port, dst, token, timeout)
 	}
@@ -185,7 +185,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		pkts[i].Point, pkts[i].Dir, pkts[i].Time, pkts[i].Frame = f.Point, f.Dir, f.Time, i+1
 	}
 	if w.Protocol == "tcp" {
-		cl.FindISN(from, pkts)
+		cl.FindISN(&walk.Expectation{From: client, ClientPort: port}, pkts)
 	}
 	picked, reached := "", false
 	if svc != nil {
@@ -206,7 +206,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, nil), pkts)
 	run.Report.Notes = append(run.Report.Notes, run.notes...)
 	for _, n := range natNodes {
-		run.NATEvidence = append(run.NATEvidence, s.natEvidence(n, before[n], from.From.IP, port))
+		run.NATEvidence = append(run.NATEvidence, s.natEvidence(n, before[n], client.IP, port))
 	}
 	switch {
 	case w.Expect == "drop" && run.TrafficErr == nil:

@@ -201,6 +201,10 @@ func (t *Topology) applyDefaults() {
 			}
 		}
 	}
+	if in := t.Internet; in != nil && in.DNS != nil {
+		// The DNS server is an internet host of its own.
+		in.Hosts = append(in.Hosts, InternetHost{Name: in.DNS.Name, IP: in.DNS.IP})
+	}
 	m := &t.Manifests
 	if len(m.Services)+len(m.Deployments)+len(m.Pods)+len(m.Ingresses) > 0 && (t.ClusterDNS == nil || *t.ClusterDNS) {
 		t.addClusterDNS()

@@ -119,6 +119,24 @@ type Internet struct {
 	// PublicIPs are Elastic IPs: the gateway maps each public address to a
 	// private address in the VPC, both ways.
 	PublicIPs []PublicIP `yaml:"publicIPs"`
+	// DNS is a Route 53-like authoritative server on the internet.
+	DNS *InternetDNS `yaml:"dns"`
+}
+
+// InternetDNS is an authoritative DNS server for the lab's public names.
+type InternetDNS struct {
+	Name    string        `yaml:"name"`
+	IP      netip.Addr    `yaml:"ip"`
+	Records []AliasRecord `yaml:"records"`
+}
+
+// AliasRecord is a Route 53 alias A record to a load balancer: it answers
+// the load balancer nodes' public IPs, one per AZ, with TTL 60.
+type AliasRecord struct {
+	Name string `yaml:"name"`
+	// Alias names the Ingress or LoadBalancer Service ("name" or
+	// "namespace/name") whose load balancer the record points at.
+	Alias string `yaml:"alias"`
 }
 
 // InternetHost is a machine on the internet (a client or a server).

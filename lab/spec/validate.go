@@ -423,6 +423,14 @@ func (v *validator) internet(claim func(string, string, string), owners map[neti
 			seen[h.IP] = h.Name
 		}
 	}
+	if in.DNS != nil {
+		for i, r := range in.DNS.Records {
+			p := fmt.Sprintf("internet.dns.records[%d]", i)
+			if !strings.Contains(r.Name, ".") || r.Alias == "" {
+				v.add(p, "a record needs a dotted name and an alias (an Ingress or LoadBalancer Service)")
+			}
+		}
+	}
 	for i, m := range in.PublicIPs {
 		p := fmt.Sprintf("internet.publicIPs[%d]", i)
 		switch {

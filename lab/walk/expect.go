@@ -228,6 +228,9 @@ func (m *model) forward(leg Leg, node Endpoint, src netip.Addr, to Endpoint, spo
 	return m.path(leg, sender, to, sport, dport)
 }
 
+// EndpointOf is a pod, host or internet host as a walk end.
+func EndpointOf(t *spec.Topology, name string) (Endpoint, error) { return endpointOf(t, name) }
+
 func endpointOf(t *spec.Topology, name string) (Endpoint, error) {
 	if p := t.Pod(name); p != nil {
 		return Endpoint{Object: p.Name, IP: p.IP, MAC: spec.PodMAC(p.Namespace, p.Name), Pod: p,

@@ -78,7 +78,7 @@ func deriveLB(t *spec.Topology, w spec.Walk, e *Expectation, picks Picks) (*Expe
 		return nil, fmt.Errorf("%s: target %q is not in %s", l.Owner, picks.Target, g.Name)
 	}
 	lport := uint16(li.Port)
-	e.Hops = m.path(Request, from, front, sport, lport)
+	e.Hops = m.frontIn(from, front, node, sport, lport)
 	src, sport2 := node.IP, uint16(0)
 	nat := fmt.Sprintf("%s (%s) DNAT %s:%d -> %s (%s), SNAT to %s: client IP not preserved", l.Name, node.AZ, node.IP,
 		li.Port, target, lb.ChainName(node.Index, li.Protocol, li.Port), node.IP)
@@ -125,7 +125,7 @@ func deriveLB(t *spec.Topology, w spec.Walk, e *Expectation, picks Picks) (*Expe
 		}
 	}
 	e.Hops = append(e.Hops, mid...)
-	out := m.path(Reply, lbEndpoint(l, node, node.IP), from, lport, sport)
+	out := m.frontOut(lbEndpoint(l, node, node.IP), from, node, lport, sport)
 	out[0].NAT = fmt.Sprintf("%s un-NAT: source %s:%d (conntrack)", l.Name, node.IP, li.Port)
 	e.Hops = append(e.Hops, out...)
 	return e, nil
@@ -176,6 +176,24 @@ func (m *model) viaNode(svc *Service, client, via, ep Endpoint, sport, target ui
 	return append(hops, out...)
 }
 
+// frontIn is the client's packet to the load balancer node: across the VPC,
+// or from the internet through the gateway's DNAT of the node's public IP.
+func (m *model) frontIn(from, front Endpoint, node lb.Node, sport, lport uint16) []Hop {
+	if from.Internet {
+		return m.inbound(Request, from, front, node.Public, sport, lport)
+	}
+	return m.path(Request, from, front, sport, lport)
+}
+
+// frontOut is the node's answer to the client, SNATed to the node's public
+// IP by the gateway when the client is on the internet.
+func (m *model) frontOut(front, from Endpoint, node lb.Node, lport, sport uint16) []Hop {
+	if from.Internet {
+		return m.outbound(Reply, front, from, node.Public, lport, sport)
+	}
+	return m.path(Reply, front, from, lport, sport)
+}
+
 func findTarget(g *lb.TargetGroup, object string) (lb.Target, bool) {
 	for _, t := range g.Targets {
 		if t.Object == object {
@@ -190,7 +208,7 @@ func findTarget(g *lb.TargetGroup, object string) (lb.Target, bool) {
 // no rule matches gets the ALB's 404 and no second connection.
 func (m *model) deriveALB(t *spec.Topology, w spec.Walk, e *Expectation, l *lb.LoadBalancer, node lb.Node, picks Picks) (*Expectation, error) {
 	from, front, sport := e.From, lbEndpoint(l, node, node.IP), e.ClientPort
-	e.Hops = m.path(Request, from, front, sport, 80)
+	e.Hops = m.frontIn(from, front, node, sport, 80)
 	rule := l.Match(w.Path)
 	if rule != nil && len(rule.Group.Targets) > 0 {
 		if picks.Target == "" {
@@ -213,7 +231,7 @@ func (m *model) deriveALB(t *spec.Topology, w spec.Walk, e *Expectation, l *lb.L
 		e.Hops = append(e.Hops, back...)
 		e.Hops = append(e.Hops, m.path(Reply, pod, front, uint16(target.Port), 0)...)
 	}
-	rep := m.path(Reply, front, from, 80, sport)
+	rep := m.frontOut(front, from, node, 80, sport)
 	if rule == nil {
 		rep[0].NAT = fmt.Sprintf("%s: no rule matches %s: the default action answers 404", l.Name, w.Path)
 	}
