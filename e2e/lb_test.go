@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"os/exec"
+	"regexp"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+// health returns the NLB's view of one target, "" while unknown.
+func health(name, target string) string {
+	h, err := lab.ReadHealth(name)
+	if err != nil {
+		return ""
+	}
+	for _, th := range h {
+		if th.Object == target {
+			return th.State
+		}
+	}
+	return ""
+}
+
+// inNS runs a command in a lab object's namespace.
+func inNS(name, object string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", spec.NSName(name, object)}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// connects reports whether the client completes a TCP handshake with addr.
+func connects(name, object, addr string) bool {
+	_, err := inNS(name, object, "bash", "-c", "exec 3<>/dev/tcp/"+strings.Replace(addr, ":", "/", 1))
+	return err == nil
+}
+
+var _ = Describe("nlb-instance (walk C1) and NLB health", Ordered, Label("lb"), func() {
+	const name = labPrefix + "nlbi"
+	var s *lab.Session
+	BeforeAll(func() { s = session("nlb-instance", name) })
+
+	It("C1: the NLB sends to node51 (no endpoint), which DNATs and SNATs across AZs to pod71", func() {
+		run := passes(s, "C1")
+		Expect(run.App.Remote).To(HavePrefix("192.168.1.50:"), "the pod sees node51, Cluster policy")
+		Expect(run.Report.CrossAZ.Packets).To(BeNumerically(">", 0))
+		Expect(run.Report.CrossAZ.Crossings).To(HaveKey("us-east-1a -> us-east-1b"))
+		passes(s, "C1-b")
+	})
+
+	It("labctl lb lists the NLB, its target group and every node healthy, endpoint or not", func() {
+		out, code := run(nil, "lb", "--lab", name)
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(ContainSubstring("internal NLB, Service default/web, by the aws-load-balancer-controller"))
+		Expect(regexp.MustCompile(`(?m)  healthy$`).FindAllString(out, -1)).To(HaveLen(3), out)
+	})
+
+	It("a target whose health checks fail gets no new flows, and comes back when they pass", func() {
+		rule := []string{"PREROUTING", "-s", "192.168.102.0/24", "-p", "tcp", "--dport", "30080", "-j", "DROP"}
+		out, err := inNS(name, "node71", append([]string{"iptables", "-t", "raw", "-I"}, rule...)...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("unhealthy"))
+		// node71 was the only target of the NLB node in us-east-1b.
+		Expect(connects(name, "client", "192.168.102.4:80")).To(BeFalse())
+		out, err = inNS(name, "node71", append([]string{"iptables", "-t", "raw", "-D"}, rule...)...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("healthy"))
+		Eventually(func() bool { return connects(name, "client", "192.168.102.4:80") }, 10*time.Second).Should(BeTrue())
+	})
+
+	It("fails open when every target is unhealthy", func() {
+		for _, n := range []string{"node51", "node71", "node81"} {
+			out, err := inNS(name, n, "iptables", "-t", "raw", "-I", "PREROUTING", "-s", "192.168.96.0/19", "-p", "tcp", "--dport", "30080", "-j", "DROP")
+			Expect(err).NotTo(HaveOccurred(), out)
+		}
+		for _, n := range []string{"node51", "node71", "node81"} {
+			Eventually(func() string { return health(name, n) }, 30*time.Second, 100*time.Millisecond).Should(Equal("unhealthy"))
+		}
+		// The client's own address is preserved, so its flow is not blocked:
+		// it is served because the NLB fails open.
+		Expect(connects(name, "client", "192.168.101.4:80")).To(BeTrue())
+		for _, n := range []string{"node51", "node71", "node81"} {
+			out, err := inNS(name, n, "iptables", "-t", "raw", "-D", "PREROUTING", "-s", "192.168.96.0/19", "-p", "tcp", "--dport", "30080", "-j", "DROP")
+			Expect(err).NotTo(HaveOccurred(), out)
+		}
+	})
+})
+
+var _ = Describe("nodeport-local with its NLB (walk C2)", Ordered, Label("lb"), func() {
+	var s *lab.Session
+	const name = labPrefix + "c2"
+	BeforeAll(func() { s = session("nodeport-local", name) })
+
+	It("C2: the node without an endpoint fails /healthz; traffic reaches a pod that sees the client", func() {
+		Expect(health(name, "node51")).To(Equal("unhealthy"))
+		run := passes(s, "C2")
+		Expect(run.App.Remote).To(HavePrefix("192.168.2.10:"))
+	})
+})
+
+var _ = Describe("nlb-ip (walk C3)", Ordered, Label("lb"), func() {
+	var s *lab.Session
+	BeforeAll(func() { s = session("nlb-ip", labPrefix+"nlbip") })
+
+	It("C3: ip targets reach the pod directly; the pod sees the NLB; no kube-proxy chain counts the flow", func() {
+		run := passes(s, "C3")
+		Expect(run.App.Remote).To(HavePrefix("192.168.101."))
+	})
+
+	It("C3 with preserve_client_ip.enabled: the pod sees the client, the reply still returns through the NLB", func() {
+		run := passes(s, "C3-preserve")
+		Expect(run.App.Remote).To(HavePrefix("192.168.50.10:"))
+	})
+})
+
+var _ = Describe("alb-ingress (walk C4)", Ordered, Label("lb"), func() {
+	var s *lab.Session
+	BeforeAll(func() { s = session("alb-ingress", labPrefix+"alb") })
+
+	It("C4: path rules pick the Service; the pod sees the ALB; X-Forwarded-For carries the client", func() {
+		run := passes(s, "C4-order")
+		Expect(run.App.Object).To(HavePrefix("order-"))
+		Expect(run.App.Remote).To(HavePrefix("192.168.101."))
+		Expect(run.App.Headers["X-Forwarded-For"]).To(Equal([]string{"192.168.50.10"}))
+		Expect(run.App.Headers["X-Forwarded-Proto"]).To(Equal([]string{"http"}))
+		Expect(run.App.Headers["X-Amzn-Trace-Id"][0]).To(HavePrefix("Root=1-"))
+		run = passes(s, "C4-rating")
+		Expect(run.App.Object).To(HavePrefix("rating-"))
+	})
+
+	It("C4: a path no rule matches gets the ALB's 404, and no pod sees it", func() { passes(s, "C4-404") })
+
+	It("C4: cross-zone on reaches every AZ; off on the target group keeps to the node's AZ", func() {
+		passes(s, "C4-crosszone")
+		passes(s, "C4-zonal")
+	})
+})
+
+var _ = Describe("internet-to-pod (walk D1)", Ordered, Label("lb", "internet"), func() {
+	var s *lab.Session
+	BeforeAll(func() { s = session("internet-to-pod", labPrefix+"d1") })
+
+	It("D1: DNS answers every ALB public IP with TTL 60; the gateway DNATs; the pod sees the ALB; the client gets the answer", func() {
+		run := passes(s, "D1")
+		Expect(strings.Join(run.Report.Notes, "\n")).To(ContainSubstring("TTL 60"))
+		Expect(run.App.Headers["X-Forwarded-For"]).To(Equal([]string{"198.51.100.20"}))
+		passes(s, "D1-c")
+	})
+})

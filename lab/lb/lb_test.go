@@ -1,0 +1,170 @@
+package lb
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/labctl/labctl/lab/spec"
+)
+
+func load(t *testing.T, name string) *spec.Topology {
+	t.Helper()
+	top, err := spec.Load("../../topologies/" + name + ".yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return top
+}
+
+func only(t *testing.T, m *Model, owner string) *LoadBalancer {
+	t.Helper()
+	for _, l := range m.LBs {
+		if l.Owner == owner {
+			return l
+		}
+	}
+	t.Fatalf("no load balancer for %s", owner)
+	return nil
+}
+
+func TestInstanceNLBAsTheControllerBuildsIt(t *testing.T) {
+	m, err := Build(load(t, "nlb-instance"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := only(t, m, "Service default/web")
+	g := l.Listeners[0].Group
+	if l.Scheme != "internal" || l.CrossZone || len(l.Nodes) != 3 || g.TargetType != TargetInstance || !g.PreserveClientIP {
+		t.Errorf("scheme %s cross-zone %v nodes %d type %s preserve %v", l.Scheme, l.CrossZone, len(l.Nodes), g.TargetType, g.PreserveClientIP)
+	}
+	if len(g.Targets) != 3 || g.Targets[0].Port != 30080 {
+		t.Errorf("every node should be a target on the NodePort: %+v", g.Targets)
+	}
+	hc := g.HealthCheck
+	if hc.Protocol != "TCP" || hc.Port != 0 || hc.Healthy != 3 || hc.Unhealthy != 3 || hc.Interval.Seconds() != 10 {
+		t.Errorf("LBC default health check expected (TCP traffic-port 10 s 3/3): %+v", hc)
+	}
+}
+
+func TestLocalPolicyInstanceTargetsCheckHealthCheckNodePort(t *testing.T) {
+	m, err := Build(load(t, "nodeport-local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := only(t, m, "Service default/web").Listeners[0].Group.HealthCheck
+	if hc.Protocol != "HTTP" || hc.Path != "/healthz" || hc.Port == 0 || hc.Healthy != 2 || hc.Timeout.Seconds() != 6 {
+		t.Errorf("instance + Local wants HTTP healthCheckNodePort /healthz 6 s 2/2: %+v", hc)
+	}
+}
+
+func TestIPTargetsDoNotPreserveTheClientUnlessAsked(t *testing.T) {
+	m, err := Build(load(t, "nlb-ip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if only(t, m, "Service default/web-ip").Listeners[0].Group.PreserveClientIP {
+		t.Error("TCP ip targets preserve the client IP by default")
+	}
+	if !only(t, m, "Service default/web-pip").Listeners[0].Group.PreserveClientIP {
+		t.Error("preserve_client_ip.enabled=true ignored")
+	}
+}
+
+func TestIngressRulesFollowTheControllersOrder(t *testing.T) {
+	m, err := Build(load(t, "alb-ingress"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := only(t, m, "Ingress default/portal")
+	// Prefix paths sort longest first: /rating before /order.
+	if len(l.Rules) != 2 || l.Rules[0].Paths[0] != "/rating" || l.Rules[0].Priority != 1 {
+		t.Fatalf("rules %+v", l.Rules)
+	}
+	for path, want := range map[string]string{"/order": "order", "/order/42": "order", "/orders": "", "/rating": "rating", "/": ""} {
+		r := l.Match(path)
+		got := ""
+		if r != nil {
+			got = r.Service
+		}
+		if got != want {
+			t.Errorf("%s matched %q, want %q", path, got, want)
+		}
+	}
+	if !only(t, m, "Ingress default/portal").Rules[0].Group.CrossZone || only(t, m, "Ingress default/zonal").Rules[0].Group.CrossZone {
+		t.Error("cross-zone: on by default, off with the target group attribute")
+	}
+}
+
+func TestEligibleKeepsToTheZoneAndFailsOpen(t *testing.T) {
+	g := &TargetGroup{Targets: []Target{{Object: "a1", AZ: "a"}, {Object: "b1", AZ: "b"}}}
+	healthy := map[string]bool{"a1": true, "b1": true}
+	h := func(t Target) bool { return healthy[t.Object] }
+	if got := g.Eligible("a", h); len(got) != 1 || got[0].Object != "a1" {
+		t.Errorf("cross-zone off: %v", got)
+	}
+	healthy["a1"] = false
+	if got := g.Eligible("a", h); len(got) != 0 {
+		t.Errorf("no healthy target in the zone while others are healthy: the node has none, got %v", got)
+	}
+	healthy["b1"] = false
+	if got := g.Eligible("a", h); len(got) != 2 {
+		t.Errorf("every target unhealthy: fail open to all, got %v", got)
+	}
+	g.CrossZone, healthy["b1"] = true, true
+	if got := g.Eligible("a", h); len(got) != 1 || got[0].Object != "b1" {
+		t.Errorf("cross-zone on: %v", got)
+	}
+}
+
+func TestNLBRulesSpreadAndSNATOnlyWhenTheClientIsNotPreserved(t *testing.T) {
+	m, err := Build(load(t, "nlb-ip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := func(g *TargetGroup, az string) []Target { return g.Eligible(az, func(Target) bool { return true }) }
+	snat := NLBRules(only(t, m, "Service default/web-ip"), all)
+	pres := NLBRules(only(t, m, "Service default/web-pip"), all)
+	if !strings.Contains(snat, "-j MARK --set-xmark 0x1/0xff") || strings.Contains(pres, "--set-xmark") {
+		t.Error("only the group without client IP preservation marks flows for SNAT")
+	}
+	if !strings.Contains(snat, "-A LB-SNAT -m mark --mark 0x1/0xff -j SNAT --to-source 192.168.101.4") {
+		t.Errorf("SNAT to the node's own address missing:\n%s", snat)
+	}
+}
+
+func TestBadAnnotationsAndControllerChoice(t *testing.T) {
+	top := load(t, "nlb-ip")
+	s := top.Manifests.Services[len(top.Manifests.Services)-1]
+	s.Annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] = "pod"
+	if _, err := Build(top); err == nil || !strings.Contains(err.Error(), `"pod" is not instance or ip`) {
+		t.Errorf("bad target type: %v", err)
+	}
+	s.Annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] = "ip"
+	s.Annotations["service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval"] = "1"
+	if _, err := Build(top); err == nil || !strings.Contains(err.Error(), "healthcheck-interval") {
+		t.Errorf("interval out of range: %v", err)
+	}
+	delete(s.Annotations, "service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval")
+	class := "example.com/other"
+	s.Spec.LoadBalancerClass = &class
+	m, err := Build(top)
+	if err != nil || len(m.Pending) != 1 || !strings.Contains(m.Pending[0].Reason, "stays pending") {
+		t.Errorf("a class no controller owns stays pending: %v %+v", err, m.Pending)
+	}
+}
+
+func TestIngressToAMissingServiceIsAnError(t *testing.T) {
+	top := load(t, "alb-ingress")
+	top.Manifests.Ingresses[0].Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name = "nope"
+	if _, err := Build(top); err == nil || !strings.Contains(err.Error(), `backend Service "nope" does not exist`) {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestShortNamesFitTheRouterPortName(t *testing.T) {
+	for _, n := range []string{ShortName(NLB, "default", "web"), ShortName(ALB, "default", "a-very-long-ingress-name")} {
+		if len(spec.RouterPortName(n, 2)) > spec.MaxIfName {
+			t.Errorf("%s makes a router port name over %d bytes", n, spec.MaxIfName)
+		}
+	}
+}
