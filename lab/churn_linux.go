@@ -230,7 +230,7 @@ func (s *Session) churn(w spec.Walk) (*Run, error) {
 	from := s.Topo.Pod(w.From)
 	ask := func(n int, counts map[string]int, c *Churn) {
 		for i := 0; i < n; i++ {
-			a, err := httpGet(src, from.IP, randomPort(), svc.Dest(s.Topo, w), newToken(), trafficTimeout, "/")
+			a, err := httpGet(src, from.IP, 0, svc.Dest(s.Topo, w), newToken(), trafficTimeout, "/")
 			if err != nil {
 				c.Failures, c.LastErr = c.Failures+1, err
 				continue

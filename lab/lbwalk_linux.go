@@ -50,12 +50,20 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 			return nil, err
 		}
 	}
-	port, token := randomPort(), newToken()
+	port, err := freePort(src, "tcp4", client.IP)
+	if err != nil {
+		return nil, err
+	}
+	token := newToken()
 	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
 	var dnsNotes []string
 	dnsFailed := false
 	if w.DNSName != "" {
-		pub, notes, ok := s.resolvePublic(w, src, port+1000, l, node)
+		dnsPort, err := freePort(src, "udp4", netip.Addr{})
+		if err != nil {
+			return nil, err
+		}
+		pub, notes, ok := s.resolvePublic(w, src, dnsPort, l, node)
 		dnsNotes, dnsFailed = notes, !ok
 		dst = netip.AddrPortFrom(pub, uint16(li.Port))
 	}
@@ -166,7 +174,7 @@ func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
 	sp := &Spread{Counts: map[string]int{}, Connections: w.Connections, ZoneOnly: !g.CrossZone}
 	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
 	for i := 0; i < w.Connections; i++ {
-		a, _, err := httpDo(src, client.IP, randomPort(), dst, newToken(), trafficTimeout, path)
+		a, _, err := httpDo(src, client.IP, 0, dst, newToken(), trafficTimeout, path)
 		if err != nil || a == nil {
 			sp.Failures, sp.LastErr = sp.Failures+1, err
 			continue

@@ -158,15 +158,20 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		timeout = dropTimeout
 	}
 	var answer string
+	switch w.Protocol {
+	case "tcp", "udp":
+		if port, err = freePort(src, w.Protocol+"4", netip.Addr{}); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case w.Kind == spec.WalkDNS:
 		cl.DNS = true
-		var tries int
-		cl.DNSID, tries, answer, run.TrafficErr = resolve(src, port, dst, w.Query, cluster.SearchPath(s.podNamespace(w.From)))
-		if tries > 1 {
-			port += uint16(tries - 1) // each name of the search path was asked from a new source port
-			run.notes = append(run.notes, fmt.Sprintf("the resolver asked %d names (ndots:5 tries the search path first); "+
-				"the hops below are the answered query's", tries))
+		first := port
+		cl.DNSID, port, answer, run.TrafficErr = resolve(src, port, dst, w.Query, cluster.SearchPath(s.podNamespace(w.From)))
+		if port != first {
+			run.notes = append(run.notes, "the resolver asked the search path's names first (ndots:5), each from a new port; "+
+				"the hops below are the answered query's")
 		}
 	case w.Protocol == "icmp":
 		run.TrafficErr = ping(src, dst.Addr(), port, token)
@@ -284,14 +289,22 @@ func searchNames(name string, search []string) []string {
 }
 
 // resolve asks the cluster DNS from inside the pod, trying the search path
-// as the pod's resolver would; it returns the ID of the query that was
-// answered, how many names it asked, and the address.
-func resolve(n *ns.NS, port uint16, server netip.AddrPort, name string, search []string) (uint16, int, string, error) {
+// as the pod's resolver would; it returns the ID and source port of the
+// query that was answered, and the address.
+func resolve(n *ns.NS, port uint16, server netip.AddrPort, name string, search []string) (uint16, uint16, string, error) {
+	var lastPort uint16
 	for i, q := range searchNames(name, search) {
-		c, err := dialFrom(n, "udp4", netip.Addr{}, port+uint16(i), server)
-		if err != nil {
-			return 0, i + 1, "", err
+		if i > 0 { // each name from a new source port, as a stub resolver does
+			var err error
+			if port, err = freePort(n, "udp4", netip.Addr{}); err != nil {
+				return 0, lastPort, "", err
+			}
 		}
+		c, err := dialFrom(n, "udp4", netip.Addr{}, port, server)
+		if err != nil {
+			return 0, port, "", err
+		}
+		lastPort = port
 		m := new(dns.Msg)
 		m.SetQuestion(q, dns.TypeA)
 		co := &dns.Conn{Conn: c}
@@ -303,15 +316,15 @@ func resolve(n *ns.NS, port uint16, server netip.AddrPort, name string, search [
 		}
 		c.Close()
 		if err != nil {
-			return m.Id, i + 1, "", fmt.Errorf("asking %s for %s: %w", server, q, err)
+			return m.Id, lastPort, "", fmt.Errorf("asking %s for %s: %w", server, q, err)
 		}
 		for _, rr := range r.Answer {
 			if a, ok := rr.(*dns.A); ok {
-				return m.Id, i + 1, a.A.String(), nil
+				return m.Id, lastPort, a.A.String(), nil
 			}
 		}
 	}
-	return 0, 0, "", fmt.Errorf("%s: no name in the search path resolved", name)
+	return 0, lastPort, "", fmt.Errorf("%s: no name in the search path resolved", name)
 }
 
 // spread opens many connections to a Service and counts which endpoint
@@ -329,7 +342,7 @@ func (s *Session) spread(w spec.Walk) (*Run, error) {
 	counts, failures := map[string]int{}, 0
 	var lastErr error
 	for i := 0; i < w.Connections; i++ {
-		a, err := httpGet(src, from.IP, randomPort(), svc.Dest(s.Topo, w), newToken(), trafficTimeout, "/")
+		a, err := httpGet(src, from.IP, 0, svc.Dest(s.Topo, w), newToken(), trafficTimeout, "/")
 		if err != nil {
 			failures, lastErr = failures+1, err
 			continue
@@ -394,6 +407,36 @@ func (r *Run) Passed() bool {
 	return r.Report.Passed()
 }
 
+// freePort asks the kernel for a port no socket of the namespace holds,
+// TIME_WAIT included, so a walk can bind its client to a port known before
+// the first packet (and so find its SYN) without colliding with an earlier
+// connection to the same destination.
+func freePort(n *ns.NS, network string, src netip.Addr) (uint16, error) {
+	var port uint16
+	err := n.Do(func() error {
+		host := ""
+		if src.IsValid() {
+			host = src.String()
+		}
+		if network == "udp4" {
+			c, err := net.ListenPacket(network, net.JoinHostPort(host, "0"))
+			if err != nil {
+				return err
+			}
+			port = uint16(c.LocalAddr().(*net.UDPAddr).Port)
+			return c.Close()
+		}
+		l, err := net.Listen(network, net.JoinHostPort(host, "0"))
+		if err != nil {
+			return err
+		}
+		port = uint16(l.Addr().(*net.TCPAddr).Port)
+		return l.Close()
+	})
+	return port, err
+}
+
+// randomPort is an ICMP echo identifier.
 func randomPort() uint16 {
 	var b [2]byte
 	_, _ = rand.Read(b[:])

@@ -11,18 +11,46 @@ import (
 )
 
 func newBench() *cobra.Command {
-	var nodes, pods, azs, runs, services, endpoints int
+	var nodes, pods, azs, runs, services, endpoints, requests int
+	var lbTopology, lbClient string
 	var apps, sweep bool
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Time up and down of a generated lab against a plain iproute2 (ip -batch) baseline",
 		Example: `  sudo labctl bench --nodes 20 --pods-per-node 50
   sudo labctl bench --sweep     # 250, 500 and 1000 pods: does time grow linearly?
-  sudo labctl bench --services 1000 --endpoints 3`,
+  sudo labctl bench --services 1000 --endpoints 3
+  sudo labctl bench --lb nlb-instance; sudo labctl bench --lb alb-ingress`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := needRoot(); err != nil {
 				return err
+			}
+			if lbTopology != "" {
+				t, err := loadTopology(lbTopology)
+				if err != nil {
+					return err
+				}
+				r, err := lab.BenchLB(cmd.Context(), t, lbClient, requests)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', tabwriter.AlignRight)
+				fmt.Fprintln(tw, "path\trequests\tfailed\trequests/s\tp50\tp99\tp50 / direct\t")
+				for _, p := range r.Paths {
+					ratio := "-"
+					if p.RatioToDirect > 0 {
+						ratio = fmt.Sprintf("%.2fx", p.RatioToDirect)
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%v\t%v\t%s\t\n", p.Path, p.Requests, p.Failures, p.RPS,
+						p.P50.Round(time.Microsecond), p.P99.Round(time.Microsecond), ratio)
+				}
+				tw.Flush()
+				if r.Unhealthy > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "a target's health checks failing -> the NLB stops sending it new flows: %v\n",
+						r.Unhealthy.Round(time.Millisecond))
+				}
+				return nil
 			}
 			if services > 0 {
 				r, err := lab.BenchKubeProxy(cmd.Context(), services, endpoints)
@@ -70,5 +98,8 @@ func newBench() *cobra.Command {
 	c.Flags().BoolVar(&sweep, "sweep", false, "run 250, 500 and 1000 pods")
 	c.Flags().IntVar(&services, "services", 0, "instead: time kube-proxy's rules for this many Services on one node")
 	c.Flags().IntVar(&endpoints, "endpoints", 3, "endpoints per Service, with --services")
+	c.Flags().StringVar(&lbTopology, "lb", "", "instead: time requests through this topology's NLB or ALB against the pod directly")
+	c.Flags().StringVar(&lbClient, "client", "client", "with --lb: the host that sends")
+	c.Flags().IntVar(&requests, "requests", 1000, "with --lb: requests per path, each on a new connection")
 	return c
 }
