@@ -81,8 +81,8 @@ func (s *Socket) Drain() ([]Frame, error) {
 	oob := make([]byte, 128)
 	for {
 		n, oobn, flags, from, err := unix.Recvmsg(s.fd, buf, oob, unix.MSG_TRUNC)
-		if errors.Is(err, unix.EAGAIN) {
-			return out, nil
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENETDOWN) {
+			return out, nil // drained; a downed interface has nothing more to show
 		}
 		if errors.Is(err, unix.EINTR) {
 			continue

@@ -3,6 +3,7 @@ package walk
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 
 	"github.com/labctl/labctl/lab/lb"
@@ -73,6 +74,13 @@ func deriveLB(t *spec.Topology, w spec.Walk, e *Expectation, picks Picks) (*Expe
 		return m.deriveALB(t, w, e, l, node, picks)
 	}
 	g := li.Group
+	if picks.Target == "" {
+		// Nothing got past the load balancer: expect a target the node may
+		// use, so the report names the hops that never happened.
+		if ts := g.Eligible(node.AZ, func(lb.Target) bool { return true }); len(ts) > 0 {
+			picks.Target = ts[0].Object
+		}
+	}
 	target, ok := findTarget(g, picks.Target)
 	if !ok {
 		return nil, fmt.Errorf("%s: target %q is not in %s", l.Owner, picks.Target, g.Name)
@@ -106,6 +114,12 @@ func deriveLB(t *spec.Topology, w spec.Walk, e *Expectation, picks Picks) (*Expe
 		svc := ServiceOf(t, spec.Walk{Service: strings.TrimPrefix(l.Owner, "Service "), Port: w.Port, Protocol: strings.ToLower(li.Protocol)})
 		if svc == nil {
 			return nil, fmt.Errorf("%s: its Service port %d is gone", l.Owner, w.Port)
+		}
+		if picks.Endpoint == "" {
+			for _, ip := range sortedEndpointIPs(svc.Endpoints(t)) {
+				picks.Endpoint = svc.Endpoints(t)[ip]
+				break
+			}
 		}
 		ep, err := endpointOf(t, picks.Endpoint)
 		if err != nil {
@@ -192,6 +206,15 @@ func (m *model) frontOut(front, from Endpoint, node lb.Node, lport, sport uint16
 		return m.outbound(Reply, front, from, node.Public, lport, sport)
 	}
 	return m.path(Reply, front, from, lport, sport)
+}
+
+func sortedEndpointIPs(m map[netip.Addr]string) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
 }
 
 func findTarget(g *lb.TargetGroup, object string) (lb.Target, bool) {

@@ -1,0 +1,52 @@
+package e2e
+
+import (
+	"sort"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/walk"
+)
+
+// Each fault breaks its walk at the hop where the fault is, and the walk
+// passes again once the fault is cleared. One lab per topology.
+var _ = Describe("faults", Ordered, Label("faults"), func() {
+	byTopology := map[string][]string{}
+	for _, name := range lab.FaultNames() {
+		f := lab.Faults[name]
+		byTopology[f.Topology] = append(byTopology[f.Topology], name)
+	}
+	topologies := make([]string, 0, len(byTopology))
+	for t := range byTopology {
+		topologies = append(topologies, t)
+	}
+	sort.Strings(topologies)
+	for _, topo := range topologies {
+		Context("on "+topo, Ordered, func() {
+			var s *lab.Session
+			BeforeAll(func() { s = session(topo, labPrefix+"f-"+topo) })
+			for _, name := range byTopology[topo] {
+				f := lab.Faults[name]
+				It(name+" breaks walk "+f.Walk+" at "+f.Object+", and clearing it repairs the walk", func() {
+					before := walkOnce(s, f.Walk)
+					Expect(before.Passed()).To(BeTrue(), "the walk must pass before the fault")
+					_, err := s.InjectFault(name)
+					Expect(err).NotTo(HaveOccurred())
+					broken := walkOnce(s, f.Walk)
+					Expect(broken.Passed()).To(BeFalse(), "the fault did not break %s", f.Walk)
+					first := broken.Report.FirstFailure()
+					Expect(first).NotTo(BeNil())
+					Expect(first.Point.Object).To(Equal(f.Object), describe(broken.Report))
+					Expect(first.Verdict).To(BeElementOf(walk.Missing, walk.Mismatch, walk.Unexpected))
+					cleared, err := s.ClearFaults()
+					Expect(err).NotTo(HaveOccurred())
+					Expect(cleared).To(Equal([]string{name}))
+					Eventually(func() bool { return walkOnce(s, f.Walk).Passed() }, "30s", "200ms").Should(BeTrue(),
+						"the walk must pass again once %s is cleared", name)
+				})
+			}
+		})
+	}
+})

@@ -1,0 +1,83 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/labctl/labctl/lab/spec"
+)
+
+// Exercise is a support ticket: a lab with a hidden fault, the symptom a
+// user reports, and the walk that passes again once the fault is fixed.
+type Exercise struct {
+	Ticket string
+	Fault  string
+}
+
+// Exercises are the hands-on troubleshooting tickets, one per fault.
+func Exercises() []Exercise {
+	var out []Exercise
+	for i, name := range FaultNames() {
+		out = append(out, Exercise{Ticket: fmt.Sprintf("ticket-%d", 101+i), Fault: name})
+	}
+	return out
+}
+
+// ExerciseByTicket finds an exercise.
+func ExerciseByTicket(ticket string) (Exercise, error) {
+	for _, e := range Exercises() {
+		if e.Ticket == ticket {
+			return e, nil
+		}
+	}
+	return Exercise{}, fmt.Errorf("no exercise %q (labctl exercise list shows them)", ticket)
+}
+
+// ExerciseLab is the lab an exercise runs in.
+func ExerciseLab(ticket string) string { return "ex-" + ticket }
+
+func exerciseFile(lab string) string { return filepath.Join(Dir(lab), "exercise.json") }
+
+// StartExercise builds the ticket's lab and breaks it.
+func StartExercise(ctx context.Context, t *spec.Topology, e Exercise) (string, error) {
+	name := ExerciseLab(e.Ticket)
+	if _, err := Up(ctx, t, UpOptions{Name: name}); err != nil {
+		return "", err
+	}
+	s, err := OpenSession(name)
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	if _, err := s.InjectFault(e.Fault); err != nil {
+		return "", err
+	}
+	b, _ := json.Marshal(e)
+	return name, os.WriteFile(exerciseFile(name), b, 0o644)
+}
+
+// CheckExercise runs the ticket's walk; it passes once the fault is fixed,
+// whatever the fix was.
+func CheckExercise(lab, outDir string) (*Run, Exercise, error) {
+	var e Exercise
+	b, err := os.ReadFile(exerciseFile(lab))
+	if err != nil {
+		return nil, e, fmt.Errorf("lab %s is not an exercise (labctl exercise start <ticket>)", lab)
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, e, err
+	}
+	s, err := OpenSession(lab)
+	if err != nil {
+		return nil, e, err
+	}
+	defer s.Close()
+	w := s.Topo.Walk(Faults[e.Fault].Walk)
+	run, err := s.Walk(*w, outDir)
+	return run, e, err
+}

@@ -1,0 +1,321 @@
+//go:build linux
+
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/walk"
+)
+
+// Fault is a realistic break of the data path, as outages really happen:
+// one kernel change in one namespace, which a walk shows at one hop.
+type Fault struct {
+	Name, Summary string
+	// Topology and Walk are where the fault shows: the walk fails, and its
+	// first differing hop is at Object (one of the fault's own namespaces).
+	Topology, Walk, Object string
+	// Symptom is what an engineer on call would be told.
+	Symptom string
+	inject  func(s *Session) error
+	clear   func(s *Session) error
+}
+
+// Faults are the faults labctl can inject, by name.
+var Faults = map[string]*Fault{}
+
+func register(f *Fault) { Faults[f.Name] = f }
+
+// FaultNames lists the faults in order.
+func FaultNames() []string {
+	out := make([]string, 0, len(Faults))
+	for n := range Faults {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func init() {
+	register(&Fault{Name: "pod-static-arp", Topology: "pod-networking", Walk: "A1", Object: "pod51",
+		Summary: "pod51's PERMANENT neighbour entry for 169.254.1.1 is gone",
+		Symptom: "pod51 cannot reach anything, not even a pod on its own node",
+		inject: func(s *Session) error {
+			return s.neigh("pod51", "eth0", spec.PodGateway, nil, false)
+		},
+		clear: func(s *Session) error {
+			p := s.Topo.Pod("pod51")
+			return s.neigh("pod51", "eth0", spec.PodGateway, spec.HostVethMAC(p.Namespace, p.Name), true)
+		}})
+	register(&Fault{Name: "missing-1536", Topology: "pod-networking", Walk: "A3", Object: "node81",
+		Summary: "node81 lost rule 1536 for pod81, the pod on its second ENI",
+		Symptom: "pods on other nodes cannot talk to pod81; pod81's answers leave the wrong ENI",
+		inject:  func(s *Session) error { return s.rule("node81", 1536, "192.168.1.81", 2, false) },
+		clear:   func(s *Session) error { return s.rule("node81", 1536, "192.168.1.81", 2, true) }})
+	register(&Fault{Name: "secondary-ip-unassigned", Topology: "pod-networking", Walk: "A3", Object: "node51",
+		Summary: "pod81's IP is no longer a secondary IP of node81's eth1 (the VPC does not deliver it)",
+		Symptom: "pod81 is unreachable from other nodes, fine from its own node",
+		inject: func(s *Session) error {
+			ip := netip.MustParseAddr("192.168.1.81")
+			if err := s.proxyNeigh("node81", "eth1", ip, false); err != nil {
+				return err
+			}
+			// As if every ARP cache had aged out since: senders must ask again.
+			for _, n := range s.Topo.Nodes {
+				_ = s.forgetNeigh(n.Name, ip)
+			}
+			return s.forgetNeigh(spec.RouterName, ip)
+		},
+		clear: func(s *Session) error {
+			return s.proxyNeigh("node81", "eth1", netip.MustParseAddr("192.168.1.81"), true)
+		}})
+	register(&Fault{Name: "rp-filter-strict", Topology: "nodeport-local", Walk: "B3-local-secondary", Object: "node81",
+		Summary: "rp_filter is strict (1) on node81's eth0",
+		Symptom: "the NodePort answers on node71 but not on node81, whose pod sits on a secondary ENI",
+		inject:  func(s *Session) error { return s.sysctl("node81", "net/ipv4/conf/eth0/rp_filter", "1") },
+		clear:   func(s *Session) error { return s.sysctl("node81", "net/ipv4/conf/eth0/rp_filter", "2") }})
+	register(&Fault{Name: "external-snat", Topology: "pod-egress", Walk: "D2", Object: "node51",
+		Summary: "AWS_VPC_K8S_CNI_EXTERNALSNAT=true on node51 without a NAT gateway: no SNAT to the node's IP",
+		Symptom: "pods on node51 cannot reach the internet; the node itself can",
+		inject: func(s *Session) error {
+			return s.restoreIn("node51", "*nat\n-D POSTROUTING -m comment --comment \"AWS SNAT CHAIN\" -j AWS-SNAT-CHAIN-0\nCOMMIT\n")
+		},
+		clear: func(s *Session) error {
+			return s.restoreIn("node51", "*nat\n-A POSTROUTING -m comment --comment \"AWS SNAT CHAIN\" -j AWS-SNAT-CHAIN-0\nCOMMIT\n")
+		}})
+	register(&Fault{Name: "kube-proxy-jump-gone", Topology: "clusterip", Walk: "B1", Object: "node51",
+		Summary: "node51's nat PREROUTING no longer jumps to KUBE-SERVICES (kube-proxy's rules half-removed)",
+		Symptom: "Services answer from every node but node51; pod IPs work everywhere",
+		inject: func(s *Session) error {
+			return s.restoreIn("node51", "*nat\n-D PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n")
+		},
+		clear: func(s *Session) error {
+			return s.restoreIn("node51", "*nat\n-I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n")
+		}})
+	register(&Fault{Name: "security-group-drop", Topology: "pod-networking", Walk: "A2", Object: "node71",
+		Summary: "a security-group-like rule on node71 drops TCP to its pods' port 8080",
+		Symptom: "pod71 answers ping but not its HTTP port",
+		inject: func(s *Session) error {
+			return s.restoreIn("node71", "*filter\n-I FORWARD 1 -p tcp --dport 8080 -m comment --comment \"lab fault: security group\" -j DROP\nCOMMIT\n")
+		},
+		clear: func(s *Session) error {
+			return s.restoreIn("node71", "*filter\n-D FORWARD -p tcp --dport 8080 -m comment --comment \"lab fault: security group\" -j DROP\nCOMMIT\n")
+		}})
+	register(&Fault{Name: "health-check-blocked", Topology: "nlb-instance", Walk: "C1-b", Object: "nlb-web",
+		Summary: "node71 drops the NLB's health checks to its NodePort",
+		Symptom: "clients of the NLB in us-east-1b get connection resets; us-east-1a is fine",
+		inject: func(s *Session) error {
+			err := s.restoreIn("node71", "*raw\n-I PREROUTING 1 -s 192.168.96.0/19 -p tcp --dport 30080 -m comment --comment \"lab fault: health checks\" -j DROP\nCOMMIT\n")
+			if err != nil {
+				return err
+			}
+			return s.awaitHealth("node71", StateUnhealthy)
+		},
+		clear: func(s *Session) error {
+			err := s.restoreIn("node71", "*raw\n-D PREROUTING -s 192.168.96.0/19 -p tcp --dport 30080 -m comment --comment \"lab fault: health checks\" -j DROP\nCOMMIT\n")
+			if err != nil {
+				return err
+			}
+			return s.awaitHealth("node71", StateHealthy)
+		}})
+	register(&Fault{Name: "router-port-down", Topology: "pod-networking", Walk: "A4-subnet", Object: "vpc",
+		Summary: "the VPC router's port towards the client instance is down (an ENI detached)",
+		Symptom: "pods reach each other, but not the client instance in the other subnet",
+		inject:  func(s *Session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), false) },
+		clear:   func(s *Session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), true) }})
+}
+
+// faultFile records the faults injected into a lab, so clear can undo them.
+func faultFile(lab string) string { return filepath.Join(Dir(lab), "faults.json") }
+
+func readFaults(lab string) []string {
+	var out []string
+	if b, err := os.ReadFile(faultFile(lab)); err == nil {
+		_ = json.Unmarshal(b, &out)
+	}
+	return out
+}
+
+func writeFaults(lab string, names []string) error {
+	b, _ := json.Marshal(names)
+	return os.WriteFile(faultFile(lab), b, 0o644)
+}
+
+// InjectFault breaks the lab as the fault describes. The lab must be built
+// from the fault's topology.
+func (s *Session) InjectFault(name string) (*Fault, error) {
+	f := Faults[name]
+	if f == nil {
+		return nil, fmt.Errorf("no fault %q (labctl fault list shows them)", name)
+	}
+	if s.Topo.Name != f.Topology {
+		return nil, fmt.Errorf("fault %s needs a lab of topology %s; lab %s is %s", name, f.Topology, s.Lab, s.Topo.Name)
+	}
+	active := readFaults(s.Lab)
+	for _, a := range active {
+		if a == name {
+			return nil, fmt.Errorf("fault %s is already injected", name)
+		}
+	}
+	if err := f.inject(s); err != nil {
+		return nil, fmt.Errorf("injecting %s: %w", name, err)
+	}
+	return f, writeFaults(s.Lab, append(active, name))
+}
+
+// ClearFaults undoes every injected fault, newest first.
+func (s *Session) ClearFaults() ([]string, error) {
+	active := readFaults(s.Lab)
+	var errs []error
+	for i := len(active) - 1; i >= 0; i-- {
+		if err := Faults[active[i]].clear(s); err != nil {
+			errs = append(errs, fmt.Errorf("clearing %s: %w", active[i], err))
+		}
+	}
+	if len(errs) > 0 {
+		return active, errors.Join(errs...)
+	}
+	return active, os.Remove(faultFile(s.Lab))
+}
+
+// ActiveFaults lists the faults injected into a lab.
+func ActiveFaults(lab string) []string { return readFaults(lab) }
+
+// FirstFailure is where a walk shows a fault: used by the fault suite and
+// by labctl exercise check.
+func FirstFailure(r *walk.Report) string {
+	if f := r.FirstFailure(); f != nil {
+		return f.Point.Object
+	}
+	return ""
+}
+
+func (s *Session) neigh(obj, dev string, ip netip.Addr, mac net.HardwareAddr, add bool) error {
+	h, err := s.NS(obj)
+	if err != nil {
+		return err
+	}
+	l, err := h.NL.LinkByName(dev)
+	if err != nil {
+		return err
+	}
+	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET, IP: ip.AsSlice(), State: netlink.NUD_PERMANENT, HardwareAddr: mac}
+	if add {
+		return h.NL.NeighSet(n)
+	}
+	return h.NL.NeighDel(n)
+}
+
+func (s *Session) proxyNeigh(obj, dev string, ip netip.Addr, add bool) error {
+	h, err := s.NS(obj)
+	if err != nil {
+		return err
+	}
+	l, err := h.NL.LinkByName(dev)
+	if err != nil {
+		return err
+	}
+	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET, IP: ip.AsSlice(), Flags: netlink.NTF_PROXY}
+	if add {
+		return h.NL.NeighAdd(n)
+	}
+	return h.NL.NeighDel(n)
+}
+
+// awaitHealth waits until the load balancers see a target in a state: a
+// health check fault takes effect only once the checks notice it.
+func (s *Session) awaitHealth(target, state string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if h, err := ReadHealth(s.Lab); err == nil {
+			done := false
+			for _, th := range h {
+				if th.Object == target {
+					done = th.State == state
+				}
+			}
+			if done {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the load balancer never saw %s %s (is the app server running?)", target, state)
+}
+
+// forgetNeigh drops a namespace's cached neighbour entries for ip.
+func (s *Session) forgetNeigh(obj string, ip netip.Addr) error {
+	h, err := s.NS(obj)
+	if err != nil {
+		return err
+	}
+	ns, err := h.NL.NeighList(0, unix.AF_INET)
+	if err != nil {
+		return err
+	}
+	for _, n := range ns {
+		if n.IP.Equal(ip.AsSlice()) && n.State&netlink.NUD_PERMANENT == 0 {
+			n := n
+			_ = h.NL.NeighDel(&n)
+		}
+	}
+	return nil
+}
+
+func (s *Session) rule(obj string, prio int, src string, table int, add bool) error {
+	h, err := s.NS(obj)
+	if err != nil {
+		return err
+	}
+	r := netlink.NewRule()
+	r.Priority, r.Table = prio, table
+	r.Src = &net.IPNet{IP: net.ParseIP(src).To4(), Mask: net.CIDRMask(32, 32)}
+	if add {
+		return h.NL.RuleAdd(r)
+	}
+	return h.NL.RuleDel(r)
+}
+
+func (s *Session) sysctl(obj, key, value string) error {
+	h, err := s.NS(obj)
+	if err != nil {
+		return err
+	}
+	return h.Do(func() error { return ns.WriteSysctl(key, value) })
+}
+
+func (s *Session) restoreIn(obj, payload string) error {
+	h, err := s.NS(obj)
+	if err != nil {
+		return err
+	}
+	return restore(h, payload, true)
+}
+
+func (s *Session) linkState(obj, dev string, up bool) error {
+	h, err := s.NS(obj)
+	if err != nil {
+		return err
+	}
+	l, err := h.NL.LinkByName(dev)
+	if err != nil {
+		return err
+	}
+	if up {
+		return h.NL.LinkSetUp(l)
+	}
+	return h.NL.LinkSetDown(l)
+}
