@@ -135,7 +135,10 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		notes = append(notes, "no node's kube-proxy translation chain (KUBE-SERVICES, KUBE-SVC, KUBE-SEP, ...) counted the flow")
 	}
 	run.Report.Notes = append(run.Report.Notes, notes...)
-	run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts)
+	if run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts); err != nil {
+		return run, err
+	}
+	run.Ladder, err = writeLadder(run, w)
 	return run, err
 }
 

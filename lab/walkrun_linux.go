@@ -30,6 +30,7 @@ import (
 
 	"github.com/labctl/labctl/lab/capture"
 	"github.com/labctl/labctl/lab/cluster"
+	"github.com/labctl/labctl/lab/draw"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
@@ -48,6 +49,8 @@ type Run struct {
 	TrafficErr error
 	// App is what the server app answered, when it answered.
 	App *AppAnswer
+	// Ladder is the run's ladder diagram, an HTML page beside the pcapng.
+	Ladder string
 	// Spread and Churn are set by those walk kinds instead of Report.
 	Spread *Spread
 	Churn  *Churn
@@ -236,7 +239,10 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 			run.Report.Failed = true
 		}
 	}
-	run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts)
+	if run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts); err != nil {
+		return run, err
+	}
+	run.Ladder, err = writeLadder(run, w)
 	return run, err
 }
 
@@ -679,4 +685,11 @@ func conntrackLine(f *netlink.ConntrackFlow) string {
 		return fmt.Sprintf("src=%s dst=%s sport=%d dport=%d", x.SrcIP, x.DstIP, x.SrcPort, x.DstPort)
 	}
 	return fmt.Sprintf("%s %s %s", proto, t(f.Forward), t(f.Reverse))
+}
+
+// writeLadder puts the run's ladder diagram beside its pcapng.
+func writeLadder(run *Run, w spec.Walk) (string, error) {
+	path := strings.TrimSuffix(run.Pcap, ".pcapng") + ".html"
+	title := fmt.Sprintf("walk %s: %s", w.Name, w.Title)
+	return path, os.WriteFile(path, []byte(draw.Ladder(run.Report, title, filepath.Base(run.Pcap))), 0o644)
 }

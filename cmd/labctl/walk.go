@@ -217,7 +217,7 @@ func printWalk(w io.Writer, run *lab.Run, verbose bool) {
 		fmt.Fprintf(w, "PASS %s: %d hops matched; nothing of the flow anywhere else among %d capture points\n",
 			e.Walk.Name, len(r.Hops), len(e.Points))
 	}
-	fmt.Fprintf(w, "  capture: %s\n\n", run.Pcap)
+	fmt.Fprintf(w, "  capture: %s\n  ladder:  %s\n\n", run.Pcap, run.Ladder)
 }
 
 func printState(w io.Writer, wk spec.Walk, r *walk.StateReport) {
