@@ -159,10 +159,14 @@ var _ = Describe("labctl down after a crash", Label("lifecycle"), func() {
 		foreign := spec.NSPrefix + labPrefix + "foreign.x"
 		Expect(exec.Command("ip", "netns", "add", foreign).Run()).To(Succeed())
 		DeferCleanup(func() { _ = exec.Command("ip", "netns", "del", foreign).Run() })
-		out, _ := run(nil, "down", "--all")
+		// Only this test's own lab goes down: other labs on the machine stay.
+		owner := labPrefix + "owner"
+		up("pod-networking", owner)
+		out, code := run(nil, "down", owner)
+		Expect(code).To(Equal(0), out)
 		Expect(out).To(ContainSubstring("not removed"))
 		Expect(ns.Path(foreign)).To(BeAnExistingFile())
-		out, code := run(nil, "up", topology("pod-networking"), "--name", labPrefix+"foreign")
+		out, code = run(nil, "up", topology("pod-networking"), "--name", labPrefix+"foreign")
 		Expect(code).NotTo(Equal(0))
 		Expect(out).To(ContainSubstring("were not made by this labctl"))
 	})

@@ -52,6 +52,18 @@ func DeletePod(lab, pod string) (*PodChange, error) {
 	// its prefix, and a reload of the lab sees the intended pods.
 	st.Churn.Deleted = append(st.Churn.Deleted, gone.Name)
 	st.Churn.Added = append(st.Churn.Added, repl)
+	st.Namespaces = append(st.Namespaces, spec.NSName(lab, repl.Name))
+	defer func() {
+		// The deleted pod's namespace leaves the list once it is gone.
+		var keep []string
+		for _, n := range st.Namespaces {
+			if n != spec.NSName(lab, gone.Name) {
+				keep = append(keep, n)
+			}
+		}
+		st.Namespaces = keep
+		_ = st.write()
+	}()
 	if err := st.write(); err != nil {
 		return nil, err
 	}

@@ -131,6 +131,9 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 		}
 	}
 	logf("kernel state of %d namespaces in %v", len(p.Namespaces), time.Since(start).Round(time.Millisecond))
+	if err := ctx.Err(); err != nil {
+		return nil, err // interrupted: start nothing more, roll back
+	}
 	if !o.NoApps {
 		pid, err := startAgent(ctx, name)
 		if err != nil {

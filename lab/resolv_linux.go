@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/spec"
@@ -41,4 +42,39 @@ func removeResolvConfs(lab string, createdDir bool) error {
 		_ = os.Remove(EtcNetns) // fails, and so stays, if anything else lives there
 	}
 	return errors.Join(errs...)
+}
+
+// StrayEtcNetns are /etc/netns entries with the lab prefix whose lab has no
+// state. /etc survives a reboot and /run does not, so these can only be
+// left from labs that were up when the machine went down.
+func StrayEtcNetns() []string {
+	labs, _ := Labs()
+	up := map[string]bool{}
+	for _, l := range labs {
+		up[l] = true
+	}
+	var out []string
+	dirs, _ := filepath.Glob(filepath.Join(EtcNetns, spec.NSPrefix+"*"))
+	for _, d := range dirs {
+		name := strings.TrimPrefix(filepath.Base(d), spec.NSPrefix)
+		lab, _, _ := strings.Cut(name, ".")
+		if !up[lab] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// RemoveStrayEtcNetns removes what StrayEtcNetns finds, and /etc/netns if
+// that leaves it empty.
+func RemoveStrayEtcNetns() ([]string, error) {
+	strays := StrayEtcNetns()
+	var errs []error
+	for _, d := range strays {
+		errs = append(errs, os.RemoveAll(d))
+	}
+	if ents, err := os.ReadDir(EtcNetns); err == nil && len(ents) == 0 && len(strays) > 0 {
+		_ = os.Remove(EtcNetns)
+	}
+	return strays, errors.Join(errs...)
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // snapshotSysctls are the sysctls the A0 check reads.
-var snapshotSysctls = []string{"net/ipv4/conf/eth0/rp_filter", "net/ipv4/ip_forward"}
+var snapshotSysctls = []string{"net/ipv4/conf/eth0/rp_filter"}
 
 // Snapshot reads a namespace's links, addresses, routes of every table,
 // rules, neighbours and the checked sysctls from the kernel.
@@ -70,6 +70,14 @@ func Snapshot(n *ns.NS, object string) (*walk.NSState, error) {
 	neighs, err := n.NL.NeighList(0, unix.AF_INET)
 	if err != nil {
 		return nil, fmt.Errorf("listing neighbours in %s: %w", n.Name, err)
+	}
+	proxies, err := n.NL.NeighProxyList(0, unix.AF_INET)
+	if err != nil {
+		return nil, fmt.Errorf("listing proxy neighbours in %s: %w", n.Name, err)
+	}
+	for _, p := range proxies {
+		ip, _ := netip.AddrFromSlice(p.IP.To4())
+		s.Neighs = append(s.Neighs, walk.NeighState{Dev: names[p.LinkIndex], IP: ip, Proxy: true})
 	}
 	for _, nb := range neighs {
 		ip, _ := netip.AddrFromSlice(nb.IP.To4())

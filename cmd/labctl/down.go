@@ -46,6 +46,12 @@ func newDown() *cobra.Command {
 						len(rm.Namespaces), len(rm.Processes))
 				}
 			}
+			if all {
+				if gone, err := lab.RemoveStrayEtcNetns(); len(gone) > 0 || err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "removed resolv.conf files left from before a reboot: %s\n", strings.Join(gone, " "))
+					errs = append(errs, err)
+				}
+			}
 			if strays, _ := lab.Strays(); len(strays) > 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "not removed (labctl's prefix, but no lab state says labctl made them): %s\n",
 					strings.Join(strays, " "))

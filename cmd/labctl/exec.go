@@ -19,7 +19,7 @@ func newExec() *cobra.Command {
 		Short: "Run a command (ip, ping, tcpdump, a shell) inside a lab object's namespace",
 		Example: `  sudo labctl exec pod51 -- ip route
   sudo labctl exec node51 -- tcpdump -eni eth0
-  sudo labctl exec --lab pod-networking vpc -- tcpdump -eni br-a`,
+  sudo labctl exec --lab pod-networking vpc -- tcpdump -p -eni br-a`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := lf.resolve()

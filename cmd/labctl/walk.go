@@ -194,7 +194,7 @@ func printWalk(w io.Writer, run *lab.Run, verbose bool) {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
 	if c := r.CrossAZ; c.Packets > 0 {
-		fmt.Fprintf(w, "  cross-AZ: %d packets, %d bytes crossed an AZ boundary (%s): $%.3g this run, $%.2f per million such runs, at $%.2f/GB each way\n",
+		fmt.Fprintf(w, "  cross-AZ: %d packets, %d bytes crossed an AZ boundary (%s): $%.3g this run, $%.3g per million such runs, at $%.2f/GB each way\n",
 			c.Packets, c.Bytes, crossings(c), c.Cost(), c.Cost()*1e6, walk.CrossAZPricePerGB)
 	} else {
 		fmt.Fprintln(w, "  cross-AZ: nothing crossed an AZ boundary")

@@ -29,11 +29,19 @@ const rcvBuf = 4 << 20
 type Socket struct {
 	Point walk.Point
 	fd    int
+	// bridge is set on a bridge device: there a frame addressed to another
+	// host (PACKET_OTHERHOST) was switched, not routed, and reaches the
+	// device only while something (a user's tcpdump) holds it promiscuous.
+	bridge bool
 }
 
 // Open binds an AF_PACKET socket to iface inside namespace n.
 func Open(n *ns.NS, pt walk.Point) (*Socket, error) {
 	var fd int
+	bridge := false
+	if l, err := n.NL.LinkByName(pt.Iface); err == nil {
+		bridge = l.Type() == "bridge"
+	}
 	err := n.Do(func() error {
 		ifi, err := net.InterfaceByName(pt.Iface)
 		if err != nil {
@@ -60,7 +68,7 @@ func Open(n *ns.NS, pt walk.Point) (*Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture on %s in %s: %w", pt.Iface, n.Name, err)
 	}
-	return &Socket{Point: pt, fd: fd}, nil
+	return &Socket{Point: pt, fd: fd, bridge: bridge}, nil
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -95,8 +103,13 @@ func (s *Socket) Drain() ([]Frame, error) {
 			capLen = len(buf)
 		}
 		f := Frame{Point: s.Point, Dir: walk.In, Data: append([]byte(nil), buf[:capLen]...), Len: n, Time: time.Now()}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			f.Dir = walk.Out
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok {
+			if ll.Pkttype == unix.PACKET_OUTGOING {
+				f.Dir = walk.Out
+			}
+			if s.bridge && ll.Pkttype == unix.PACKET_OTHERHOST {
+				continue
+			}
 		}
 		if ts, ok := timestamp(oob[:oobn]); ok {
 			f.Time = ts
@@ -126,7 +139,7 @@ func (s *Socket) Close() { unix.Close(s.fd) }
 type Set struct{ Sockets []*Socket }
 
 // OpenAll opens a socket at each point; open returns the namespace of an
-// object. Points whose interface does not exist are skipped and returned.
+// object. A point whose interface does not exist is an error.
 func OpenAll(open func(object string) (*ns.NS, error), pts []walk.Point) (*Set, error) {
 	s := &Set{}
 	for _, pt := range pts {

@@ -222,7 +222,8 @@ func (v *validator) checkObjectName(path, name, kind string) bool {
 	case !dnsLabel.MatchString(name) || len(name) > 63:
 		v.add(path, "%s name %q: use lowercase letters, digits and '-' (at most 63)", kind, name)
 	case reservedNames[name]:
-		v.add(path, "%s name %q is reserved for the lab's VPC router", kind, name)
+		v.add(path, "%s name %q is reserved for the lab's own %s namespace", kind, name, map[string]string{
+			RouterName: "VPC router", GatewayName: "internet gateway", InternetName: "internet router"}[name])
 	default:
 		return true
 	}

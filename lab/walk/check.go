@@ -32,7 +32,7 @@ type Report struct {
 	Hops        []HopResult
 	// Unexpected lists flow packets seen where no hop allows them.
 	Unexpected []HopResult
-	// Notes are run facts worth showing (the TCP ISN, the app's answer).
+	// Notes are run facts worth showing (the endpoint picked, the app's answer).
 	Notes []string
 	// Failed is set when the exchange itself went wrong although every hop
 	// matched (no answer where one was due, a wrong DNS answer).
@@ -184,6 +184,14 @@ func Check(e *Expectation, c *Classifier, pkts []Packet) *Report {
 		if leg := c.Leg(p); leg != "" {
 			k := key{p.Point, p.Dir, leg}
 			seen[k] = append(seen[k], p)
+		}
+	}
+	// The VPC router never sends ICMP redirects, and nothing in a lab should:
+	// one anywhere in the capture is a finding.
+	for i := range pkts {
+		if p := &pkts[i]; p.Proto == "icmp" && p.ICMPType == layers.ICMPv4TypeRedirect && p.Dir == Out {
+			r.Unexpected = append(r.Unexpected, HopResult{Hop: Hop{Point: p.Point, Dir: p.Dir,
+				Why: "an ICMP redirect: the VPC router never sends one"}, Verdict: Unexpected, Seen: p})
 		}
 	}
 	allowed := map[key]bool{}

@@ -139,6 +139,13 @@ func CheckState(t *spec.Topology, snaps map[string]*NSState) *StateReport {
 			node.hasRoute(254, RouteState{Dst: host, Dev: veth, Link: true}), "")
 		add(p.Node, fmt.Sprintf("rule 512: to %s lookup main", p.IP),
 			node.hasRule(RuleState{Priority: 512, Dst: host, Table: 254}), "")
+		proxy := false
+		for _, nb := range node.Neighs {
+			if nb.Proxy && nb.IP == p.IP && nb.Dev == spec.ENIName(p.ENI) {
+				proxy = true
+			}
+		}
+		add(p.Node, fmt.Sprintf("%s answers ARP for %s (the VPC delivers the secondary IP to it)", spec.ENIName(p.ENI), p.IP), proxy, "")
 		from := node.rulesFrom(host)
 		if p.ENI == 0 {
 			add(p.Node, fmt.Sprintf("no from-rule for %s (primary ENI: main decides)", p.IP), len(from) == 0, fmt.Sprint(from))
@@ -181,6 +188,8 @@ func CheckState(t *spec.Topology, snaps map[string]*NSState) *StateReport {
 				}
 			}
 			add(n.Name, fmt.Sprintf("%s's subnet route %s is gone from main", dev, sub.CIDR), gone, "")
+			want32765 := RuleState{Priority: 32765, Src: netip.PrefixFrom(e.IP, 32), Table: table}
+			add(n.Name, fmt.Sprintf("rule 32765: from %s lookup %d", e.IP, table), s.hasRule(want32765), "")
 		}
 	}
 	return r
