@@ -17,12 +17,14 @@ type TracedPacket struct {
 	Rules  []string          // "nat:KUBE-SEP-X -> DNAT: -A KUBE-SEP-X ... -j DNAT --to-destination ..."
 }
 
-// parseTrace groups xtables-monitor --trace output by trace id. A packet is
-// reported once per hook it passes; its fields are kept from the last
-// report (after earlier hooks' marks and translations).
+// parseTrace groups xtables-monitor --trace output into packets. A packet
+// is reported once per hook it passes; its fields are kept from the last
+// report (after earlier hooks' marks and translations). nf_tables derives
+// the trace id from the socket buffer's address, so a later packet may
+// reuse an earlier one's id: a packet is its trace id and its IP ID.
 func parseTrace(lines []string) []*TracedPacket {
-	byID := map[string]*TracedPacket{}
-	var order []string
+	current := map[string]*TracedPacket{} // trace id -> the packet it now names
+	var out []*TracedPacket
 	for _, l := range lines {
 		l = strings.TrimSpace(l)
 		kind, rest, ok := strings.Cut(l, ": ")
@@ -34,13 +36,19 @@ func parseTrace(lines []string) []*TracedPacket {
 			continue
 		}
 		id := f[1]
-		p := byID[id]
-		if p == nil {
-			p = &TracedPacket{Fields: map[string]string{}}
-			byID[id] = p
-			order = append(order, id)
-		}
+		p := current[id]
 		if kind == "PACKET" {
+			ipid := ""
+			for _, kv := range f[2:] {
+				if strings.HasPrefix(kv, "ID=") {
+					ipid = kv[3:]
+				}
+			}
+			if p == nil || p.Fields["ID"] != ipid {
+				p = &TracedPacket{Fields: map[string]string{}}
+				current[id] = p
+				out = append(out, p)
+			}
 			for _, kv := range f[2:] {
 				if k, v, ok := strings.Cut(kv, "="); ok {
 					p.Fields[k] = v
@@ -50,21 +58,39 @@ func parseTrace(lines []string) []*TracedPacket {
 			}
 			continue
 		}
+		if p == nil {
+			continue // a rule event before any packet report: nothing to pin it on
+		}
 		// TRACE: <family> <id> <table>:<chain>:rule:<handle>:<verdict>  <rule>
 		where := strings.Split(f[2], ":")
 		if len(where) < 4 || where[2] != "rule" {
 			continue // policy and return events say nothing about a rule
 		}
 		verdict := strings.Join(where[4:], " ")
+		if v, ok := nftVerdicts[verdict]; ok {
+			verdict = v
+		}
 		rule := strings.TrimSpace(strings.TrimPrefix(rest, f[0]+" "+f[1]+" "+f[2]))
 		rule = strings.TrimPrefix(rule, "-4 ")
 		p.Rules = append(p.Rules, fmt.Sprintf("%s:%s %s: %s", where[0], where[1], verdict, rule))
 	}
-	out := make([]*TracedPacket, 0, len(order))
-	for _, id := range order {
-		out = append(out, byID[id])
-	}
 	return out
+}
+
+// nftVerdicts names the nf_tables verdicts xtables-monitor prints as numbers.
+var nftVerdicts = map[string]string{"0xffffffff": "CONTINUE", "0xfffffffe": "BREAK", "0xfffffffd": "JUMP",
+	"0xfffffffc": "GOTO", "0xfffffffb": "RETURN"}
+
+// translated reports whether a traced rule list applied a translation.
+func translated(rules []string) bool {
+	for _, r := range rules {
+		for _, t := range []string{"-j DNAT", "-j SNAT", "-j MASQUERADE"} {
+			if strings.Contains(r, t) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // findTraced is the traced packet a captured one was: same IP ID and source.

@@ -18,6 +18,16 @@ PACKET: 2 904e71fb IN=eth0 OUT=eth0 SRC=192.168.2.10 DST=192.168.1.71 LEN=60 ID=
 PACKET: 2 abede218 IN=eth0 SRC=192.168.2.10 DST=192.168.1.50 ID=51082 DF SPORT=56000 DPORT=30080 ACK
 `
 
+func TestParseTraceSeparatesPacketsThatReuseATraceID(t *testing.T) {
+	reuse := sampleTrace + `PACKET: 2 904e71fb IN=eth0 SRC=192.168.1.71 DST=192.168.1.50 ID=7 SPORT=80 DPORT=45961 SYN ACK
+ TRACE: 2 904e71fb mangle:PREROUTING:rule:0x3:CONTINUE  -4 -t mangle -A PREROUTING -i eni+ -j CONNMARK --restore-mark
+`
+	ps := parseTrace(strings.Split(reuse, "\n"))
+	if len(ps) != 3 || ps[0].Fields["ID"] != "51081" || ps[2].Fields["ID"] != "7" || len(ps[2].Rules) != 1 {
+		t.Fatalf("a reused trace id merged two packets: %d packets", len(ps))
+	}
+}
+
 func TestParseTraceGroupsRulesByPacketAndKeepsTheLastFields(t *testing.T) {
 	ps := parseTrace(strings.Split(sampleTrace, "\n"))
 	if len(ps) != 2 {

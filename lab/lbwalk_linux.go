@@ -34,6 +34,12 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		return nil, err
 	}
 	defer caps.Close()
+	var tr *tracer
+	if s.Explain {
+		if tr, err = s.startTrace(deciders(s.Topo, pts)); err != nil {
+			return nil, err
+		}
+	}
 	client, err := walk.EndpointOf(s.Topo, w.From)
 	if err != nil {
 		return nil, err
@@ -78,6 +84,10 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
+	var traces map[string][]*TracedPacket
+	if tr != nil {
+		traces = tr.stop()
+	}
 	pkts := decodeFrames(frames)
 	cl := &walk.Classifier{Proto: "tcp", Token: []byte(token), HTTP: l.Kind == lb.ALB, ClientPort: port}
 	if !cl.HTTP {
@@ -92,6 +102,9 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	run.Report = walk.Check(e, cl, pkts)
 	lbs, _ := lb.Build(s.Topo)
 	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, lbs), pkts)
+	if tr != nil {
+		run.Explain = s.explain(run.Report, traces)
+	}
 	notes := append(dnsNotes, fmt.Sprintf("%s, %s, node %s (%s); the client sent to %s", l.Owner, l.Kind, node.AZ, node.IP, dst))
 	run.Report.Failed = run.Report.Failed || dnsFailed
 	if picks.Target != "" {

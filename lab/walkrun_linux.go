@@ -51,6 +51,8 @@ type Run struct {
 	App *AppAnswer
 	// Ladder is the run's ladder diagram, an HTML page beside the pcapng.
 	Ladder string
+	// Explain holds, by hop index, the kernel's decisions for that hop.
+	Explain map[int][]string
 	// Spread and Churn are set by those walk kinds instead of Report.
 	Spread *Spread
 	Churn  *Churn
@@ -72,7 +74,9 @@ type NATEvidence struct {
 type Session struct {
 	Lab  string
 	Topo *spec.Topology
-	open map[string]*ns.NS
+	// Explain traces every decision of the walks this session runs.
+	Explain bool
+	open    map[string]*ns.NS
 }
 
 // OpenSession loads a lab that is up.
@@ -141,6 +145,12 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		return nil, err
 	}
 	defer caps.Close()
+	var tr *tracer
+	if s.Explain {
+		if tr, err = s.startTrace(deciders(s.Topo, pts)); err != nil {
+			return nil, err
+		}
+	}
 	natNodes := s.natNodes(w, svc)
 	before := map[string]string{}
 	for _, n := range natNodes {
@@ -187,11 +197,11 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	pkts := make([]walk.Packet, len(frames))
-	for i, f := range frames {
-		pkts[i] = walk.Decode(f.Data)
-		pkts[i].Point, pkts[i].Dir, pkts[i].Time, pkts[i].Frame = f.Point, f.Dir, f.Time, i+1
+	var traces map[string][]*TracedPacket
+	if tr != nil {
+		traces = tr.stop()
 	}
+	pkts := decodeFrames(frames)
 	if w.Protocol == "tcp" {
 		cl.FindISN(&walk.Expectation{From: client, ClientPort: port}, pkts)
 	}
@@ -212,6 +222,9 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	run.Report = walk.Check(e, cl, pkts)
 	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, nil), pkts)
+	if tr != nil {
+		run.Explain = s.explain(run.Report, traces)
+	}
 	run.Report.Notes = append(run.Report.Notes, run.notes...)
 	for _, n := range natNodes {
 		run.NATEvidence = append(run.NATEvidence, s.natEvidence(n, before[n], client.IP, port))

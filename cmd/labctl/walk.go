@@ -18,7 +18,7 @@ import (
 func newWalk() *cobra.Command {
 	var lf labFlag
 	var out string
-	var verbose bool
+	var verbose, explain bool
 	c := &cobra.Command{
 		Use:   "walk [--lab L] [walk...]",
 		Short: "Send real traffic and check every hop of the lab's walks in captures",
@@ -37,6 +37,7 @@ Each run writes a pcapng with one interface per namespace/interface.`,
 				return err
 			}
 			defer s.Close()
+			s.Explain = explain
 			walks := s.Topo.Walks
 			if len(args) > 0 {
 				walks = nil
@@ -68,6 +69,8 @@ Each run writes a pcapng with one interface per namespace/interface.`,
 	lf.register(c.Flags())
 	c.Flags().StringVarP(&out, "out", "o", "captures", "directory for the pcapng files")
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "show why each hop happens")
+	c.Flags().BoolVarP(&explain, "explain", "x", false,
+		"trace every decision in the kernel: iptables rules hit (TRACE), policy rule and route, neighbour, conntrack")
 	return c
 }
 
@@ -181,6 +184,9 @@ func printWalk(w io.Writer, run *lab.Run, verbose bool) {
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\n", i, h.Leg, h.Point, h.Dir, seen, frame, verdict)
 		if verbose {
 			fmt.Fprintf(tw, "\t\t\t\t  why: %s\t\t\n", h.Why)
+		}
+		for _, l := range run.Explain[i-1] {
+			fmt.Fprintf(tw, "\t\t\t\t  kernel: %s\t\t\n", l)
 		}
 	}
 	for i, h := range r.Hops {

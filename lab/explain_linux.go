@@ -1,0 +1,362 @@
+//go:build linux
+
+package lab
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/walk"
+)
+
+const traceComment = "labctl explain"
+
+// tracer runs xtables-monitor --trace in the namespaces that take
+// decisions, with a TRACE rule on everything for the length of one walk.
+type tracer struct {
+	mons map[string]*monitor
+}
+
+type monitor struct {
+	obj    string
+	h      *ns.NS
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	lines  []string
+	marker int
+}
+
+// deciders are the namespaces that forward: nodes, the router, load
+// balancers, the gateway and the internet router (pods and hosts only
+// send and receive).
+func deciders(t *spec.Topology, pts []walk.Point) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range pts {
+		o := p.Object
+		if seen[o] || t.Pod(o) != nil || t.Host(o) != nil || t.InternetHost(o) != nil {
+			continue
+		}
+		seen[o] = true
+		out = append(out, o)
+	}
+	return out
+}
+
+// startTrace starts one monitor per namespace and returns once each has
+// reported a marker packet sent after it started: the monitors are ready
+// by observation, not by waiting.
+func (s *Session) startTrace(objs []string) (*tracer, error) {
+	if _, err := exec.LookPath("xtables-monitor"); err != nil {
+		return nil, fmt.Errorf("explain needs xtables-monitor (Debian's iptables package, nf_tables backend)")
+	}
+	t := &tracer{mons: map[string]*monitor{}}
+	for _, o := range objs {
+		h, err := s.NS(o)
+		if err != nil {
+			t.stop()
+			return nil, err
+		}
+		rules := fmt.Sprintf("*raw\n-I PREROUTING 1 -m comment --comment %q -j TRACE\n-I OUTPUT 1 -m comment --comment %q -j TRACE\nCOMMIT\n",
+			traceComment, traceComment)
+		if err := restore(h, rules, true); err != nil {
+			t.stop()
+			return nil, err
+		}
+		m := &monitor{obj: o, h: h}
+		t.mons[o] = m
+		var out *bufio.Scanner
+		err = h.Do(func() error {
+			m.cmd = exec.Command("xtables-monitor", "--trace")
+			stdout, err := m.cmd.StdoutPipe()
+			if err != nil {
+				return err
+			}
+			out = bufio.NewScanner(stdout)
+			out.Buffer(make([]byte, 64<<10), 1<<20)
+			return m.cmd.Start()
+		})
+		if err != nil {
+			t.stop()
+			return nil, fmt.Errorf("xtables-monitor in %s: %w", h.Name, err)
+		}
+		go func() {
+			for out.Scan() {
+				m.mu.Lock()
+				m.lines = append(m.lines, out.Text())
+				m.mu.Unlock()
+			}
+		}()
+	}
+	for _, m := range t.mons {
+		if err := m.sync(); err != nil {
+			t.stop()
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// sync sends marker packets until the monitor reports one: every event
+// before it has then been read.
+func (m *monitor) sync() error {
+	m.marker++
+	port := 40000 + m.marker
+	want := "DPORT=" + strconv.Itoa(port) + " "
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		_ = m.h.Do(func() error {
+			c, err := net.Dial("udp4", "127.0.0.1:"+strconv.Itoa(port))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte("labctl explain marker"))
+			return err
+		})
+		for i := 0; i < 10; i++ {
+			m.mu.Lock()
+			for _, l := range m.lines {
+				if strings.Contains(l, want) {
+					m.mu.Unlock()
+					return nil
+				}
+			}
+			m.mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return fmt.Errorf("xtables-monitor in %s reported no trace (is the nf_tables TRACE available here?)", m.h.Name)
+}
+
+// stop flushes every monitor (a final marker), ends it, removes the TRACE
+// rules, and returns each namespace's traced packets.
+func (t *tracer) stop() map[string][]*TracedPacket {
+	out := map[string][]*TracedPacket{}
+	for o, m := range t.mons {
+		if m.cmd != nil && m.cmd.Process != nil {
+			_ = m.sync()
+			_ = m.cmd.Process.Kill()
+			_ = m.cmd.Wait()
+		}
+		rules := fmt.Sprintf("*raw\n-D PREROUTING -m comment --comment %q -j TRACE\n-D OUTPUT -m comment --comment %q -j TRACE\nCOMMIT\n",
+			traceComment, traceComment)
+		_ = restore(m.h, rules, true)
+		m.mu.Lock()
+		out[o] = parseTrace(m.lines)
+		m.mu.Unlock()
+	}
+	return out
+}
+
+// explain states, for each hop where a namespace took a decision, what the
+// kernel says it did: the iptables rules the packet hit (TRACE), the
+// policy rule and route (a route lookup with the packet's source, incoming
+// interface and mark), the neighbour entry for the next hop, and the
+// conntrack entry of a translated flow. What the kernel did not report is
+// said, not guessed.
+func (s *Session) explain(r *walk.Report, traces map[string][]*TracedPacket) map[int][]string {
+	out := map[int][]string{}
+	for i, h := range r.Hops {
+		if h.Seen == nil || h.Dir != walk.Out {
+			continue
+		}
+		// The decision for an outgoing hop was taken when the packet entered
+		// this namespace (the previous hop of the leg here), or it started here.
+		var in *walk.HopResult
+		for j := i - 1; j >= 0; j-- {
+			p := r.Hops[j]
+			if p.Leg != h.Leg {
+				break
+			}
+			if p.Point.Object == h.Point.Object && p.Dir == walk.In && p.Seen != nil {
+				in = &r.Hops[j]
+				break
+			}
+			if p.Point.Object != h.Point.Object {
+				break
+			}
+		}
+		if s.isBridgePort(h.Point) {
+			continue // switched on a bridge: no routing decision
+		}
+		lines := s.decide(h, in, traces[h.Point.Object])
+		out[i] = lines
+	}
+	return out
+}
+
+func (s *Session) isBridgePort(p walk.Point) bool {
+	h, err := s.NS(p.Object)
+	if err != nil {
+		return false
+	}
+	l, err := h.NL.LinkByName(p.Iface)
+	return err == nil && l.Attrs().MasterIndex != 0
+}
+
+func (s *Session) decide(out walk.HopResult, in *walk.HopResult, traced []*TracedPacket) []string {
+	obj := out.Point.Object
+	h, err := s.NS(obj)
+	if err != nil {
+		return []string{"(namespace not readable: " + err.Error() + ")"}
+	}
+	var lines []string
+	src, dst := out.Seen.Src, out.Seen.Dst
+	iif := ""
+	if in != nil {
+		src, iif = in.Seen.Src, in.Point.Iface
+	}
+	var mark uint32
+	markNote := ""
+	nat := false
+	if tp := findTraced(traced, out.Seen); tp != nil || (in != nil && findTraced(traced, in.Seen) != nil) {
+		if tp == nil {
+			tp = findTraced(traced, in.Seen)
+		}
+		for _, rule := range tp.Rules {
+			if strings.Contains(rule, traceComment) {
+				continue
+			}
+			lines = append(lines, obj+": iptables "+rule)
+		}
+		nat = translated(tp.Rules)
+		if m, ok := tp.Fields["MARK"]; ok {
+			v, _ := strconv.ParseUint(strings.TrimPrefix(m, "0x"), 16, 32)
+			mark = uint32(v)
+			markNote = " mark " + m
+		}
+	} else if traced != nil {
+		lines = append(lines, obj+": iptables: the kernel reported no trace of this packet")
+	}
+	lines = append(lines, s.routeLine(h, obj, src, dst, iif, mark, markNote)...)
+	if nat {
+		lines = append(lines, conntrackLines(h, obj, src, out.Seen, in)...)
+	}
+	return lines
+}
+
+// routeLine is the policy rule and route the kernel uses for the packet,
+// and the neighbour entry of its next hop.
+func (s *Session) routeLine(h *ns.NS, obj string, src, dst netip.Addr, iif string, mark uint32, markNote string) []string {
+	opts := &netlink.RouteGetOptions{Mark: mark}
+	if iif != "" {
+		opts.Iif = iif
+		opts.SrcAddr = src.AsSlice()
+	}
+	routes, err := h.NL.RouteGetWithOptions(dst.AsSlice(), opts)
+	if err != nil || len(routes) == 0 {
+		return []string{fmt.Sprintf("%s: route lookup for %s from %s iif %s%s: %v", obj, dst, src, iif, markNote, err)}
+	}
+	rt := routes[0]
+	dev := ""
+	if l, err := h.NL.LinkByIndex(rt.LinkIndex); err == nil {
+		dev = l.Attrs().Name
+	}
+	if rt.Type == unix.RTN_LOCAL {
+		return []string{fmt.Sprintf("%s: %s is local: delivered to a socket here", obj, dst)}
+	}
+	rules, _ := h.NL.RuleList(unix.AF_INET)
+	var cands []RuleCandidate
+	for _, r := range rules {
+		rc := RuleCandidate{RuleState: walk.RuleState{Priority: r.Priority, Src: prefix(r.Src), Dst: prefix(r.Dst), Table: r.Table,
+			Mark: r.Mark}, IIF: r.IifName}
+		if r.Mask != nil {
+			rc.Mask = *r.Mask
+		}
+		cands = append(cands, rc)
+	}
+	ruleText := fmt.Sprintf("(table %d: the rule that chose it is not among the kernel's rules)", rt.Table)
+	if rc := matchRule(cands, src, dst, iif, mark, rt.Table); rc != nil {
+		ruleText = "rule " + describeRuleState(*rc)
+	}
+	via := "dev " + dev
+	next := dst
+	if rt.Gw != nil {
+		via = fmt.Sprintf("via %s dev %s", rt.Gw, dev)
+		next, _ = netip.AddrFromSlice(rt.Gw.To4())
+	}
+	lines := []string{fmt.Sprintf("%s: %s -> %s %s (lookup for %s from %s%s%s)", obj, ruleText, routePrefix(h, rt.Table, dst), via,
+		dst, src, map[bool]string{true: " iif " + iif}[iif != ""], markNote)}
+	neighs, _ := h.NL.NeighList(rt.LinkIndex, unix.AF_INET)
+	found := false
+	for _, n := range neighs {
+		if n.IP.Equal(next.AsSlice()) {
+			lines = append(lines, fmt.Sprintf("%s: neighbour %s lladdr %s %s on %s", obj, next, n.HardwareAddr, neighState(n.State), dev))
+			found = true
+		}
+	}
+	if !found {
+		lines = append(lines, fmt.Sprintf("%s: no neighbour entry for %s on %s left in the cache", obj, next, dev))
+	}
+	return lines
+}
+
+// routePrefix is the destination of the table's route that matched, as
+// `ip route` shows it ("default" or a prefix).
+func routePrefix(h *ns.NS, table int, dst netip.Addr) string {
+	routes, err := h.NL.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return dst.String()
+	}
+	best, bits := "default", -1
+	for _, r := range routes {
+		p := netip.MustParsePrefix("0.0.0.0/0")
+		if r.Dst != nil {
+			p = prefix(r.Dst)
+		}
+		if p.Contains(dst) && p.Bits() > bits {
+			bits = p.Bits()
+			best = p.String()
+			if p.Bits() == 0 {
+				best = "default"
+			}
+		}
+	}
+	return best
+}
+
+func neighState(s int) string {
+	for bit, name := range map[int]string{netlink.NUD_PERMANENT: "PERMANENT", netlink.NUD_REACHABLE: "REACHABLE",
+		netlink.NUD_STALE: "STALE", netlink.NUD_DELAY: "DELAY", netlink.NUD_PROBE: "PROBE", netlink.NUD_NOARP: "NOARP"} {
+		if s&bit != 0 {
+			return name
+		}
+	}
+	return fmt.Sprintf("state %#x", s)
+}
+
+// conntrackLines is the conntrack entry of a translated flow here.
+func conntrackLines(h *ns.NS, obj string, src netip.Addr, out *walk.Packet, in *walk.HopResult) []string {
+	flows, err := h.NL.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
+	if err != nil {
+		return []string{obj + ": conntrack not readable: " + err.Error()}
+	}
+	sport := out.SrcPort
+	if in != nil {
+		sport = in.Seen.SrcPort
+	}
+	var lines []string
+	for _, f := range flows {
+		if (f.Forward.SrcIP.Equal(src.AsSlice()) && f.Forward.SrcPort == sport) ||
+			(f.Reverse.SrcIP.Equal(src.AsSlice()) && f.Reverse.SrcPort == sport) {
+			lines = append(lines, obj+": conntrack "+conntrackLine(f))
+		}
+	}
+	if len(lines) == 0 {
+		lines = append(lines, obj+": conntrack has no entry for this flow (any more)")
+	}
+	return lines
+}
