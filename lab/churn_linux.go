@@ -254,7 +254,7 @@ func (s *Session) churn(w spec.Walk) (*Run, error) {
 	ask(w.Connections/2, c.Before, c)
 	var victim string
 	eps := svc.Endpoints(s.Topo)
-	for _, ip := range sortedAddrs(eps) {
+	for _, ip := range walk.SortedAddrs(eps) {
 		if p := s.Topo.Pod(eps[ip]); p != nil && strings.HasPrefix(p.Manifest, "Deployment ") && p.Name != w.From {
 			victim = p.Name
 			break

@@ -87,33 +87,18 @@ func init() {
 		Symptom: "the NodePort answers on node71 but not on node81, whose pod sits on a secondary ENI",
 		inject:  func(s *Session) error { return s.sysctl("node81", "net/ipv4/conf/eth0/rp_filter", "1") },
 		clear:   func(s *Session) error { return s.sysctl("node81", "net/ipv4/conf/eth0/rp_filter", "2") }})
-	register(&Fault{Name: "external-snat", Topology: "pod-egress", Walk: "D2", Object: "node51",
+	register(ruleFault(&Fault{Name: "external-snat", Topology: "pod-egress", Walk: "D2", Object: "node51",
 		Summary: "AWS_VPC_K8S_CNI_EXTERNALSNAT=true on node51 without a NAT gateway: no SNAT to the node's IP",
-		Symptom: "pods on node51 cannot reach the internet; the node itself can",
-		inject: func(s *Session) error {
-			return s.restoreIn("node51", "*nat\n-D POSTROUTING -m comment --comment \"AWS SNAT CHAIN\" -j AWS-SNAT-CHAIN-0\nCOMMIT\n")
-		},
-		clear: func(s *Session) error {
-			return s.restoreIn("node51", "*nat\n-A POSTROUTING -m comment --comment \"AWS SNAT CHAIN\" -j AWS-SNAT-CHAIN-0\nCOMMIT\n")
-		}})
-	register(&Fault{Name: "kube-proxy-jump-gone", Topology: "clusterip", Walk: "B1", Object: "node51",
+		Symptom: "pods on node51 cannot reach the internet; the node itself can"},
+		"nat", "POSTROUTING", `-m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0`, false, 0))
+	register(ruleFault(&Fault{Name: "kube-proxy-jump-gone", Topology: "clusterip", Walk: "B1", Object: "node51",
 		Summary: "node51's nat PREROUTING no longer jumps to KUBE-SERVICES (kube-proxy's rules half-removed)",
-		Symptom: "Services answer from every node but node51; pod IPs work everywhere",
-		inject: func(s *Session) error {
-			return s.restoreIn("node51", "*nat\n-D PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n")
-		},
-		clear: func(s *Session) error {
-			return s.restoreIn("node51", "*nat\n-I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n")
-		}})
-	register(&Fault{Name: "security-group-drop", Topology: "pod-networking", Walk: "A2", Object: "node71",
+		Symptom: "Services answer from every node but node51; pod IPs work everywhere"},
+		"nat", "PREROUTING", `-m comment --comment "kubernetes service portals" -j KUBE-SERVICES`, false, 1))
+	register(ruleFault(&Fault{Name: "security-group-drop", Topology: "pod-networking", Walk: "A2", Object: "node71",
 		Summary: "a security-group-like rule on node71 drops TCP to its pods' port 8080",
-		Symptom: "pod71 answers ping but not its HTTP port",
-		inject: func(s *Session) error {
-			return s.restoreIn("node71", "*filter\n-I FORWARD 1 -p tcp --dport 8080 -m comment --comment \"lab fault: security group\" -j DROP\nCOMMIT\n")
-		},
-		clear: func(s *Session) error {
-			return s.restoreIn("node71", "*filter\n-D FORWARD -p tcp --dport 8080 -m comment --comment \"lab fault: security group\" -j DROP\nCOMMIT\n")
-		}})
+		Symptom: "pod71 answers ping but not its HTTP port"},
+		"filter", "FORWARD", `-p tcp --dport 8080 -m comment --comment "lab fault: security group" -j DROP`, true, 1))
 	register(&Fault{Name: "health-check-blocked", Topology: "nlb-instance", Walk: "C1-b", Object: "nlb-web",
 		Summary: "node71 drops the NLB's health checks to its NodePort",
 		Symptom: "clients of the NLB in us-east-1b get connection resets; us-east-1a is fine",
@@ -136,6 +121,23 @@ func init() {
 		Symptom: "pods reach each other, but not the client instance in the other subnet",
 		inject:  func(s *Session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), false) },
 		clear:   func(s *Session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), true) }})
+}
+
+// ruleFault makes a fault of one iptables rule in the fault's Object: one
+// the lab lacks and the fault adds at pos (add), or one the lab has and the
+// fault removes, to put back at pos (0 appends).
+func ruleFault(f *Fault, table, chain, rule string, add bool, pos int) *Fault {
+	put := fmt.Sprintf("*%s\n-A %s %s\nCOMMIT\n", table, chain, rule)
+	if pos > 0 {
+		put = fmt.Sprintf("*%s\n-I %s %d %s\nCOMMIT\n", table, chain, pos, rule)
+	}
+	del := fmt.Sprintf("*%s\n-D %s %s\nCOMMIT\n", table, chain, rule)
+	if add {
+		put, del = del, put
+	}
+	f.inject = func(s *Session) error { return s.restoreIn(f.Object, del) }
+	f.clear = func(s *Session) error { return s.restoreIn(f.Object, put) }
+	return f
 }
 
 // faultFile records the faults injected into a lab, so clear can undo them.
@@ -203,12 +205,21 @@ func FirstFailure(r *walk.Report) string {
 	return ""
 }
 
-func (s *Session) neigh(obj, dev string, ip netip.Addr, mac net.HardwareAddr, add bool) error {
+// link is an object's namespace and one of its links.
+func (s *Session) link(obj, dev string) (*ns.NS, netlink.Link, error) {
 	h, err := s.NS(obj)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	l, err := h.NL.LinkByName(dev)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s in %s: %w", dev, h.Name, err)
+	}
+	return h, l, nil
+}
+
+func (s *Session) neigh(obj, dev string, ip netip.Addr, mac net.HardwareAddr, add bool) error {
+	h, l, err := s.link(obj, dev)
 	if err != nil {
 		return err
 	}
@@ -220,11 +231,7 @@ func (s *Session) neigh(obj, dev string, ip netip.Addr, mac net.HardwareAddr, ad
 }
 
 func (s *Session) proxyNeigh(obj, dev string, ip netip.Addr, add bool) error {
-	h, err := s.NS(obj)
-	if err != nil {
-		return err
-	}
-	l, err := h.NL.LinkByName(dev)
+	h, l, err := s.link(obj, dev)
 	if err != nil {
 		return err
 	}
@@ -306,11 +313,7 @@ func (s *Session) restoreIn(obj, payload string) error {
 }
 
 func (s *Session) linkState(obj, dev string, up bool) error {
-	h, err := s.NS(obj)
-	if err != nil {
-		return err
-	}
-	l, err := h.NL.LinkByName(dev)
+	h, l, err := s.link(obj, dev)
 	if err != nil {
 		return err
 	}

@@ -29,17 +29,11 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	caps, err := capture.OpenAll(s.NS, pts)
+	caps, tr, err := s.observe(pts)
 	if err != nil {
 		return nil, err
 	}
 	defer caps.Close()
-	var tr *tracer
-	if s.Explain {
-		if tr, err = s.startTrace(deciders(s.Topo, pts)); err != nil {
-			return nil, err
-		}
-	}
 	client, err := walk.EndpointOf(s.Topo, w.From)
 	if err != nil {
 		return nil, err

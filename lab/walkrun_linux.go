@@ -140,17 +140,11 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		}
 		pts, dst = e.Points, netip.AddrPortFrom(e.To.IP, uint16(w.Port))
 	}
-	caps, err := capture.OpenAll(s.NS, pts)
+	caps, tr, err := s.observe(pts)
 	if err != nil {
 		return nil, err
 	}
 	defer caps.Close()
-	var tr *tracer
-	if s.Explain {
-		if tr, err = s.startTrace(deciders(s.Topo, pts)); err != nil {
-			return nil, err
-		}
-	}
 	natNodes := s.natNodes(w, svc)
 	before := map[string]string{}
 	for _, n := range natNodes {
@@ -213,7 +207,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		}
 		picked = cl.Endpoint(pkts, eps)
 		if reached = picked != ""; !reached {
-			picked = eps[sortedAddrs(eps)[0]] // nothing got past the DNAT: report against the first
+			picked = eps[walk.SortedAddrs(eps)[0]] // nothing got past the DNAT: report against the first
 		}
 	}
 	e, err := walk.Derive(s.Topo, w, port, picked)
@@ -261,15 +255,6 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 
 // dropTimeout bounds a flow that a walk expects to be dropped.
 const dropTimeout = time.Second
-
-func sortedAddrs(m map[netip.Addr]string) []netip.Addr {
-	out := make([]netip.Addr, 0, len(m))
-	for a := range m {
-		out = append(out, a)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
-	return out
-}
 
 func (s *Session) podNamespace(object string) string {
 	if p := s.Topo.Pod(object); p != nil {
@@ -705,4 +690,22 @@ func writeLadder(run *Run, w spec.Walk) (string, error) {
 	path := strings.TrimSuffix(run.Pcap, ".pcapng") + ".html"
 	title := fmt.Sprintf("walk %s: %s", w.Name, w.Title)
 	return path, os.WriteFile(path, []byte(draw.Ladder(run.Report, title, filepath.Base(run.Pcap))), 0o644)
+}
+
+// observe opens the captures of a walk run and, with Explain, the traces:
+// both are ready before the run sends its first packet.
+func (s *Session) observe(pts []walk.Point) (*capture.Set, *tracer, error) {
+	caps, err := capture.OpenAll(s.NS, pts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !s.Explain {
+		return caps, nil, nil
+	}
+	tr, err := s.startTrace(deciders(s.Topo, pts))
+	if err != nil {
+		caps.Close()
+		return nil, nil, err
+	}
+	return caps, tr, nil
 }

@@ -35,11 +35,7 @@ func newFault() *cobra.Command {
 			return lab.FaultNames(), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := lf.resolve()
-			if err != nil {
-				return err
-			}
-			s, err := lab.OpenSession(l)
+			s, err := lf.session()
 			if err != nil {
 				return err
 			}
@@ -48,7 +44,7 @@ func newFault() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "injected %s: %s\nsee it: sudo labctl walk --lab %s %s\n", f.Name, f.Summary, l, f.Walk)
+			fmt.Fprintf(cmd.OutOrStdout(), "injected %s: %s\nsee it: sudo labctl walk --lab %s %s\n", f.Name, f.Summary, s.Lab, f.Walk)
 			return nil
 		},
 	}, &cobra.Command{
@@ -56,11 +52,7 @@ func newFault() *cobra.Command {
 		Short: "Undo every injected fault",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lf.resolve()
-			if err != nil {
-				return err
-			}
-			s, err := lab.OpenSession(l)
+			s, err := lf.session()
 			if err != nil {
 				return err
 			}

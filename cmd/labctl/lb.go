@@ -18,11 +18,7 @@ func newLB() *cobra.Command {
 		Short: "List the lab's load balancers, their listeners and target groups, with each target's health",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lf.resolve()
-			if err != nil {
-				return err
-			}
-			t, _, err := lab.Load(l)
+			l, t, err := lf.topology()
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/spec"
 )
 
 // exitError carries an exit status without printing anything more.
@@ -66,6 +67,25 @@ func (f *labFlag) resolve() (string, error) {
 		return "", err
 	}
 	return lab.Resolve(f.name)
+}
+
+// session resolves the lab and opens it for walks and faults.
+func (f *labFlag) session() (*lab.Session, error) {
+	l, err := f.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return lab.OpenSession(l)
+}
+
+// topology resolves the lab and loads the topology it was built from.
+func (f *labFlag) topology() (string, *spec.Topology, error) {
+	l, err := f.resolve()
+	if err != nil {
+		return "", nil, err
+	}
+	t, _, err := lab.Load(l)
+	return l, t, err
 }
 
 // needRoot is the first check of every command that touches the kernel.

@@ -19,11 +19,7 @@ func newPod() *cobra.Command {
 		Short: "List pods with their node, ENI, IP and owner",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lf.resolve()
-			if err != nil {
-				return err
-			}
-			t, _, err := lab.Load(l)
+			_, t, err := lf.topology()
 			if err != nil {
 				return err
 			}

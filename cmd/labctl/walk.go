@@ -28,15 +28,12 @@ inside the source, and checks each hop's MACs, IPs and ports against what the
 VPC CNI's routing says must happen. Exit status 0 only if every hop matched.
 Each run writes a pcapng with one interface per namespace/interface.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			l, err := lf.resolve()
-			if err != nil {
-				return err
-			}
-			s, err := lab.OpenSession(l)
+			s, err := lf.session()
 			if err != nil {
 				return err
 			}
 			defer s.Close()
+			l := s.Lab
 			s.Explain = explain
 			walks := s.Topo.Walks
 			if len(args) > 0 {

@@ -145,7 +145,7 @@ type Model struct {
 // the annotation or field.
 func Build(t *spec.Topology) (*Model, error) {
 	m := &Model{}
-	b := &builder{t: t, sps: cluster.Endpoints(t), used: usedAddrs(t)}
+	b := &builder{t: t, sps: cluster.Endpoints(t), used: t.UsedAddrs()}
 	lbc := t.LoadBalancerController == nil || *t.LoadBalancerController
 	svcs := append([]*corev1.Service(nil), t.Manifests.Services...)
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Namespace+"/"+svcs[i].Name < svcs[j].Namespace+"/"+svcs[j].Name })
@@ -223,25 +223,6 @@ type builder struct {
 	sps  []cluster.ServicePort
 	used map[netip.Addr]bool
 	pub  int
-}
-
-func usedAddrs(t *spec.Topology) map[netip.Addr]bool {
-	used := map[netip.Addr]bool{}
-	for _, n := range t.Nodes {
-		for _, e := range n.ENIs {
-			used[e.IP] = true
-			for _, a := range e.SecondaryIPs {
-				used[a] = true
-			}
-		}
-	}
-	for _, p := range t.Pods {
-		used[p.IP] = true
-	}
-	for _, h := range t.Hosts {
-		used[h.IP] = true
-	}
-	return used
 }
 
 // ShortName is an LB's object name: kind-name when it fits the 10 bytes a

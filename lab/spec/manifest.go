@@ -214,6 +214,9 @@ func (t *Topology) nodeNames() []string {
 	return out
 }
 
+// UsedAddrs is every address the topology assigns to ENIs, pods and hosts.
+func (t *Topology) UsedAddrs() map[netip.Addr]bool { return t.usedAddrs() }
+
 // usedAddrs is every address the lab document assigns.
 func (t *Topology) usedAddrs() map[netip.Addr]bool {
 	used := map[netip.Addr]bool{}

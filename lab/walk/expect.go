@@ -169,45 +169,7 @@ func (m *model) nodePort(svc *Service, from, via, ep Endpoint, sport, target uin
 		hops[len(hops)-1].Why += "; filter KUBE-EXTERNAL-SERVICES: \"has no local endpoints\" -j DROP (externalTrafficPolicy Local), nothing goes further"
 		return hops
 	}
-	src := via
-	if svc.Local {
-		src = from // DNAT only: the pod sees the client's own address
-	}
-	fwd := m.forward(Request, via, src.IP, ep, 0, target)
-	if len(fwd) > 0 {
-		snat := fmt.Sprintf(", MASQUERADE to %s (KUBE-MARK-MASQ, KUBE-POSTROUTING)", via.IP)
-		if svc.Local {
-			snat = ", no SNAT (externalTrafficPolicy Local)"
-		}
-		fwd[0].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (KUBE-NODEPORTS -> %s)%s", via.Object, via.IP, svc.NodePort,
-			ep.IP, target, svc.ExtChain, snat)
-		if !svc.Local {
-			for i := range fwd {
-				fwd[i].SrcPort = 0 // --random-fully may pick another source port
-			}
-		}
-	}
-	hops = append(hops, fwd...)
-	var back []Hop
-	if ep.Instance == via.Instance {
-		// The pod answers up to via's host veth; via then routes it itself
-		// (connmark 0x80 restored on eni+, rule 1024 -> main).
-		back = m.path(Reply, ep, via, target, 0)[:2]
-	} else {
-		back = m.path(Reply, ep, via, target, 0)
-	}
-	for i := range back {
-		back[i].Dst, back[i].DstPort = src.IP, 0 // the SNATed port is --random-fully's choice
-		if svc.Local {
-			back[i].DstPort = sport
-		}
-	}
-	hops = append(hops, back...)
-	out := m.forward(Reply, via, via.IP, from, svc.NodePort, sport)
-	if len(out) > 0 {
-		out[0].NAT = fmt.Sprintf("%s un-NAT: source %s:%d (conntrack)", via.Object, via.IP, svc.NodePort)
-	}
-	return append(hops, out...)
+	return append(hops, m.viaNode(svc, from, via, ep, sport, target, from)...)
 }
 
 // forward is a node sending a packet on: to a local pod through its veth,

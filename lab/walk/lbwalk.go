@@ -116,7 +116,7 @@ func deriveLB(t *spec.Topology, w spec.Walk, e *Expectation, picks Picks) (*Expe
 			return nil, fmt.Errorf("%s: its Service port %d is gone", l.Owner, w.Port)
 		}
 		if picks.Endpoint == "" {
-			for _, ip := range sortedEndpointIPs(svc.Endpoints(t)) {
+			for _, ip := range SortedAddrs(svc.Endpoints(t)) {
 				picks.Endpoint = svc.Endpoints(t)[ip]
 				break
 			}
@@ -208,7 +208,8 @@ func (m *model) frontOut(front, from Endpoint, node lb.Node, lport, sport uint16
 	return m.path(Reply, front, from, lport, sport)
 }
 
-func sortedEndpointIPs(m map[netip.Addr]string) []netip.Addr {
+// SortedAddrs returns a map's addresses in order.
+func SortedAddrs(m map[netip.Addr]string) []netip.Addr {
 	out := make([]netip.Addr, 0, len(m))
 	for a := range m {
 		out = append(out, a)
