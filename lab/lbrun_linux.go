@@ -72,6 +72,8 @@ type lbRuntime struct {
 	// apply serialises NLB rule updates: each renders the health current
 	// when it runs, so the last restore always holds the newest state.
 	apply sync.Mutex
+	// pending counts health changes decided but not yet applied.
+	pending int
 }
 
 func startLBs(lab string, t *spec.Topology) (*lbRuntime, error) {
@@ -138,14 +140,15 @@ func (r *lbRuntime) settle(limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		r.mu.Lock()
-		initial := 0
+		busy := r.pending
 		for _, h := range r.health {
 			if h.State == StateInitial {
-				initial++
+				busy++
 			}
 		}
 		r.mu.Unlock()
-		if initial == 0 {
+		if busy == 0 {
+			r.write()
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -183,12 +186,14 @@ func (r *lbRuntime) probeLoop(ctx context.Context, h *ns.NS, l *lb.LoadBalancer,
 			th.ok, th.fail = th.ok+1, 0
 			if th.State != StateHealthy && th.ok >= hc.Healthy {
 				th.State, th.Reason, th.Since, changed = StateHealthy, "", time.Now(), true
+				r.pending++
 			}
 		} else {
 			th.fail, th.ok = th.fail+1, 0
 			th.Reason = err.Error()
 			if th.State != StateUnhealthy && th.fail >= hc.Unhealthy {
 				th.State, th.Since, changed = StateUnhealthy, time.Now(), true
+				r.pending++
 			}
 		}
 		r.mu.Unlock()
@@ -270,9 +275,15 @@ func (r *lbRuntime) healthy(g *lb.TargetGroup) func(lb.Target) bool {
 }
 
 // changed applies a health change: an NLB's rules are rendered again and
-// restored in its namespace (new flows only; conntrack keeps the old ones).
+// restored in its namespace (new flows only; conntrack keeps the old ones),
+// then the health is recorded, so the record never runs ahead of the rules.
 func (r *lbRuntime) changed(l *lb.LoadBalancer) {
-	r.write()
+	defer func() {
+		r.write()
+		r.mu.Lock()
+		r.pending--
+		r.mu.Unlock()
+	}()
 	if l.Kind != lb.NLB {
 		return
 	}
