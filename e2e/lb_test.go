@@ -134,6 +134,8 @@ var _ = Describe("alb-ingress (walk C4)", Ordered, Label("lb"), func() {
 
 	It("C4: a path no rule matches gets the ALB's 404, and no pod sees it", func() { passes(s, "C4-404") })
 
+	It("C4: a rule whose target group has no targets gets the ALB's 503", func() { passes(s, "C4-503") })
+
 	It("C4: cross-zone on reaches every AZ; off on the target group keeps to the node's AZ", func() {
 		passes(s, "C4-crosszone")
 		passes(s, "C4-zonal")

@@ -147,3 +147,18 @@ var _ = Describe("two labs at once", Label("lifecycle"), func() {
 		Expect(out).To(ContainSubstring("say which with --lab"))
 	})
 })
+
+var _ = Describe("prefix-delegation", Ordered, Label("pod-networking"), func() {
+	It("pods carved from /28 prefixes get the same plumbing and walks as secondary-IP pods", func() {
+		s := session("prefix-delegation", labPrefix+"pd")
+		rep, err := s.State()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rep.Passed()).To(BeTrue())
+		for _, w := range []string{"A1", "A3", "A4"} {
+			passes(s, w)
+		}
+		out, err := inNS(labPrefix+"pd", "node51", "ip", "route", "show", "table", "all")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(out).NotTo(ContainSubstring("/28"), "no /28 route exists anywhere on the node")
+	})
+})

@@ -118,9 +118,13 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		}
 	default:
 		notes = append(notes, fmt.Sprintf("the load balancer answered HTTP %d", status))
-		// Only an ALB's 404 for a path no rule matches is an expected answer
-		// without a pod's; anything else (502, 503, 504) fails the walk.
-		if !(l.Kind == lb.ALB && l.Match(w.Path) == nil && status == 404) {
+		// Without a pod's answer only two are expected, as an ALB gives them:
+		// 404 for a path no rule matches, 503 for a rule whose target group
+		// has no registered targets. Anything else (502, 504) fails the walk.
+		rule := l.Match(w.Path)
+		expected := l.Kind == lb.ALB && ((rule == nil && status == 404) ||
+			(rule != nil && len(rule.Group.Targets) == 0 && status == 503))
+		if !expected {
 			run.Report.Failed = true
 		}
 	}

@@ -256,8 +256,11 @@ func (m *model) deriveALB(t *spec.Topology, w spec.Walk, e *Expectation, l *lb.L
 		e.Hops = append(e.Hops, m.path(Reply, pod, front, uint16(target.Port), 0)...)
 	}
 	rep := m.frontOut(front, from, node, 80, sport)
-	if rule == nil {
+	switch {
+	case rule == nil:
 		rep[0].NAT = fmt.Sprintf("%s: no rule matches %s: the default action answers 404", l.Name, w.Path)
+	case len(rule.Group.Targets) == 0:
+		rep[0].NAT = fmt.Sprintf("%s: rule %d -> %s, which has no registered targets: 503", l.Name, rule.Priority, rule.Group.Name)
 	}
 	return e, appendTo(e, rep)
 }
