@@ -76,11 +76,13 @@ func TestIngressRulesFollowTheControllersOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := only(t, m, "Ingress default/portal")
-	// Prefix paths sort longest first: /rating before /order.
-	if len(l.Rules) != 2 || l.Rules[0].Paths[0] != "/rating" || l.Rules[0].Priority != 1 {
+	// Exact paths first, then Prefix paths longest first: /checkout, /rating, /order.
+	if len(l.Rules) != 3 || !l.Rules[0].Exact || l.Rules[1].Paths[0] != "/rating" || l.Rules[2].Paths[0] != "/order" ||
+		l.Rules[0].Priority != 1 || l.Rules[2].Priority != 3 {
 		t.Fatalf("rules %+v", l.Rules)
 	}
-	for path, want := range map[string]string{"/order": "order", "/order/42": "order", "/orders": "", "/rating": "rating", "/": ""} {
+	for path, want := range map[string]string{"/order": "order", "/order/42": "order", "/orders": "", "/rating": "rating", "/": "",
+		"/checkout": "checkout", "/checkout/x": ""} {
 		r := l.Match(path)
 		got := ""
 		if r != nil {
