@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
 
 	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/kubeproxy"
@@ -391,19 +392,30 @@ func appHandler(base AppAnswer) http.Handler {
 	})
 }
 
+// serveUDP echoes each datagram with what the app saw. It reads each
+// datagram's destination address (IP_PKTINFO), which is the address the
+// packet arrived for after any NAT, and answers from it.
 func serveUDP(c net.PacketConn, base AppAnswer) {
+	pc := ipv4.NewPacketConn(c)
+	_ = pc.SetControlMessage(ipv4.FlagDst, true)
+	port := c.LocalAddr().(*net.UDPAddr).Port
 	buf := make([]byte, 2048)
 	for {
-		n, from, err := c.ReadFrom(buf)
+		n, cm, from, err := pc.ReadFrom(buf)
 		if err != nil {
 			return
 		}
 		a := base
 		a.Local = c.LocalAddr().String()
+		var reply *ipv4.ControlMessage
+		if cm != nil && cm.Dst != nil {
+			a.Local = net.JoinHostPort(cm.Dst.String(), strconv.Itoa(port))
+			reply = &ipv4.ControlMessage{Src: cm.Dst}
+		}
 		a.Remote = from.String()
 		a.Echo = string(buf[:n])
 		b, _ := json.Marshal(a)
-		_, _ = c.WriteTo(b, from)
+		_, _ = pc.WriteTo(b, reply, from)
 	}
 }
 
