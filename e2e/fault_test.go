@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"sort"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
 )
 
@@ -50,3 +52,47 @@ var _ = Describe("faults", Ordered, Label("faults"), func() {
 		})
 	}
 })
+
+var _ = Describe("fault clear and exercises", Ordered, Label("faults"), func() {
+	It("clears a fault the user already repaired by hand", func() {
+		s := session("pod-networking", labPrefix+"fhand")
+		_, err := s.InjectFault("missing-1536")
+		Expect(err).NotTo(HaveOccurred())
+		out, code := run(nil, "exec", "--lab", labPrefix+"fhand", "node81", "--", "ip", "rule", "add", "from", "192.168.1.81",
+			"lookup", "2", "pref", "1536")
+		Expect(code).To(Equal(0), out)
+		_, err = s.ClearFaults()
+		Expect(err).NotTo(HaveOccurred())
+		passes(s, "A3")
+	})
+
+	It("keeps an exercise's fault hidden: fault clear refuses, exercise check follows the user's own fix", func() {
+		e, err := lab.ExerciseByTicket(exerciseFor("missing-1536"))
+		Expect(err).NotTo(HaveOccurred())
+		t, err := spec.Load(topology("pod-networking"))
+		Expect(err).NotTo(HaveOccurred())
+		name, err := lab.StartExercise(context.Background(), t, e)
+		DeferCleanup(func() { _, _ = lab.Down(lab.ExerciseLab(e.Ticket)); expectNothingLeft(lab.ExerciseLab(e.Ticket)) })
+		Expect(err).NotTo(HaveOccurred())
+		out, code := run(nil, "fault", "clear", "--lab", name)
+		Expect(code).NotTo(Equal(0))
+		Expect(out).To(ContainSubstring("is an exercise"))
+		out, code = run(nil, "exercise", "check", "--lab", name)
+		Expect(code).To(Equal(1), out)
+		Expect(out).To(ContainSubstring("not fixed yet"))
+		out, code = run(nil, "exec", "--lab", name, "node81", "--", "ip", "rule", "add", "from", "192.168.1.81", "lookup", "2", "pref", "1536")
+		Expect(code).To(Equal(0), out)
+		out, code = run(nil, "exercise", "check", "--lab", name)
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(ContainSubstring("fixed"))
+	})
+})
+
+func exerciseFor(fault string) string {
+	for _, e := range lab.Exercises() {
+		if e.Fault == fault {
+			return e.Ticket
+		}
+	}
+	return ""
+}

@@ -201,20 +201,24 @@ func (a *agent) reconcile() error {
 	if err := a.listenAll(t); err != nil {
 		return err
 	}
-	// Health checks start once every app listens, so a lab comes up with
-	// its load balancers' view of health formed by real answers.
+	// The old health checks end first, so a late rule update of theirs can
+	// never land after the new ones. Health checks start once every app
+	// listens, so a lab comes up with its load balancers' view of health
+	// formed by real answers.
+	a.mu.Lock()
+	old := a.lbs
+	a.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
 	lbs, err := startLBs(a.lab, t)
 	if err != nil {
 		return err
 	}
 	lbs.settle(10 * time.Second)
 	a.mu.Lock()
-	old := a.lbs
 	a.lbs = lbs
 	a.mu.Unlock()
-	if old != nil {
-		go old.stop()
-	}
 	return nil
 }
 

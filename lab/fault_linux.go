@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -98,7 +100,7 @@ func init() {
 	register(ruleFault(&Fault{Name: "security-group-drop", Topology: "pod-networking", Walk: "A2", Object: "node71",
 		Summary: "a security-group-like rule on node71 drops TCP to its pods' port 8080",
 		Symptom: "pod71 answers ping but not its HTTP port"},
-		"filter", "FORWARD", `-p tcp --dport 8080 -m comment --comment "lab fault: security group" -j DROP`, true, 1))
+		"filter", "FORWARD", `-p tcp -m tcp --dport 8080 -m comment --comment "lab fault: security group" -j DROP`, true, 1))
 	register(&Fault{Name: "health-check-blocked", Topology: "nlb-instance", Walk: "C1-b", Object: "nlb-web",
 		Summary: "node71 drops the NLB's health checks to its NodePort",
 		Symptom: "clients of the NLB in us-east-1b get connection resets; us-east-1a is fine",
@@ -110,11 +112,8 @@ func init() {
 			return s.awaitHealth("node71", StateUnhealthy)
 		},
 		clear: func(s *Session) error {
-			err := s.restoreIn("node71", "*raw\n-D PREROUTING -s 192.168.96.0/19 -p tcp --dport 30080 -m comment --comment \"lab fault: health checks\" -j DROP\nCOMMIT\n")
-			if err != nil {
-				return err
-			}
-			return s.awaitHealth("node71", StateHealthy)
+			_ = s.restoreIn("node71", "*raw\n-D PREROUTING -s 192.168.96.0/19 -p tcp --dport 30080 -m comment --comment \"lab fault: health checks\" -j DROP\nCOMMIT\n")
+			return s.awaitHealth("node71", StateHealthy) // healthy again is what counts, however it got there
 		}})
 	register(&Fault{Name: "router-port-down", Topology: "pod-networking", Walk: "A4-subnet", Object: "vpc",
 		Summary: "the VPC router's port towards the client instance is down (an ENI detached)",
@@ -126,17 +125,40 @@ func init() {
 // ruleFault makes a fault of one iptables rule in the fault's Object: one
 // the lab lacks and the fault adds at pos (add), or one the lab has and the
 // fault removes, to put back at pos (0 appends).
+// Both directions are idempotent: a user who already repaired the fault by
+// hand can still clear it. rule is in iptables-save's canonical form, so
+// its presence is read from iptables-save.
 func ruleFault(f *Fault, table, chain, rule string, add bool, pos int) *Fault {
+	present := func(s *Session) (bool, error) {
+		h, err := s.NS(f.Object)
+		if err != nil {
+			return false, err
+		}
+		var out []byte
+		err = h.Do(func() error {
+			out, err = exec.Command("iptables-save", "-t", table).Output()
+			return err
+		})
+		return strings.Contains(string(out), "-A "+chain+" "+rule+"\n"), err
+	}
 	put := fmt.Sprintf("*%s\n-A %s %s\nCOMMIT\n", table, chain, rule)
 	if pos > 0 {
 		put = fmt.Sprintf("*%s\n-I %s %d %s\nCOMMIT\n", table, chain, pos, rule)
 	}
 	del := fmt.Sprintf("*%s\n-D %s %s\nCOMMIT\n", table, chain, rule)
-	if add {
-		put, del = del, put
+	ensure := func(want bool) func(*Session) error {
+		return func(s *Session) error {
+			has, err := present(s)
+			if err != nil || has == want {
+				return err
+			}
+			if want {
+				return s.restoreIn(f.Object, put)
+			}
+			return s.restoreIn(f.Object, del)
+		}
 	}
-	f.inject = func(s *Session) error { return s.restoreIn(f.Object, del) }
-	f.clear = func(s *Session) error { return s.restoreIn(f.Object, put) }
+	f.inject, f.clear = ensure(add), ensure(!add)
 	return f
 }
 
@@ -178,8 +200,13 @@ func (s *Session) InjectFault(name string) (*Fault, error) {
 	return f, writeFaults(s.Lab, append(active, name))
 }
 
-// ClearFaults undoes every injected fault, newest first.
+// ClearFaults undoes every injected fault, newest first. It refuses in an
+// exercise's lab: that would give the ticket's answer away.
 func (s *Session) ClearFaults() ([]string, error) {
+	if _, err := os.Stat(exerciseFile(s.Lab)); err == nil {
+		return nil, fmt.Errorf("lab %s is an exercise: find and fix the fault yourself (labctl exercise check tells you when), "+
+			"or give up with labctl down %s", s.Lab, s.Lab)
+	}
 	active := readFaults(s.Lab)
 	var errs []error
 	for i := len(active) - 1; i >= 0; i-- {
@@ -227,7 +254,7 @@ func (s *Session) neigh(obj, dev string, ip netip.Addr, mac net.HardwareAddr, ad
 	if add {
 		return h.NL.NeighSet(n)
 	}
-	return h.NL.NeighDel(n)
+	return already(h.NL.NeighDel(n))
 }
 
 func (s *Session) proxyNeigh(obj, dev string, ip netip.Addr, add bool) error {
@@ -237,9 +264,9 @@ func (s *Session) proxyNeigh(obj, dev string, ip netip.Addr, add bool) error {
 	}
 	n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET, IP: ip.AsSlice(), Flags: netlink.NTF_PROXY}
 	if add {
-		return h.NL.NeighAdd(n)
+		return already(h.NL.NeighAdd(n))
 	}
-	return h.NL.NeighDel(n)
+	return already(h.NL.NeighDel(n))
 }
 
 // awaitHealth waits until the load balancers see a target in a state: a
@@ -291,9 +318,18 @@ func (s *Session) rule(obj string, prio int, src string, table int, add bool) er
 	r.Priority, r.Table = prio, table
 	r.Src = &net.IPNet{IP: net.ParseIP(src).To4(), Mask: net.CIDRMask(32, 32)}
 	if add {
-		return h.NL.RuleAdd(r)
+		return already(h.NL.RuleAdd(r))
 	}
-	return h.NL.RuleDel(r)
+	return already(h.NL.RuleDel(r))
+}
+
+// already treats "it is already so" as success, so a fault repaired by hand
+// still clears.
+func already(err error) error {
+	if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	return err
 }
 
 func (s *Session) sysctl(obj, key, value string) error {

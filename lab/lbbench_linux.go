@@ -83,6 +83,12 @@ func BenchLB(ctx context.Context, t *spec.Topology, client string, requests int)
 			targets = append(targets, target{"through the NLB (instance, Cluster)", netip.AddrPortFrom(n.IP, uint16(l.Listeners[0].Port)), "/"})
 		case l.Kind == lb.ALB:
 			rule := l.Rules[0]
+			for _, r := range l.Rules {
+				if len(r.Group.Targets) > 0 {
+					rule = r
+					break
+				}
+			}
 			targets = append(targets, target{"direct to the pod", netip.AddrPortFrom(rule.Group.Targets[0].IP, uint16(rule.Group.Targets[0].Port)), "/"},
 				target{"through the ALB (ip targets)", netip.AddrPortFrom(n.IP, 80), strings.TrimSuffix(rule.Paths[0], "/*")})
 		}

@@ -173,9 +173,14 @@ func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
 	g := li.Group
 	path := "/"
 	if l.Kind == lb.ALB {
-		if r := l.Match(w.Path); r != nil {
-			g, path = r.Group, w.Path
+		r := l.Match(w.Path)
+		if r == nil {
+			return nil, fmt.Errorf("walk %s: no rule of %s matches %s", w.Name, l.Owner, w.Path)
 		}
+		g, path = r.Group, w.Path
+	}
+	if g.TargetType != lb.TargetIP {
+		return nil, fmt.Errorf("walk %s: a spread walk counts pods, so it needs ip targets; %s has %s targets", w.Name, g.Name, g.TargetType)
 	}
 	src, err := s.NS(w.From)
 	if err != nil {

@@ -214,6 +214,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.Points = pts // every captured point is named in the pcapng and must be explained
 	run.Report = walk.Check(e, cl, pkts)
 	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, nil), pkts)
 	if tr != nil {

@@ -232,6 +232,8 @@ func (p *Plan) node(t *spec.Topology, n *spec.Node, sps []cluster.ServicePort) {
 		// as EC2 answers ARP per ENI.
 		{Key: "net/ipv4/conf/all/arp_ignore", Value: "1"},
 		{Key: "net/ipv4/conf/all/arp_announce", Value: "2"},
+		// kube-proxy sets it for localhost NodePorts (localhostNodePorts=true).
+		{Key: "net/ipv4/conf/all/route_localnet", Value: "1"},
 	}
 	enis := append([]spec.ENI(nil), n.ENIs...)
 	sort.Slice(enis, func(i, j int) bool { return *enis[i].Index < *enis[j].Index })

@@ -307,8 +307,11 @@ func (m *model) path(leg Leg, a, b Endpoint, sport, dport uint16) []Hop {
 		hop(spec.RouterName, ownerPort, Out, outMAC, ownerMAC, "towards the owning ENI")
 		srcMAC = outMAC
 	}
-	hop(b.Instance, spec.ENIName(b.ENI), In, srcMAC, ownerMAC,
-		fmt.Sprintf("%s %s owns %s", b.Instance, spec.ENIName(b.ENI), b.IP))
+	owns := fmt.Sprintf("%s %s owns %s", b.Instance, spec.ENIName(b.ENI), b.IP)
+	if m.isLB(b.Instance) && leg == Reply {
+		owns = fmt.Sprintf("%s %s: the reply of a flow this node forwarded comes back to it", b.Instance, spec.ENIName(b.ENI))
+	}
+	hop(b.Instance, spec.ENIName(b.ENI), In, srcMAC, ownerMAC, owns)
 	if b.Pod != nil && !b.Node {
 		m.deliverToPod(hop, b, fmt.Sprintf("%s: rule 512 to %s lookup main -> dev %s", b.Instance, b.IP,
 			spec.HostVethName(b.Pod.Namespace, b.Pod.Name)))
