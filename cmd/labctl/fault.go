@@ -110,6 +110,7 @@ func newExercise() *cobra.Command {
 		},
 	})
 	var lf labFlag
+	var out string
 	check := &cobra.Command{
 		Use:   "check",
 		Short: "Run the ticket's walk: does it pass again after your fix?",
@@ -119,7 +120,7 @@ func newExercise() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			run, e, err := lab.CheckExercise(l, "captures")
+			run, e, err := lab.CheckExercise(l, out)
 			if err != nil {
 				return err
 			}
@@ -132,6 +133,7 @@ func newExercise() *cobra.Command {
 		},
 	}
 	lf.register(check.Flags())
+	check.Flags().StringVarP(&out, "out", "o", "captures", "directory for the walk's pcapng and ladder")
 	c.AddCommand(check)
 	return c
 }
