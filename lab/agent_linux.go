@@ -354,24 +354,36 @@ func (a *agent) localEndpoints(node, svc string) int {
 }
 
 // dnsHandler answers A queries for Services as CoreDNS's kubernetes plugin
-// does, and NXDOMAIN for the rest of cluster.local.
+// does (TTL 5), and NXDOMAIN for the rest of cluster.local.
 func (a *agent) dnsHandler() dns.Handler {
-	return dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	return aHandler(5, func(name string) []netip.Addr {
 		a.mu.Lock()
-		recs := cluster.DNSRecords(a.topo)
-		a.mu.Unlock()
+		defer a.mu.Unlock()
+		if ip, ok := cluster.DNSRecords(a.topo)[name]; ok {
+			return []netip.Addr{ip}
+		}
+		return nil
+	})
+}
+
+// aHandler is an authoritative server of A records: lookup returns a
+// lower-case FQDN's addresses, none for NXDOMAIN.
+func aHandler(ttl uint32, lookup func(fqdn string) []netip.Addr) dns.Handler {
+	return dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		m.Authoritative = true
 		for _, q := range r.Question {
-			ip, ok := recs[strings.ToLower(q.Name)]
-			if !ok {
+			ips := lookup(strings.ToLower(q.Name))
+			if len(ips) == 0 {
 				m.Rcode = dns.RcodeNameError
 				continue
 			}
 			if q.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA,
-					Class: dns.ClassINET, Ttl: 5}, A: ip.AsSlice()})
+				for _, ip := range ips {
+					m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET,
+						Ttl: ttl}, A: ip.AsSlice()})
+				}
 			}
 		}
 		_ = w.WriteMsg(m)
@@ -444,29 +456,12 @@ func route53Handler(t *spec.Topology) dns.Handler {
 	if m, err := lb.Build(t); err == nil {
 		for _, r := range t.Internet.DNS.Records {
 			if l, err := AliasTarget(m, r); err == nil {
+				name := dns.Fqdn(strings.ToLower(r.Name))
 				for _, n := range l.Nodes {
-					records[dns.Fqdn(strings.ToLower(r.Name))] = append(records[dns.Fqdn(strings.ToLower(r.Name))], n.Public)
+					records[name] = append(records[name], n.Public)
 				}
 			}
 		}
 	}
-	return dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Authoritative = true
-		for _, q := range r.Question {
-			ips, ok := records[strings.ToLower(q.Name)]
-			if !ok {
-				m.Rcode = dns.RcodeNameError
-				continue
-			}
-			if q.Qtype == dns.TypeA {
-				for _, ip := range ips {
-					m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET,
-						Ttl: 60}, A: ip.AsSlice()})
-				}
-			}
-		}
-		_ = w.WriteMsg(m)
-	})
+	return aHandler(60, func(name string) []netip.Addr { return records[name] })
 }
