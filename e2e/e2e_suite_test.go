@@ -80,8 +80,12 @@ func runState(env []string, args ...string) (string, *os.ProcessState) {
 func topology(name string) string { return filepath.Join("..", "topologies", name+".yaml") }
 
 // up builds a lab through the CLI and registers its removal.
-func up(topo, name string) {
-	out, code := run(nil, "up", topology(topo), "--name", name)
+func up(topo, name string) { upFile(topology(topo), name) }
+
+// upFile is up for a topology file outside topologies/.
+func upFile(file, name string) {
+	GinkgoHelper()
+	out, code := run(nil, "up", file, "--name", name)
 	Expect(code).To(Equal(0), out)
 	DeferCleanup(func() {
 		if _, err := os.Stat(lab.Dir(name)); err == nil {

@@ -36,7 +36,7 @@ func hostState(lab string) string {
 	for _, args := range [][]string{
 		{"ip", "-d", "link", "show"}, {"ip", "addr", "show"}, {"ip", "route", "show", "table", "all"},
 		{"ip", "rule", "show"}, {"ip", "neigh", "show", "nud", "permanent"}, {"ip", "neigh", "show", "proxy"},
-		{"iptables-save"},
+		{"iptables-nft-save"}, {"iptables-legacy-save"},
 	} {
 		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 		Expect(err).NotTo(HaveOccurred(), "%v: %s", args, out)
@@ -213,7 +213,7 @@ var _ = Describe("bad input", Label("lifecycle", "bad-input"), func() {
 		Expect(os.Symlink("/usr/sbin/ip", filepath.Join(dir, "ip"))).To(Succeed())
 		out, code := run([]string{"PATH=" + dir}, "up", topology("pod-networking"), "--name", labPrefix+"notools")
 		Expect(code).NotTo(Equal(0))
-		Expect(out).To(ContainSubstring("missing tools: iptables-restore, iptables-save, tcpdump"))
+		Expect(out).To(ContainSubstring("missing tools: iptables, tcpdump, iptables-nft-restore, iptables-nft-save"))
 		nothingCreated(labPrefix + "notools")
 	})
 

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -138,3 +140,55 @@ var _ = Describe("nodeport-local (externalTrafficPolicy Local)", Ordered, Label(
 		passes(s, "B3-local-drop")
 	})
 })
+
+var _ = Describe("clusterip on iptables-legacy, as on EKS's AL2 nodes", Ordered, Label("services"), func() {
+	var s *lab.Session
+	name := labPrefix + "cipleg"
+	var before string
+	BeforeAll(func() {
+		src, err := os.ReadFile(topology("clusterip"))
+		Expect(err).NotTo(HaveOccurred())
+		file := filepath.Join(GinkgoT().TempDir(), "clusterip-legacy.yaml")
+		Expect(os.WriteFile(file, append([]byte("iptables: legacy\n"), src...), 0o644)).To(Succeed())
+		before = hostState(name)
+		upFile(file, name)
+		s, err = lab.OpenSession(name)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(s.Close)
+	})
+
+	It("writes kube-proxy's rules with iptables-legacy and none with iptables-nft", func() {
+		legacy := iptablesSave(name, "node51", "iptables-legacy-save")
+		Expect(legacy).To(ContainSubstring("-A KUBE-SERVICES"))
+		Expect(legacy).To(ContainSubstring("-A POSTROUTING -m comment --comment \"AWS SNAT CHAIN\" -j AWS-SNAT-CHAIN-0"))
+		Expect(iptablesSave(name, "node51", "iptables-nft-save")).NotTo(ContainSubstring("KUBE-"))
+	})
+
+	It("B1 passes, with the KUBE-* counters read back from the legacy tables", func() {
+		run := passes(s, "B1")
+		Expect(run.NATEvidence).To(HaveLen(1))
+		Expect(strings.Join(run.NATEvidence[0].Chains, " ")).To(MatchRegexp(`KUBE-SVC-\w+ KUBE-SEP-\w+`))
+	})
+
+	It("B4: endpoint churn re-syncs every node's legacy rules and the VIP keeps answering", func() {
+		passes(s, "B4")
+	})
+
+	It("refuses walk --explain, which traces with nf_tables, naming the lab's backend", func() {
+		out, code := run(nil, "walk", "--lab", name, "--explain", "B1", "-o", GinkgoT().TempDir())
+		Expect(code).NotTo(Equal(0))
+		Expect(out).To(ContainSubstring("uses iptables-legacy"))
+	})
+
+	It("leaves the host's legacy and nft tables as they were", func() {
+		Expect(hostState(name)).To(Equal(before))
+	})
+})
+
+// iptablesSave is a node's rules as one backend's save program prints them.
+func iptablesSave(labName, node, prog string) string {
+	GinkgoHelper()
+	out, err := exec.Command("ip", "netns", "exec", spec.NSName(labName, node), prog).CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), string(out))
+	return string(out)
+}

@@ -396,7 +396,7 @@ func restore(n *ns.NS, payload string, noflush bool) error {
 	}
 	var stderr bytes.Buffer
 	err := n.Do(func() error {
-		cmd := exec.Command("iptables-restore", args...)
+		cmd := exec.Command(iptablesOf(n).Restore, args...)
 		cmd.Stdin = strings.NewReader(payload)
 		cmd.Stderr = &stderr
 		return cmd.Run()

@@ -176,7 +176,7 @@ func syncNode(h *ns.NS, t *spec.Topology, node string, sps []cluster.ServicePort
 	}
 	var save bytes.Buffer
 	err = h.Do(func() error {
-		cmd := exec.Command("iptables-save", "-t", "nat")
+		cmd := exec.Command(iptablesOf(h).Save, "-t", "nat")
 		cmd.Stdout = &save
 		return cmd.Run()
 	})

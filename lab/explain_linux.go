@@ -62,6 +62,9 @@ func (s *Session) startTrace(objs []string) (*tracer, error) {
 	if _, err := exec.LookPath("xtables-monitor"); err != nil {
 		return nil, fmt.Errorf("explain needs xtables-monitor (Debian's iptables package, nf_tables backend)")
 	}
+	if s.Topo.Iptables == spec.IptablesLegacy {
+		return nil, fmt.Errorf("explain traces with nf_tables (xtables-monitor --trace); lab %s uses iptables-legacy", s.Lab)
+	}
 	t := &tracer{mons: map[string]*monitor{}}
 	for _, o := range objs {
 		h, err := s.NS(o)

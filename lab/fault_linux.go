@@ -136,7 +136,7 @@ func ruleFault(f *Fault, table, chain, rule string, add bool, pos int) *Fault {
 		}
 		var out []byte
 		err = h.Do(func() error {
-			out, err = exec.Command("iptables-save", "-t", table).Output()
+			out, err = exec.Command(iptablesOf(h).Save, "-t", table).Output()
 			return err
 		})
 		return strings.Contains(string(out), "-A "+chain+" "+rule+"\n"), err

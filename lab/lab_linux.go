@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -21,19 +22,19 @@ import (
 	"github.com/labctl/labctl/lab/spec"
 )
 
-// RequiredTools are the programs a lab needs on the host: iptables-restore
-// and iptables-save for the nodes' rules, tcpdump and ip for the person
-// looking at the lab.
-var RequiredTools = []string{"iptables-restore", "iptables-save", "tcpdump", "ip"}
+// RequiredTools are the programs every lab needs on the host: iptables for
+// the nodes' rules (the lab's backend adds its own restore and save),
+// tcpdump and ip for the person looking at the lab.
+var RequiredTools = []string{"iptables", "tcpdump", "ip"}
 
 // Preflight checks what up needs before anything is created: root, the
 // tools, and that the lab's name is free.
-func Preflight(lab string) error {
+func Preflight(lab string, iptablesTools ...string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("labctl must run as root (it creates network namespaces): try sudo labctl")
 	}
 	var missing []string
-	for _, t := range RequiredTools {
+	for _, t := range slices.Concat(RequiredTools, iptablesTools) {
 		if _, err := exec.LookPath(t); err != nil {
 			missing = append(missing, t)
 		}
@@ -77,7 +78,8 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 	if err := spec.ValidateLabName(name); err != nil {
 		return nil, err
 	}
-	if err := Preflight(name); err != nil {
+	ipt := IptablesFor(t.Iptables)
+	if err := Preflight(name, ipt.Restore, ipt.Save); err != nil {
 		return nil, err
 	}
 	logf := o.Log
@@ -93,7 +95,8 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 	}
 	p := plan.Build(t, name)
 	src, _ := filepath.Abs(t.File)
-	st = &State{Lab: name, Topology: src, Created: time.Now().UTC(), Namespaces: p.NSNames()}
+	st = &State{Lab: name, Topology: src, Created: time.Now().UTC(), Namespaces: p.NSNames(), Iptables: t.Iptables}
+	backends.Store(name, t.Iptables)
 	if err := os.MkdirAll(Dir(name), 0o755); err != nil {
 		return nil, fmt.Errorf("creating lab state: %w", err)
 	}
@@ -253,6 +256,7 @@ func Down(lab string) (*Removed, error) {
 		return nil, fmt.Errorf("lab %q is not up (no %s)", lab, Dir(lab))
 	}
 	rm := &Removed{}
+	backends.Delete(lab)
 	names, err := ns.List(spec.NSPrefix + lab + ".")
 	if err != nil {
 		return nil, err

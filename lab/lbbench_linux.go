@@ -167,7 +167,7 @@ func (s *Session) timeToUnhealthy(m *lb.Model) (time.Duration, error) {
 		for time.Since(start) < 30*time.Second {
 			var out []byte
 			_ = lbns.Do(func() error {
-				out, err = exec.Command("iptables-save", "-t", "nat").Output()
+				out, err = exec.Command(iptablesOf(lbns).Save, "-t", "nat").Output()
 				return err
 			})
 			if !strings.Contains(string(out), tg.String()) {
@@ -182,7 +182,7 @@ func (s *Session) timeToUnhealthy(m *lb.Model) (time.Duration, error) {
 
 func iptablesIn(n *ns.NS, args []string) error {
 	return n.Do(func() error {
-		out, err := exec.Command("iptables", args...).CombinedOutput()
+		out, err := exec.Command(iptablesOf(n).Cmd, args...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("iptables %v in %s: %w: %s", args, n.Name, err, out)
 		}

@@ -25,6 +25,8 @@ type State struct {
 	Lab      string    `json:"lab"`
 	Topology string    `json:"topology"` // absolute path of the source file
 	Created  time.Time `json:"created"`
+	// Iptables is the lab's iptables backend (nft or legacy).
+	Iptables string `json:"iptables,omitempty"`
 	// Namespaces are the kernel names the lab will create (or created).
 	Namespaces []string `json:"namespaces"`
 	// Complete is set when up finished; a lab without it was interrupted.

@@ -88,6 +88,10 @@ func OpenSession(lab string) (*Session, error) {
 	if !st.Complete {
 		return nil, fmt.Errorf("lab %s was not completely built (up was interrupted): labctl down %s", lab, lab)
 	}
+	if st.Iptables != "" { // the backend the rules were written with, even if the file changed since
+		t.Iptables = st.Iptables
+	}
+	backends.Store(lab, t.Iptables)
 	return &Session{Lab: lab, Topo: t, open: map[string]*ns.NS{}}, nil
 }
 
@@ -644,7 +648,7 @@ func (s *Session) natSave(node string) (string, error) {
 	}
 	var out bytes.Buffer
 	err = h.Do(func() error {
-		cmd := exec.Command("iptables-save", "-c")
+		cmd := exec.Command(iptablesOf(h).Save, "-c")
 		cmd.Stdout = &out
 		return cmd.Run()
 	})

@@ -8,11 +8,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/spec"
 )
 
 func newBench() *cobra.Command {
 	var nodes, pods, azs, runs, services, endpoints, requests int
-	var lbTopology, lbClient string
+	var lbTopology, lbClient, backend string
 	var apps, sweep bool
 	c := &cobra.Command{
 		Use:   "bench",
@@ -53,13 +54,16 @@ func newBench() *cobra.Command {
 				return nil
 			}
 			if services > 0 {
-				r, err := lab.BenchKubeProxy(cmd.Context(), services, endpoints)
+				if backend != spec.IptablesNFT && backend != spec.IptablesLegacy {
+					return fmt.Errorf("--iptables %q: use nft or legacy", backend)
+				}
+				r, err := lab.BenchKubeProxy(cmd.Context(), services, endpoints, backend)
 				if err != nil {
 					return err
 				}
 				ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-				fmt.Fprintf(cmd.OutOrStdout(), "kube-proxy on one node: %d Services x %d endpoints, %d nat rules, %d KB payload\n",
-					r.Services, r.Endpoints, r.Rules, r.PayloadBytes/1024)
+				fmt.Fprintf(cmd.OutOrStdout(), "kube-proxy on one node (iptables %s): %d Services x %d endpoints, %d nat rules, %d KB payload\n",
+					backend, r.Services, r.Endpoints, r.Rules, r.PayloadBytes/1024)
 				fmt.Fprintf(cmd.OutOrStdout(), "  full sync:    render %s + iptables-restore %s = %s\n", ms(r.Render), ms(r.Apply), ms(r.Render+r.Apply))
 				fmt.Fprintf(cmd.OutOrStdout(), "  one endpoint: render %s + iptables-restore --noflush %s = %s (%d bytes)\n",
 					ms(r.PartialRender), ms(r.PartialApp), ms(r.PartialRender+r.PartialApp), r.PartialBytes)
@@ -98,6 +102,7 @@ func newBench() *cobra.Command {
 	c.Flags().BoolVar(&sweep, "sweep", false, "run 250, 500 and 1000 pods")
 	c.Flags().IntVar(&services, "services", 0, "instead: time kube-proxy's rules for this many Services on one node")
 	c.Flags().IntVar(&endpoints, "endpoints", 3, "endpoints per Service, with --services")
+	c.Flags().StringVar(&backend, "iptables", spec.IptablesNFT, "with --services: the iptables backend, nft or legacy")
 	c.Flags().StringVar(&lbTopology, "lb", "", "instead: time requests through this topology's NLB or ALB against the pod directly")
 	c.Flags().StringVar(&lbClient, "client", "client", "with --lb: the host that sends")
 	c.Flags().IntVar(&requests, "requests", 1000, "with --lb: requests per path, each on a new connection")

@@ -178,6 +178,9 @@ func (t *Topology) Line(path string) int {
 }
 
 func (t *Topology) applyDefaults() {
+	if t.Iptables == "" {
+		t.Iptables = IptablesNFT
+	}
 	if t.VPC.MTU == 0 {
 		t.VPC.MTU = DefaultMTU
 	}

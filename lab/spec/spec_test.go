@@ -208,3 +208,17 @@ func TestGeneratedTopologiesAreValidAndFillSecondaryENIs(t *testing.T) {
 		t.Error("300 pods per node fit no m5.4xlarge, but Generate accepted them")
 	}
 }
+
+func TestIptablesBackendDefaultsToNFTAndRejectsOthers(t *testing.T) {
+	top, err := parse(t, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.Iptables != IptablesNFT {
+		t.Errorf("iptables backend %q by default, want %q", top.Iptables, IptablesNFT)
+	}
+	if top, err := parse(t, "iptables: legacy\n"+good); err != nil || top.Iptables != IptablesLegacy {
+		t.Errorf("iptables: legacy gave %v, %v", top, err)
+	}
+	mustFail(t, "iptables: ebpf\n"+good, "t.yaml", "iptables", `"ebpf"`, "nft or legacy")
+}

@@ -22,6 +22,9 @@ type Topology struct {
 	// gateway. Nil means the VPC has no internet gateway.
 	Internet *Internet `yaml:"internet"`
 	Walks    []Walk    `yaml:"walks"`
+	// Iptables is the nodes' iptables backend: "nft" (default, as on AL2023
+	// nodes; walk --explain needs it) or "legacy" (as on AL2 nodes).
+	Iptables string `yaml:"iptables"`
 	// LoadBalancerController says whether the AWS Load Balancer Controller
 	// is installed (default true): it owns LoadBalancer Services and ALB
 	// Ingresses. Without it only the legacy controller's NLB is built.
@@ -209,6 +212,12 @@ type Walk struct {
 	// authoritative DNS first and send to an address it answered (walk D1).
 	DNSName string `yaml:"dnsName"`
 }
+
+// iptables backends.
+const (
+	IptablesNFT    = "nft"
+	IptablesLegacy = "legacy"
+)
 
 // Walk kinds.
 const (

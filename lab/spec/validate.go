@@ -90,6 +90,9 @@ func (t *Topology) Validate() Errors {
 	if err := ValidateLabName(t.Name); err != nil {
 		v.add("name", "%v", err)
 	}
+	if t.Iptables != IptablesNFT && t.Iptables != IptablesLegacy {
+		v.add("iptables", "backend %q: use nft or legacy", t.Iptables)
+	}
 	v.vpc()
 	subnets := v.subnets()
 	owners := map[netip.Addr]string{} // every address in the VPC, to catch duplicates
