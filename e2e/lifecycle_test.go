@@ -85,20 +85,25 @@ var _ = Describe("the host", Label("lifecycle", "host"), func() {
 		up("pod-networking", name)
 		st, err := lab.ReadState(name)
 		Expect(err).NotTo(HaveOccurred())
+		Expect(st.Namespaces).NotTo(BeEmpty())
 		for _, n := range st.Namespaces {
 			h, err := ns.Open(n)
 			Expect(err).NotTo(HaveOccurred())
 			links, err := h.NL.LinkList()
+			Expect(err).NotTo(HaveOccurred())
+			// The id this namespace gives the root namespace (ours): the kernel
+			// assigns one when a link's peer is there; -1 means none is.
+			rootID, err := h.NL.GetNetNsIdByPid(os.Getpid())
 			h.Close()
 			Expect(err).NotTo(HaveOccurred())
 			for _, l := range links {
 				if l.Attrs().Name == "lo" {
 					continue
 				}
-				// A veth's peer lives in another namespace; NetNsID -1 would be the
-				// peer in this namespace, and the root namespace has no ID here
-				// unless something linked into it.
 				Expect(l.Type()).To(BeElementOf("veth", "bridge"), "%s/%s", n, l.Attrs().Name)
+				if rootID >= 0 {
+					Expect(l.Attrs().NetNsID).NotTo(Equal(rootID), "%s/%s has its peer in the root namespace", n, l.Attrs().Name)
+				}
 			}
 		}
 		out, err := exec.Command("ip", "-o", "link", "show").CombinedOutput()
@@ -162,13 +167,32 @@ var _ = Describe("labctl down after a crash", Label("lifecycle"), func() {
 		// Only this test's own lab goes down: other labs on the machine stay.
 		owner := labPrefix + "owner"
 		up("pod-networking", owner)
+		// One under the lab's own prefix, made after up by someone else.
+		intruder := spec.NSName(owner, "x")
+		Expect(exec.Command("ip", "netns", "add", intruder).Run()).To(Succeed())
+		DeferCleanup(func() { _ = exec.Command("ip", "netns", "del", intruder).Run() })
 		out, code := run(nil, "down", owner)
 		Expect(code).To(Equal(0), out)
 		Expect(out).To(ContainSubstring("not removed"))
 		Expect(ns.Path(foreign)).To(BeAnExistingFile())
+		Expect(ns.Path(intruder)).To(BeAnExistingFile(), "down removed a namespace under its prefix that it did not make")
+		Expect(exec.Command("ip", "netns", "del", intruder).Run()).To(Succeed())
 		out, code = run(nil, "up", topology("pod-networking"), "--name", labPrefix+"foreign")
 		Expect(code).NotTo(Equal(0))
 		Expect(out).To(ContainSubstring("were not made by this labctl"))
+	})
+
+	It("refuses a lab name that is a path, so down cannot remove a directory outside its own", func() {
+		// A canary beside the state root: "../<canary>" would name it.
+		canary := filepath.Join(filepath.Dir(lab.StateRoot), labPrefix+"canary")
+		Expect(os.MkdirAll(canary, 0o755)).To(Succeed())
+		DeferCleanup(os.RemoveAll, canary)
+		for _, args := range [][]string{{"down", "../" + filepath.Base(canary)}, {"status", "--lab", "../" + filepath.Base(canary)}} {
+			out, code := run(nil, args...)
+			Expect(code).NotTo(Equal(0), out)
+			Expect(out).To(ContainSubstring("lab name"))
+			Expect(canary).To(BeADirectory(), "labctl %v removed a directory it did not make", args)
+		}
 	})
 })
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,17 +54,6 @@ func DeletePod(lab, pod string) (*PodChange, error) {
 	st.Churn.Deleted = append(st.Churn.Deleted, gone.Name)
 	st.Churn.Added = append(st.Churn.Added, repl)
 	st.Namespaces = append(st.Namespaces, spec.NSName(lab, repl.Name))
-	defer func() {
-		// The deleted pod's namespace leaves the list once it is gone.
-		var keep []string
-		for _, n := range st.Namespaces {
-			if n != spec.NSName(lab, gone.Name) {
-				keep = append(keep, n)
-			}
-		}
-		st.Namespaces = keep
-		_ = st.write()
-	}()
 	if err := st.write(); err != nil {
 		return nil, err
 	}
@@ -82,6 +72,12 @@ func DeletePod(lab, pod string) (*PodChange, error) {
 		return nil, err
 	}
 	if err := stopPod(lab, *gone); err != nil {
+		return nil, err
+	}
+	// The deleted pod's namespace leaves the list only once it is gone, so
+	// down still removes it after a failure on the way.
+	st.Namespaces = slices.DeleteFunc(st.Namespaces, func(n string) bool { return n == spec.NSName(lab, gone.Name) })
+	if err := st.write(); err != nil {
 		return nil, err
 	}
 	return &PodChange{Deleted: *gone, Started: repl, Synced: synced}, nil

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,7 +98,14 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 	src, _ := filepath.Abs(t.File)
 	st = &State{Lab: name, Topology: src, Created: time.Now().UTC(), Namespaces: p.NSNames(), Iptables: t.Iptables}
 	backends.Store(name, t.Iptables)
-	if err := os.MkdirAll(Dir(name), 0o755); err != nil {
+	if err := os.MkdirAll(StateRoot, 0o755); err != nil {
+		return nil, fmt.Errorf("creating lab state: %w", err)
+	}
+	// Mkdir, not MkdirAll: of two ups with one name only one may own the
+	// lab, or the loser's rollback would take down the winner's.
+	if err := os.Mkdir(Dir(name), 0o755); errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("lab %q is already up (state in %s)", name, Dir(name))
+	} else if err != nil {
 		return nil, fmt.Errorf("creating lab state: %w", err)
 	}
 	defer func() {
@@ -252,6 +260,11 @@ type Removed struct {
 // so it needs no topology and works after a crash. It only touches
 // namespaces of a lab that has state: those were made by labctl.
 func Down(lab string) (*Removed, error) {
+	// The name becomes a path under StateRoot that is removed: ".." or "."
+	// would name /run or every lab's state, so only names up accepts pass.
+	if err := spec.ValidateLabName(lab); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(Dir(lab)); err != nil {
 		return nil, fmt.Errorf("lab %q is not up (no %s)", lab, Dir(lab))
 	}
@@ -260,6 +273,12 @@ func Down(lab string) (*Removed, error) {
 	names, err := ns.List(spec.NSPrefix + lab + ".")
 	if err != nil {
 		return nil, err
+	}
+	st, err := ReadState(lab)
+	if err == nil {
+		// Only what the lab recorded before creating it: a namespace someone
+		// else put under the lab's prefix stays (labctl down lists it).
+		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(st.Namespaces, n) })
 	}
 	rm.Processes = killLabProcesses(lab, names)
 	var errs []error
@@ -270,10 +289,7 @@ func Down(lab string) (*Removed, error) {
 		}
 		rm.Namespaces = append(rm.Namespaces, n)
 	}
-	created := false
-	if st, err := ReadState(lab); err == nil {
-		created = st.CreatedEtcNetns
-	}
+	created := st != nil && st.CreatedEtcNetns
 	if err := removeResolvConfs(lab, created); err != nil {
 		errs = append(errs, err)
 	}

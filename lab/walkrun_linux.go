@@ -149,6 +149,9 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		return nil, err
 	}
 	defer caps.Close()
+	if tr != nil {
+		defer tr.stop() // on an early return: the TRACE rules and monitors go
+	}
 	natNodes := s.natNodes(w, svc)
 	before := map[string]string{}
 	for _, n := range natNodes {
@@ -611,7 +614,7 @@ var errNoLab = errors.New("no lab is up")
 // Resolve picks the lab to act on: the one named, or the only one up.
 func Resolve(name string) (string, error) {
 	if name != "" {
-		return name, nil
+		return name, spec.ValidateLabName(name)
 	}
 	labs, err := Labs()
 	if err != nil {
