@@ -26,7 +26,9 @@ const traceComment = "labctl explain"
 // tracer runs xtables-monitor --trace in the namespaces that take
 // decisions, with a TRACE rule on everything for the length of one walk.
 type tracer struct {
-	mons map[string]*monitor
+	mons   map[string]*monitor
+	once   sync.Once
+	traces map[string][]*TracedPacket
 }
 
 type monitor struct {
@@ -145,8 +147,14 @@ func (m *monitor) sync() error {
 }
 
 // stop flushes every monitor (a final marker), ends it, removes the TRACE
-// rules, and returns each namespace's traced packets.
+// rules, and returns each namespace's traced packets. Only the first call
+// does it, so a walk can defer stop for its error paths and still call it.
 func (t *tracer) stop() map[string][]*TracedPacket {
+	t.once.Do(func() { t.traces = t.stopNow() })
+	return t.traces
+}
+
+func (t *tracer) stopNow() map[string][]*TracedPacket {
 	out := map[string][]*TracedPacket{}
 	for o, m := range t.mons {
 		if m.cmd != nil && m.cmd.Process != nil {

@@ -194,10 +194,19 @@ func (s *Session) InjectFault(name string) (*Fault, error) {
 			return nil, fmt.Errorf("fault %s is already injected", name)
 		}
 	}
-	if err := f.inject(s); err != nil {
-		return nil, fmt.Errorf("injecting %s: %w", name, err)
+	// Recorded first: an inject that fails half-way (a rule in, then a
+	// health check that never turns) is rolled back, or stays recorded for
+	// labctl fault clear, never left unknown in the kernel.
+	if err := writeFaults(s.Lab, append(active, name)); err != nil {
+		return nil, err
 	}
-	return f, writeFaults(s.Lab, append(active, name))
+	if err := f.inject(s); err != nil {
+		if cerr := f.clear(s); cerr != nil {
+			return nil, fmt.Errorf("injecting %s: %w (rolling back failed too: %v; labctl fault clear retries)", name, err, cerr)
+		}
+		return nil, errors.Join(fmt.Errorf("injecting %s: %w (rolled back)", name, err), writeFaults(s.Lab, active))
+	}
+	return f, nil
 }
 
 // ClearFaults undoes every injected fault, newest first. It refuses in an

@@ -34,6 +34,9 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		return nil, err
 	}
 	defer caps.Close()
+	if tr != nil {
+		defer tr.stop() // on an early return: the TRACE rules and monitors go
+	}
 	client, err := walk.EndpointOf(s.Topo, w.From)
 	if err != nil {
 		return nil, err
