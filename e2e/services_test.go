@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
 )
@@ -89,17 +90,21 @@ var _ = Describe("clusterip (walks B1, B2, B4)", Ordered, Label("services"), fun
 			Expect(string(save)).To(ContainSubstring("--to-destination "+c.Started.IP.String()+":80"), n)
 			Expect(string(save)).NotTo(ContainSubstring("--to-destination "+c.Deleted.IP.String()+":80"), n)
 		}
-		Expect(spec.NSName(labPrefix+"cip", c.Deleted.Name)).NotTo(BeAnExistingFile())
+		gone := spec.NSName(labPrefix+"cip", c.Deleted.Name)
+		Expect(ns.Path(gone)).NotTo(BeAnExistingFile(), "the deleted pod's namespace")
+		Expect(filepath.Join(lab.EtcNetns, gone)).NotTo(BeAnExistingFile(), "the deleted pod's resolv.conf")
 		// The walks still hold after the churn.
 		passes(s, "B1")
 	})
 
 	It("answers kube-proxy's /healthz on :10256 in every node", func() {
-		out, code := run(nil, "exec", "--lab", labPrefix+"cip", "client", "--", "bash", "-c",
-			"exec 3<>/dev/tcp/192.168.1.70/10256 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3")
-		Expect(code).To(Equal(0), out)
-		Expect(out).To(ContainSubstring("200 OK"))
-		Expect(out).To(ContainSubstring(`"lastUpdated"`))
+		for _, ip := range []string{"192.168.1.50", "192.168.1.70", "192.168.1.80"} { // node51, node71, node81
+			out, code := run(nil, "exec", "--lab", labPrefix+"cip", "client", "--", "bash", "-c",
+				"exec 3<>/dev/tcp/"+ip+"/10256 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3")
+			Expect(code).To(Equal(0), out)
+			Expect(out).To(ContainSubstring("200 OK"), ip)
+			Expect(out).To(ContainSubstring(`"lastUpdated"`), ip)
+		}
 	})
 })
 
@@ -126,6 +131,8 @@ var _ = Describe("nodeport-local (externalTrafficPolicy Local)", Ordered, Label(
 	It("a node with a local endpoint DNATs only: the pod sees the client's own IP", func() {
 		run := passes(s, "B3-local")
 		Expect(run.App.Remote).To(HavePrefix("192.168.2.10:"))
+		// The counters were read (the NodePort chain moved), and masquerade's did not.
+		Expect(run.NATEvidence[0].Chains).To(ContainElement("KUBE-NODEPORTS"))
 		Expect(run.NATEvidence[0].Chains).NotTo(ContainElement("KUBE-MARK-MASQ"))
 	})
 
