@@ -237,13 +237,9 @@ func (s *Session) churn(w spec.Walk) (*Run, error) {
 	}
 	from := s.Topo.Pod(w.From)
 	ask := func(n int, counts map[string]int, c *Churn) {
-		for i := 0; i < n; i++ {
-			a, err := httpGet(src, from.IP, 0, svc.Dest(s.Topo, w), newToken(), trafficTimeout, "/")
-			if err != nil {
-				c.Failures, c.LastErr = c.Failures+1, err
-				continue
-			}
-			counts[a.Object]++
+		f, err := countAnswers(src, from.IP, svc.Dest(s.Topo, w), n, counts)
+		if f > 0 {
+			c.Failures, c.LastErr = c.Failures+f, err
 		}
 	}
 	c := &Churn{Before: map[string]int{}, After: map[string]int{}, Connections: w.Connections}

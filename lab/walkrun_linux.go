@@ -351,16 +351,8 @@ func (s *Session) spread(w spec.Walk) (*Run, error) {
 		return nil, err
 	}
 	from := s.Topo.Pod(w.From)
-	counts, failures := map[string]int{}, 0
-	var lastErr error
-	for i := 0; i < w.Connections; i++ {
-		a, err := httpGet(src, from.IP, 0, svc.Dest(s.Topo, w), newToken(), trafficTimeout, "/")
-		if err != nil {
-			failures, lastErr = failures+1, err
-			continue
-		}
-		counts[a.Object]++
-	}
+	counts := map[string]int{}
+	failures, lastErr := countAnswers(src, from.IP, svc.Dest(s.Topo, w), w.Connections, counts)
 	run := &Run{Spread: &Spread{Counts: counts, Failures: failures, Connections: w.Connections, LastErr: lastErr}}
 	for _, pod := range svc.Endpoints(s.Topo) {
 		p := s.Topo.Pod(pod)
@@ -517,10 +509,29 @@ func dialFrom(n *ns.NS, network string, src netip.Addr, port uint16, dst netip.A
 	return c, err
 }
 
+// countAnswers makes n requests, each on a new connection, and counts the
+// pods that answered: how a spread over a Service's endpoints is seen.
+func countAnswers(src *ns.NS, from netip.Addr, dst netip.AddrPort, n int, counts map[string]int) (failures int, lastErr error) {
+	for i := 0; i < n; i++ {
+		a, err := httpGet(src, from, 0, dst, newToken(), trafficTimeout, "/")
+		if err != nil {
+			failures, lastErr = failures+1, err
+			continue
+		}
+		counts[a.Object]++
+	}
+	return failures, lastErr
+}
+
 // httpGet makes one HTTP request over a fresh connection and decodes the
 // app's answer.
 func httpGet(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token string, timeout time.Duration, path string) (*AppAnswer, error) {
-	a, _, err := httpDo(n, src, port, dst, token, timeout, path)
+	a, status, err := httpDo(n, src, port, dst, token, timeout, path)
+	if err == nil && a == nil {
+		// A walk's app answers 200; anything else is the walk's failure,
+		// never a nil answer for the caller to trip on.
+		return nil, fmt.Errorf("%s answered HTTP %d, not the app's 200", dst, status)
+	}
 	return a, err
 }
 
