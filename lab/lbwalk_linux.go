@@ -134,6 +134,10 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	ipTargets := li.Group != nil && li.Group.TargetType == lb.TargetIP || l.Kind == lb.ALB
 	for _, n := range s.Topo.Nodes {
 		ev := s.natEvidence(n.Name, before[n.Name], client.IP, port)
+		if ev.Err != nil { // "no chain counted the flow" would mean nothing
+			notes = append(notes, ev.Err.Error())
+			run.Report.Failed = true
+		}
 		moved := translationChains(ev.Chains)
 		if n.Name == picks.Target || (e.Endpoint != nil && e.Endpoint.Instance == n.Name) || len(moved) > 0 {
 			run.NATEvidence = append(run.NATEvidence, ev)

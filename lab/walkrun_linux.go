@@ -68,6 +68,9 @@ type NATEvidence struct {
 	Node      string
 	Chains    []string // KUBE-* chains with a rule whose counter grew
 	Conntrack []string // entries of the client's flow, as conntrack -L prints them
+	// Err is set when the counters could not be read: then Chains says
+	// nothing, and a walk that relies on it fails.
+	Err error
 }
 
 // Session holds a lab's open namespaces for a series of walk runs.
@@ -229,7 +232,11 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	run.Report.Notes = append(run.Report.Notes, run.notes...)
 	for _, n := range natNodes {
-		run.NATEvidence = append(run.NATEvidence, s.natEvidence(n, before[n], client.IP, port))
+		ev := s.natEvidence(n, before[n], client.IP, port)
+		if ev.Err != nil {
+			run.Report.Notes, run.Report.Failed = append(run.Report.Notes, ev.Err.Error()), true
+		}
+		run.NATEvidence = append(run.NATEvidence, ev)
 	}
 	switch {
 	case w.Expect == "drop" && run.TrafficErr == nil:
@@ -677,6 +684,8 @@ func (s *Session) natEvidence(node, before string, client netip.Addr, port uint1
 	ev := NATEvidence{Node: node}
 	if after, err := s.natSave(node); err == nil {
 		ev.Chains = traversalOrder(movedChains(before, after, "KUBE-"))
+	} else {
+		ev.Err = fmt.Errorf("reading %s's counters: %w", node, err)
 	}
 	h, err := s.NS(node)
 	if err != nil {
