@@ -77,15 +77,10 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	run := &Run{}
 	var status int
 	run.App, status, run.TrafficErr = httpDo(src, client.IP, port, dst, token, trafficTimeout, path)
-	frames, err := caps.Drain()
+	frames, pkts, traces, err := collect(caps, tr)
 	if err != nil {
 		return nil, err
 	}
-	var traces map[string][]*TracedPacket
-	if tr != nil {
-		traces = tr.stop()
-	}
-	pkts := decodeFrames(frames)
 	cl := &walk.Classifier{Proto: "tcp", Token: []byte(token), HTTP: l.Kind == lb.ALB, ClientPort: port}
 	if !cl.HTTP {
 		cl.FindISN(&walk.Expectation{From: client, ClientPort: port}, pkts)
@@ -158,6 +153,20 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	run.Ladder, err = writeLadder(run, w)
 	return run, err
+}
+
+// collect ends a run's observation: its captured frames, also decoded, and with
+// --explain each namespace's traced packets.
+func collect(caps *capture.Set, tr *tracer) ([]capture.Frame, []walk.Packet, map[string][]*TracedPacket, error) {
+	frames, err := caps.Drain()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var traces map[string][]*TracedPacket
+	if tr != nil {
+		traces = tr.stop()
+	}
+	return frames, decodeFrames(frames), traces, nil
 }
 
 func decodeFrames(frames []capture.Frame) []walk.Packet {

@@ -197,15 +197,10 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	case w.Protocol == "udp":
 		run.App, run.TrafficErr = udpEcho(src, port, dst, token, timeout)
 	}
-	frames, err := caps.Drain()
+	frames, pkts, traces, err := collect(caps, tr)
 	if err != nil {
 		return nil, err
 	}
-	var traces map[string][]*TracedPacket
-	if tr != nil {
-		traces = tr.stop()
-	}
-	pkts := decodeFrames(frames)
 	if w.Protocol == "tcp" {
 		cl.FindISN(&walk.Expectation{From: client, ClientPort: port}, pkts)
 	}
