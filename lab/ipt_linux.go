@@ -4,7 +4,6 @@ package lab
 
 import (
 	"strings"
-	"sync"
 
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
@@ -23,19 +22,14 @@ func IptablesFor(backend string) Iptables {
 	return Iptables{"iptables-nft-restore", "iptables-nft-save", "iptables-nft"}
 }
 
-var backends sync.Map // lab name -> backend, from the lab's state
-
 // iptablesOf is the backend of the lab a namespace belongs to, as its state
-// records it (state is written before any namespace exists).
+// records it (state is written before any namespace exists). Reading the
+// small file costs little next to the iptables process it picks.
 func iptablesOf(n *ns.NS) Iptables {
 	lab, _, _ := strings.Cut(strings.TrimPrefix(n.Name, spec.NSPrefix), ".")
-	if b, ok := backends.Load(lab); ok {
-		return IptablesFor(b.(string))
-	}
 	backend := ""
 	if st, err := ReadState(lab); err == nil {
 		backend = st.Iptables
-		backends.Store(lab, backend)
 	}
 	return IptablesFor(backend)
 }

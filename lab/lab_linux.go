@@ -97,7 +97,6 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *State, err erro
 	p := plan.Build(t, name)
 	src, _ := filepath.Abs(t.File)
 	st = &State{Lab: name, Topology: src, Created: time.Now().UTC(), Namespaces: p.NSNames(), Iptables: t.Iptables}
-	backends.Store(name, t.Iptables)
 	if err := os.MkdirAll(StateRoot, 0o755); err != nil {
 		return nil, fmt.Errorf("creating lab state: %w", err)
 	}
@@ -269,7 +268,6 @@ func Down(lab string) (*Removed, error) {
 		return nil, fmt.Errorf("lab %q is not up (no %s)", lab, Dir(lab))
 	}
 	rm := &Removed{}
-	backends.Delete(lab)
 	names, err := ns.List(spec.NSPrefix + lab + ".")
 	if err != nil {
 		return nil, err

@@ -94,7 +94,6 @@ func OpenSession(lab string) (*Session, error) {
 	if st.Iptables != "" { // the backend the rules were written with, even if the file changed since
 		t.Iptables = st.Iptables
 	}
-	backends.Store(lab, t.Iptables)
 	return &Session{Lab: lab, Topo: t, open: map[string]*ns.NS{}}, nil
 }
 

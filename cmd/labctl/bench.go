@@ -54,8 +54,8 @@ func newBench() *cobra.Command {
 				return nil
 			}
 			if services > 0 {
-				if backend != spec.IptablesNFT && backend != spec.IptablesLegacy {
-					return fmt.Errorf("--iptables %q: use nft or legacy", backend)
+				if err := spec.ValidateIptables(backend); err != nil {
+					return fmt.Errorf("--iptables: %w", err)
 				}
 				r, err := lab.BenchKubeProxy(cmd.Context(), services, endpoints, backend)
 				if err != nil {

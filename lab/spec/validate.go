@@ -68,6 +68,14 @@ func ValidateLabName(name string) error {
 	return nil
 }
 
+// ValidateIptables checks an iptables backend name.
+func ValidateIptables(backend string) error {
+	if backend != IptablesNFT && backend != IptablesLegacy {
+		return fmt.Errorf("backend %q: use nft or legacy", backend)
+	}
+	return nil
+}
+
 type validator struct {
 	t    *Topology
 	errs Errors
@@ -90,8 +98,8 @@ func (t *Topology) Validate() Errors {
 	if err := ValidateLabName(t.Name); err != nil {
 		v.add("name", "%v", err)
 	}
-	if t.Iptables != IptablesNFT && t.Iptables != IptablesLegacy {
-		v.add("iptables", "backend %q: use nft or legacy", t.Iptables)
+	if err := ValidateIptables(t.Iptables); err != nil {
+		v.add("iptables", "%v", err)
 	}
 	v.vpc()
 	subnets := v.subnets()
