@@ -132,6 +132,10 @@ type svcPort struct {
 	externallyAccessible bool
 	svc, svl, ext, fw    Chain
 	eps                  []epInfo
+	// plan and chains (what the port declares) depend only on the fields
+	// above; prepareOne fills them last.
+	plan   portPlan
+	chains []Chain
 }
 
 // epInfo is an endpoint with its cached strings and KUBE-SEP chain.
@@ -145,29 +149,72 @@ type epInfo struct {
 // (unknown protocol, port out of range, the same port listed twice).
 var ErrInvalidServicePort = errors.New("invalid service port")
 
-// prepare normalises and sorts the service ports for one sync.
-func prepare(s *settings, in []ServicePort) ([]*svcPort, int, error) {
-	out := make([]*svcPort, 0, len(in))
-	totalEndpoints := 0
+// prepared is the normalised input of one sync.
+type prepared struct {
+	svcs  []*svcPort // sorted by namespace/name, port name, protocol
+	total int        // endpoints over all ports (large-cluster mode)
+	// memo is this sync's inputs with their prepared forms, for the next
+	// sync to reuse once this one is applied; nil without a memo.
+	memo map[portKey]*memoPort
+	// changed holds each Service (namespace/name) with a port whose input
+	// is not in the memo passed to prepare.
+	changed map[string]bool
+}
+
+// portKey identifies a ServicePort across syncs.
+type portKey struct{ namespace, name, portName, protocol string }
+
+// memoPort is one ServicePort input (a deep copy) and its prepared form.
+// A svcPort is never modified after prepareOne, so syncs can share it.
+type memoPort struct {
+	in ServicePort
+	sp *svcPort // nil for a port this family skips
+}
+
+// prepare normalises and sorts the service ports for one sync. With a
+// non-nil memo (a Proxier's), a port whose input equals its memo entry
+// reuses the prepared form instead of hashing its chain names again.
+func prepare(s *settings, in []ServicePort, memo map[portKey]*memoPort) (*prepared, error) {
+	pr := &prepared{svcs: make([]*svcPort, 0, len(in))}
+	if memo != nil {
+		pr.memo = make(map[portKey]*memoPort, len(in))
+		pr.changed = map[string]bool{}
+	}
 	for i := range in {
-		sp, err := prepareOne(s, &in[i])
-		if err != nil {
-			return nil, 0, err
+		var sp *svcPort
+		if memo == nil {
+			var err error
+			if sp, err = prepareOne(s, &in[i]); err != nil {
+				return nil, err
+			}
+		} else {
+			k := portKey{in[i].Namespace, in[i].Name, in[i].PortName, in[i].Protocol}
+			m := memo[k]
+			if m == nil || !m.in.equal(&in[i]) {
+				p, err := prepareOne(s, &in[i])
+				if err != nil {
+					return nil, err
+				}
+				m = &memoPort{in: in[i].clone(), sp: p}
+				pr.changed[in[i].Namespace+"/"+in[i].Name] = true
+			}
+			pr.memo[k], sp = m, m.sp
 		}
 		if sp != nil {
-			out = append(out, sp)
-			totalEndpoints += len(sp.eps)
+			pr.svcs = append(pr.svcs, sp)
+			pr.total += len(sp.eps)
 		}
 	}
+	out := pr.svcs
 	slices.SortFunc(out, func(a, b *svcPort) int {
 		return cmp.Or(cmp.Compare(a.nsn, b.nsn), cmp.Compare(a.portName, b.portName), cmp.Compare(a.proto, b.proto))
 	})
 	for i := 1; i < len(out); i++ {
 		if out[i].spn == out[i-1].spn && out[i].proto == out[i-1].proto {
-			return nil, 0, fmt.Errorf("%w: %s/%s listed twice", ErrInvalidServicePort, out[i].spn, out[i].proto)
+			return nil, fmt.Errorf("%w: %s/%s listed twice", ErrInvalidServicePort, out[i].spn, out[i].proto)
 		}
 	}
-	return out, totalEndpoints, nil
+	return pr, nil
 }
 
 // prepareOne validates one ServicePort; it returns nil for ports kube-proxy
@@ -224,6 +271,8 @@ func prepareOne(s *settings, in *ServicePort) (*svcPort, error) {
 		}
 	}
 	sp.eps = prepareEndpoints(s, spn, proto, in.Endpoints)
+	sp.plan = plan(sp)
+	sp.chains = ownChains(sp, &sp.plan)
 	return sp, nil
 }
 

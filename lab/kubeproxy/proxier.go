@@ -21,10 +21,20 @@ type Proxier struct {
 	// needFullSync is true at start, after a failed restore and after
 	// ForceFullSync (kube-proxy's canary monitor firing).
 	needFullSync bool
+	// noMemo turns the memo off, for tests that compare with and without.
+	noMemo bool
 	// applied maps namespace/name to its nat chain text in the kernel.
 	applied map[string]string
 	// existing are the nat chains believed to be in the kernel.
 	existing map[Chain]struct{}
+	// memo is the input of the last applied sync, per port, with its
+	// prepared form; memoPorts counts each Service's ports in it and
+	// memoLarge is its large-cluster mode. A Service whose input is the
+	// same again is neither prepared nor rendered again: kube-proxy, too,
+	// only rebuilds the chains of Services its change trackers report.
+	memo      map[portKey]*memoPort
+	memoPorts map[string]int
+	memoLarge bool
 }
 
 // SyncResult is one rendered sync.
@@ -40,6 +50,10 @@ type SyncResult struct {
 	NATRules int
 
 	out syncOutput
+	// memo, large and svcs become the Proxier's memo once applied.
+	memo  map[portKey]*memoPort
+	large bool
+	svcs  []*svcPort
 }
 
 // NewProxier validates cfg and returns a Proxier whose first Sync is full.
@@ -54,13 +68,36 @@ func NewProxier(cfg Config) (*Proxier, error) {
 // Sync renders the rules for services against the last applied state. It
 // changes no state; Applied does. The error reports invalid input only.
 func (p *Proxier) Sync(services []ServicePort) (*SyncResult, error) {
-	svcs, total, err := prepare(p.s, services)
+	memo := p.memo
+	if memo == nil || p.noMemo {
+		memo = map[portKey]*memoPort{}
+	}
+	pr, err := prepare(p.s, services, memo)
 	if err != nil {
 		return nil, err
 	}
 	full := p.needFullSync
-	out := newRenderer(p.s, len(svcs), total).run(svcs, syncInput{full: full, prev: p.applied, existing: p.existing, keepState: true})
-	return &SyncResult{Payload: out.payload, Full: full, DeletedChains: out.deleted, NATRules: out.natRules, out: out}, nil
+	large := pr.total > largeClusterEndpointsThreshold
+	in := syncInput{full: full, prev: p.applied, existing: p.existing, keepState: true}
+	rendered, renderedEndpoints := len(pr.svcs), pr.total
+	if !full && !p.noMemo && p.memo != nil && large == p.memoLarge {
+		ports := make(map[string]int, len(p.memoPorts))
+		for _, sp := range pr.svcs {
+			ports[sp.nsn]++
+		}
+		in.unchanged = func(nsn string, n int) bool {
+			return !pr.changed[nsn] && p.memoPorts[nsn] == n
+		}
+		rendered, renderedEndpoints = 0, 0
+		for _, sp := range pr.svcs {
+			if !in.unchanged(sp.nsn, ports[sp.nsn]) {
+				rendered, renderedEndpoints = rendered+1, renderedEndpoints+len(sp.eps)
+			}
+		}
+	}
+	out := newRenderer(p.s, len(pr.svcs), pr.total, rendered, renderedEndpoints).run(pr.svcs, in)
+	return &SyncResult{Payload: out.payload, Full: full, DeletedChains: out.deleted, NATRules: out.natRules,
+		out: out, memo: pr.memo, large: large, svcs: pr.svcs}, nil
 }
 
 // Applied records the outcome of restoring r.Payload. With err == nil the
@@ -73,6 +110,11 @@ func (p *Proxier) Applied(r *SyncResult, err error) {
 	}
 	p.needFullSync = false
 	p.applied = r.out.content
+	p.memo, p.memoLarge = r.memo, r.large
+	p.memoPorts = make(map[string]int, len(r.svcs))
+	for _, sp := range r.svcs {
+		p.memoPorts[sp.nsn]++
+	}
 	for _, c := range r.out.written {
 		p.existing[c] = struct{}{}
 	}

@@ -21,11 +21,11 @@ func Render(cfg Config, services []ServicePort) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	svcs, total, err := prepare(s, services)
+	pr, err := prepare(s, services, nil)
 	if err != nil {
 		return nil, err
 	}
-	out := newRenderer(s, len(svcs), total).run(svcs, syncInput{full: true})
+	out := newRenderer(s, len(pr.svcs), pr.total, len(pr.svcs), pr.total).run(pr.svcs, syncInput{full: true})
 	return out.payload, nil
 }
 
@@ -43,6 +43,10 @@ type syncInput struct {
 	// keepState asks for syncOutput.content and written (a Proxier needs
 	// them; a one-off Render does not).
 	keepState bool
+	// unchanged, if set on a partial sync, reports a Service whose ports
+	// (given their number) all have the input of the last applied sync, so
+	// its chains are known to equal prev without rendering them.
+	unchanged func(nsn string, ports int) bool
 }
 
 // syncOutput is a rendered sync plus the state it leaves once applied.
@@ -57,6 +61,8 @@ type syncOutput struct {
 	// natRules is the number of nat rules written (kube-proxy's
 	// sync_proxy_rules_iptables_last{table="nat"}).
 	natRules int
+	// reused counts Services taken from the memo without rendering.
+	reused int
 }
 
 // renderer holds the four buffers of one sync, as proxier.go does.
@@ -71,19 +77,22 @@ type renderer struct {
 	probs        []string
 }
 
-func newRenderer(s *settings, services, totalEndpoints int) *renderer {
+// newRenderer sizes the buffers from measured output (about 320 bytes of
+// always-written nat rules per service port, 500 more for its own chains
+// and 350 per endpoint, 35 bytes per chain line) so a big sync does not
+// spend its time growing them, nor a partial one clearing a full sync's
+// worth of memory. rendered counts the ports (and their endpoints) whose
+// own chains will be written.
+func newRenderer(s *settings, services, totalEndpoints, rendered, renderedEndpoints int) *renderer {
 	r := &renderer{
 		s:            s,
 		active:       make(map[Chain]struct{}, 2*services+totalEndpoints),
 		largeCluster: totalEndpoints > largeClusterEndpointsThreshold,
 	}
-	// Size the buffers from measured output (about 800 bytes of nat rules
-	// per service port plus 350 per endpoint, 35 bytes per chain line) so a
-	// big sync does not spend its time growing them.
 	r.filterChains.b = make([]byte, 0, 256)
 	r.filterRules.b = make([]byte, 0, 1024+32*services)
-	r.natChains.b = make([]byte, 0, 256+70*services+35*totalEndpoints)
-	r.natRules.b = make([]byte, 0, 1024+800*services+350*totalEndpoints)
+	r.natChains.b = make([]byte, 0, 256+70*rendered+35*renderedEndpoints)
+	r.natRules.b = make([]byte, 0, 1024+320*services+500*rendered+350*renderedEndpoints)
 	return r
 }
 
@@ -111,6 +120,16 @@ func (r *renderer) run(svcs []*svcPort, in syncInput) syncOutput {
 // KUBE-NODEPORTS and filter rules are always written; on a partial sync the
 // Service's own chains are cut back out if they equal the last applied ones.
 func (r *renderer) service(ports []*svcPort, in syncInput, out *syncOutput) {
+	nsn := ports[0].nsn
+	prev, had := in.prev[nsn]
+	if !in.full && had && in.unchanged != nil && in.unchanged(nsn, len(ports)) {
+		for _, sp := range ports {
+			r.unchangedPort(sp)
+		}
+		out.content[nsn] = prev
+		out.reused++
+		return
+	}
 	var declSpans, ruleSpans []span
 	var declared []Chain
 	for _, sp := range ports {
@@ -119,8 +138,6 @@ func (r *renderer) service(ports []*svcPort, in syncInput, out *syncOutput) {
 		ruleSpans = append(ruleSpans, rl)
 		declared = append(declared, chains...)
 	}
-	nsn := ports[0].nsn
-	prev, had := in.prev[nsn]
 	if !in.full && had && r.sameContent(prev, declSpans, ruleSpans) {
 		r.natChains.cut(declSpans)
 		r.natRules.cut(ruleSpans)

@@ -330,7 +330,7 @@ func TestRenderRejectsInvalidInputAndSkipsHeadlessServices(t *testing.T) {
 }
 
 func TestProbabilityUsesKubeProxyFormatting(t *testing.T) {
-	r := newRenderer(&settings{}, 0, 0)
+	r := newRenderer(&settings{}, 0, 0, 0, 0)
 	for n, want := range map[int]string{1: "1.0000000000", 2: "0.5000000000", 3: "0.3333333333", 7: "0.1428571429", 1001: "0.0009990010"} {
 		if got := r.probability(n); got != want {
 			t.Errorf("probability(%d) = %q, want %q", n, got, want)

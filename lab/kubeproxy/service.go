@@ -64,37 +64,63 @@ func plan(sp *svcPort) portPlan {
 // own chain declarations and rules (what a partial sync may leave out) and
 // the chains it declared.
 func (r *renderer) servicePort(sp *svcPort) (decl, rules span, declared []Chain) {
-	p := plan(sp)
-	r.dispatch(sp, &p)
+	p := &sp.plan
+	r.dispatch(sp, p)
 
 	decl, rules = r.natChains.mark(), r.natRules.mark()
-	declare := func(c Chain) {
+	for _, c := range sp.chains {
 		r.natChains.chainLine(c)
 		r.active[c] = struct{}{}
-		declared = append(declared, c)
 	}
-	r.internalMasquerade(sp, &p)
+	r.internalMasquerade(sp, p)
 	if p.usesExternalChain {
-		declare(sp.ext)
-		r.externalChain(sp, &p)
+		r.externalChain(sp, p)
 	}
 	if p.usesFWChain {
-		declare(sp.fw)
 		r.firewallChain(sp)
 	}
 	if p.usesClusterPolicyChain {
-		declare(sp.svc)
 		r.serviceToEndpoints(sp, sp.svc, p.c.cluster)
 	}
 	if p.usesLocalPolicyChain {
-		declare(sp.svl)
 		r.serviceToEndpoints(sp, sp.svl, p.c.local)
 	}
 	for _, ep := range p.c.all {
-		declare(ep.chain)
 		r.endpointChain(sp, ep)
 	}
-	return r.natChains.close(decl), r.natRules.close(rules), declared
+	return r.natChains.close(decl), r.natRules.close(rules), sp.chains
+}
+
+// unchangedPort is servicePort for a port whose input equals the one last
+// applied: only the always-rewritten rules are written, and its own chains,
+// already in the kernel, are kept active (not deleted as stale).
+func (r *renderer) unchangedPort(sp *svcPort) {
+	r.dispatch(sp, &sp.plan)
+	for _, c := range sp.chains {
+		r.active[c] = struct{}{}
+	}
+}
+
+// ownChains are the chains a port declares, in kube-proxy's order: EXT,
+// FW, SVC, SVL, then one SEP per endpoint used.
+func ownChains(sp *svcPort, p *portPlan) []Chain {
+	chains := make([]Chain, 0, 4+len(p.c.all))
+	if p.usesExternalChain {
+		chains = append(chains, sp.ext)
+	}
+	if p.usesFWChain {
+		chains = append(chains, sp.fw)
+	}
+	if p.usesClusterPolicyChain {
+		chains = append(chains, sp.svc)
+	}
+	if p.usesLocalPolicyChain {
+		chains = append(chains, sp.svl)
+	}
+	for _, ep := range p.c.all {
+		chains = append(chains, ep.chain)
+	}
+	return chains
 }
 
 // dispatch writes the always-rewritten rules of a port: the KUBE-SERVICES

@@ -3,6 +3,7 @@ package kubeproxy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 )
 
@@ -89,6 +90,30 @@ func (e Endpoint) String() string {
 // String is the port's ServicePortName, "namespace/name:port".
 func (sp *ServicePort) String() string {
 	return ServicePortName(sp.Namespace, sp.Name, sp.PortName)
+}
+
+// equal reports whether two ServicePorts would render the same rules; every
+// field counts (TestServicePortEqualSeesEveryField keeps it so).
+func (sp *ServicePort) equal(o *ServicePort) bool {
+	return sp.Namespace == o.Namespace && sp.Name == o.Name && sp.PortName == o.PortName &&
+		sp.Protocol == o.Protocol && sp.ClusterIP == o.ClusterIP && sp.Port == o.Port &&
+		sp.NodePort == o.NodePort && slices.Equal(sp.ExternalIPs, o.ExternalIPs) &&
+		slices.Equal(sp.LoadBalancerIPs, o.LoadBalancerIPs) &&
+		slices.Equal(sp.LoadBalancerSourceRanges, o.LoadBalancerSourceRanges) &&
+		sp.ExternalPolicyLocal == o.ExternalPolicyLocal && sp.InternalPolicyLocal == o.InternalPolicyLocal &&
+		sp.SessionAffinityClientIP == o.SessionAffinityClientIP && sp.StickyMaxAgeSeconds == o.StickyMaxAgeSeconds &&
+		sp.HealthCheckNodePort == o.HealthCheckNodePort && slices.Equal(sp.Endpoints, o.Endpoints)
+}
+
+// clone is a deep copy, so a caller changing its slices later cannot change
+// what a Proxier remembers.
+func (sp *ServicePort) clone() ServicePort {
+	c := *sp
+	c.ExternalIPs = slices.Clone(sp.ExternalIPs)
+	c.LoadBalancerIPs = slices.Clone(sp.LoadBalancerIPs)
+	c.LoadBalancerSourceRanges = slices.Clone(sp.LoadBalancerSourceRanges)
+	c.Endpoints = slices.Clone(sp.Endpoints)
+	return c
 }
 
 // externallyAccessible mirrors BaseServicePortInfo.ExternallyAccessible.
