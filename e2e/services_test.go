@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/kubeproxy"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
@@ -84,11 +85,24 @@ var _ = Describe("clusterip (walks B1, B2, B4)", Ordered, Label("services"), fun
 		run := passes(s, "B4")
 		c := run.Churn.Change
 		Expect(c.Started.IP).NotTo(Equal(c.Deleted.IP))
+		// kube-proxy's partial sync: only web's chains, and the deleted
+		// pod's KUBE-SEP chain removed from the kernel.
+		svc := kubeproxy.ServicePortChainName("default/web:http", "tcp")
+		oldSEP := kubeproxy.ServicePortEndpointChainName("default/web:http", "tcp", c.Deleted.IP.String()+":80")
+		newSEP := kubeproxy.ServicePortEndpointChainName("default/web:http", "tcp", c.Started.IP.String()+":80")
+		Expect(c.Syncs).To(HaveLen(3))
+		for _, sy := range c.Syncs {
+			Expect(sy.Full).To(BeFalse(), sy.Node)
+			Expect(sy.Written).To(ContainElements(svc, newSEP), sy.Node)
+			Expect(sy.Written).To(HaveLen(4), "%s: web's SVC and its three SEPs, nothing of kube-dns", sy.Node)
+			Expect(sy.Deleted).To(Equal([]kubeproxy.Chain{oldSEP}), sy.Node)
+		}
 		for _, n := range []string{"node51", "node71", "node81"} {
 			save, err := exec.Command("ip", "netns", "exec", spec.NSName(labPrefix+"cip", n), "iptables-save", "-t", "nat").CombinedOutput()
 			Expect(err).NotTo(HaveOccurred())
 			Expect(string(save)).To(ContainSubstring("--to-destination "+c.Started.IP.String()+":80"), n)
 			Expect(string(save)).NotTo(ContainSubstring("--to-destination "+c.Deleted.IP.String()+":80"), n)
+			Expect(string(save)).NotTo(ContainSubstring(string(oldSEP)), n)
 		}
 		gone := spec.NSName(labPrefix+"cip", c.Deleted.Name)
 		Expect(ns.Path(gone)).NotTo(BeAnExistingFile(), "the deleted pod's namespace")

@@ -95,18 +95,42 @@ func baseline(ctx context.Context, p *plan.Plan) (time.Duration, time.Duration, 
 }
 
 // ProxyBenchResult is kube-proxy's cost on one node: a full render and
-// restore of many Services, then a re-apply after one endpoint changed.
+// restore of many Services, then re-applies after one endpoint changed.
 type ProxyBenchResult struct {
+	Backend                    string
 	Services, Endpoints, Rules int
 	PayloadBytes               int
 	Render, Apply              time.Duration
-	PartialRender, PartialApp  time.Duration
-	PartialBytes               int
+	// Partial are the one-endpoint syncs (render + restore each), one per
+	// changed Service; PartialBytes is the payload of the last one.
+	Partial      []PartialSync
+	PartialBytes int
+	// Floor is the median restore of the smallest real change, one
+	// one-rule chain rewritten: the backend's fixed cost of any sync at
+	// this size (legacy fetches and replaces the whole table).
+	Floor time.Duration
+}
+
+// PartialSync is one timed one-endpoint sync.
+type PartialSync struct{ Render, Apply time.Duration }
+
+// Total is render plus restore.
+func (p PartialSync) Total() time.Duration { return p.Render + p.Apply }
+
+// PartialStats are the minimum, median and maximum of the partial syncs'
+// totals, and the median render and restore.
+func (r *ProxyBenchResult) PartialStats() (lo, med, hi, render, apply time.Duration) {
+	var totals, renders, applies []time.Duration
+	for _, p := range r.Partial {
+		totals, renders, applies = append(totals, p.Total()), append(renders, p.Render), append(applies, p.Apply)
+	}
+	return slices.Min(totals), median(totals), slices.Max(totals), median(renders), median(applies)
 }
 
 // BenchKubeProxy renders services x endpoints on a one-node lab and applies
-// them with one iptables-restore, then changes one endpoint and re-applies
-// kube-proxy's partial sync.
+// them with one iptables-restore, then changes one endpoint of a different
+// Service partialRuns times and re-applies kube-proxy's partial sync each
+// time, then measures the restore of an empty change.
 func BenchKubeProxy(ctx context.Context, services, endpoints int, backend string) (*ProxyBenchResult, error) {
 	t, err := spec.Generate("bench-kp", 1, 0, 1)
 	if err != nil {
@@ -136,7 +160,7 @@ func BenchKubeProxy(ctx context.Context, services, endpoints int, backend string
 	if err != nil {
 		return nil, err
 	}
-	r := &ProxyBenchResult{Services: services, Endpoints: endpoints}
+	r := &ProxyBenchResult{Backend: backend, Services: services, Endpoints: endpoints}
 	start := time.Now()
 	full, err := p.Sync(svcs)
 	if err != nil {
@@ -151,30 +175,53 @@ func BenchKubeProxy(ctx context.Context, services, endpoints int, backend string
 	}
 	r.Apply = time.Since(start)
 
-	// One endpoint change, five times over different Services: the median
+	// One endpoint change at a time, each in another Service: the median
 	// is the figure, so one slow run of a 2-core machine does not decide it.
-	var renders, applies []time.Duration
-	for k := 0; k < partialRuns; k++ {
-		svcs[(services/2+k*37)%services].Endpoints[0].IP = netip.AddrFrom4([4]byte{10, 9, 9, byte(k)})
+	for k := 0; k < partialRuns && endpoints > 0; k++ {
+		svcs[(services/2+k*37)%services].Endpoints[0].IP = netip.AddrFrom4([4]byte{10, 9, byte(k >> 8), byte(k)})
 		start = time.Now()
 		part, err := p.Sync(svcs)
 		if err != nil {
 			return nil, err
 		}
-		renders, r.PartialBytes = append(renders, time.Since(start)), len(part.Payload)
+		rendered := time.Since(start)
+		if part.Full {
+			return nil, fmt.Errorf("sync %d after one endpoint change was full, not partial", k+1)
+		}
+		r.PartialBytes = len(part.Payload)
 		start = time.Now()
 		err = restore(h, string(part.Payload), true)
 		p.Applied(part, err)
 		if err != nil {
 			return nil, err
 		}
-		applies = append(applies, time.Since(start))
+		r.Partial = append(r.Partial, PartialSync{Render: rendered, Apply: time.Since(start)})
 	}
-	r.PartialRender, r.PartialApp = median(renders), median(applies)
+	// The smallest real change: KUBE-MARK-MASQ rewritten with its own rule.
+	// (A restore that changes nothing would not even commit with legacy.)
+	var mark string
+	for _, l := range strings.Split(string(full.Payload), "\n") {
+		if strings.HasPrefix(l, "-A KUBE-MARK-MASQ ") {
+			mark = l
+		}
+	}
+	if mark == "" {
+		return nil, fmt.Errorf("no KUBE-MARK-MASQ rule in the payload")
+	}
+	var floors []time.Duration
+	for range 5 {
+		start = time.Now()
+		if err := restore(h, "*nat\n:KUBE-MARK-MASQ - [0:0]\n"+mark+"\nCOMMIT\n", true); err != nil {
+			return nil, err
+		}
+		floors = append(floors, time.Since(start))
+	}
+	r.Floor = median(floors)
 	return r, nil
 }
 
-const partialRuns = 5
+// partialRuns is how many one-endpoint syncs a benchmark times.
+const partialRuns = 11
 
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)

@@ -30,6 +30,8 @@ type PodChange struct {
 	Deleted, Started spec.Pod
 	// Synced is how long the endpoints and every node's rules took to follow.
 	Synced time.Duration
+	// Syncs are kube-proxy's syncs, one per node.
+	Syncs []NodeSync
 }
 
 // DeletePod removes a pod as `kubectl delete pod` would: its Deployment
@@ -52,11 +54,13 @@ func DeletePod(lab, pod string) (*PodChange, error) {
 	// Record first: if we die half-way, down still finds every namespace by
 	// its prefix, and a reload of the lab sees the intended pods.
 	st.Churn.Deleted = append(st.Churn.Deleted, gone.Name)
+	st.Churn.Released = append(st.Churn.Released, gone.IP)
 	st.Churn.Added = append(st.Churn.Added, repl)
 	st.Namespaces = append(st.Namespaces, spec.NSName(lab, repl.Name))
 	if err := st.write(); err != nil {
 		return nil, err
 	}
+	before := cluster.Endpoints(t)
 	t.ApplyChurn(spec.Churn{Deleted: []string{gone.Name}, Added: []spec.Pod{repl}})
 	if err := startPod(t, lab, repl.Name); err != nil {
 		return nil, err
@@ -64,7 +68,8 @@ func DeletePod(lab, pod string) (*PodChange, error) {
 	if _, err := writeResolvConf(t, lab, repl); err != nil {
 		return nil, err
 	}
-	if err := SyncKubeProxy(t, lab); err != nil {
+	syncs, err := SyncKubeProxy(t, lab, before)
+	if err != nil {
 		return nil, err
 	}
 	synced := time.Since(start)
@@ -80,7 +85,7 @@ func DeletePod(lab, pod string) (*PodChange, error) {
 	if err := st.write(); err != nil {
 		return nil, err
 	}
-	return &PodChange{Deleted: *gone, Started: repl, Synced: synced}, nil
+	return &PodChange{Deleted: *gone, Started: repl, Synced: synced, Syncs: syncs}, nil
 }
 
 // startPod creates one pod in a running lab, as the VPC CNI's ADD would.
@@ -146,30 +151,53 @@ func stopPod(lab string, pod spec.Pod) error {
 	return nil
 }
 
-// SyncKubeProxy is kube-proxy's full sync on every node after a change:
-// the current chains are read back with iptables-save, and one
-// iptables-restore --noflush rewrites every KUBE chain and deletes stale ones.
-func SyncKubeProxy(t *spec.Topology, lab string) error {
+// NodeSync is what kube-proxy did on one node after a change.
+type NodeSync struct {
+	Node string
+	// Full is true when the partial restore failed and kube-proxy fell back
+	// to rewriting every chain, as upstream does after a failed restore.
+	Full  bool
+	Bytes int
+	// Written are the per-Service chains the payload (re)wrote; Deleted
+	// the stale ones it removed with -X.
+	Written, Deleted []kubeproxy.Chain
+}
+
+// SyncKubeProxy is kube-proxy's sync on every node after the Services'
+// endpoints changed from before to those of t. A running kube-proxy has
+// before applied, so each node's Proxier is primed with it (no restore)
+// and the change is a partial sync (KEP-3453): the top-level chains, the
+// changed Services' chains, and -X for chains no longer used. Chains that
+// iptables-save shows beyond those are leftovers, and are deleted too.
+func SyncKubeProxy(t *spec.Topology, lab string, before []cluster.ServicePort) ([]NodeSync, error) {
 	sps := cluster.Endpoints(t)
+	var out []NodeSync
 	for _, n := range t.Nodes {
 		h, err := ns.Open(spec.NSName(lab, n.Name))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		err = syncNode(h, t, n.Name, sps)
+		s, err := syncNode(h, t, n.Name, before, sps)
 		h.Close()
 		if err != nil {
-			return err
+			return nil, err
 		}
+		out = append(out, s)
 	}
-	return nil
+	return out, nil
 }
 
-func syncNode(h *ns.NS, t *spec.Topology, node string, sps []cluster.ServicePort) error {
+func syncNode(h *ns.NS, t *spec.Topology, node string, before, after []cluster.ServicePort) (NodeSync, error) {
+	s := NodeSync{Node: node}
 	p, err := kubeproxy.NewProxier(cluster.ProxyConfig(t, node))
 	if err != nil {
-		return err
+		return s, err
 	}
+	primed, err := p.Sync(cluster.ProxyServices(before, node))
+	if err != nil {
+		return s, err
+	}
+	p.Applied(primed, nil)
 	var save bytes.Buffer
 	err = h.Do(func() error {
 		cmd := exec.Command(iptablesOf(h).Save, "-t", "nat")
@@ -177,14 +205,26 @@ func syncNode(h *ns.NS, t *spec.Topology, node string, sps []cluster.ServicePort
 		return cmd.Run()
 	})
 	if err != nil {
-		return fmt.Errorf("iptables-save in %s: %w", h.Name, err)
+		return s, fmt.Errorf("iptables-save in %s: %w", h.Name, err)
 	}
 	p.SetExistingChains(kubeproxy.ChainsFromSave(save.Bytes(), kubeproxy.TableNAT))
-	res, err := p.Sync(cluster.ProxyServices(sps, node))
+	services := cluster.ProxyServices(after, node)
+	res, err := p.Sync(services)
 	if err != nil {
-		return err
+		return s, err
 	}
-	return restore(h, string(res.Payload), true)
+	if err := restore(h, string(res.Payload), true); err != nil {
+		// kube-proxy counts a failed partial restore and retries in full.
+		p.Applied(res, err)
+		if res, err = p.Sync(services); err != nil {
+			return s, err
+		}
+		if err := restore(h, string(res.Payload), true); err != nil {
+			return s, err
+		}
+	}
+	s.Full, s.Bytes, s.Written, s.Deleted = res.Full, len(res.Payload), res.WrittenChains, res.DeletedChains
+	return s, nil
 }
 
 // agentSocket is where the app server takes commands.

@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/kubeproxy"
 )
 
 func newPod() *cobra.Command {
@@ -51,8 +54,39 @@ func newPod() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pod %s (%s) deleted; %s (%s) started on %s; endpoints and rules followed in %v\n",
 				ch.Deleted.Name, ch.Deleted.IP, ch.Started.Name, ch.Started.IP, ch.Started.Node, ch.Synced)
+			printNodeSyncs(cmd.OutOrStdout(), "", ch.Syncs)
 			return nil
 		},
 	})
 	return c
+}
+
+// printNodeSyncs says what kube-proxy rewrote on each node after a change.
+func printNodeSyncs(w io.Writer, indent string, syncs []lab.NodeSync) {
+	names := func(cs []kubeproxy.Chain) string {
+		const most = 6
+		var ss []string
+		for i, c := range cs {
+			if i == most {
+				ss = append(ss, fmt.Sprintf("and %d more", len(cs)-most))
+				break
+			}
+			ss = append(ss, string(c))
+		}
+		return strings.Join(ss, ", ")
+	}
+	for _, s := range syncs {
+		kind := "partial sync"
+		if s.Full {
+			kind = "full sync (the partial restore failed)"
+		}
+		fmt.Fprintf(w, "%skube-proxy on %s: %s, %d bytes", indent, s.Node, kind, s.Bytes)
+		if len(s.Written) > 0 {
+			fmt.Fprintf(w, "; rewrote %s", names(s.Written))
+		}
+		if len(s.Deleted) > 0 {
+			fmt.Fprintf(w, "; deleted %s", names(s.Deleted))
+		}
+		fmt.Fprintln(w)
+	}
 }

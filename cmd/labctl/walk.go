@@ -143,6 +143,7 @@ func printChurn(w io.Writer, wk spec.Walk, c *lab.Churn) {
 		fmt.Fprintf(w, "  deleted %s (%s); its Deployment started %s (%s) on %s\n", c.Change.Deleted.Name, c.Change.Deleted.IP,
 			c.Change.Started.Name, c.Change.Started.IP, c.Change.Started.Node)
 		fmt.Fprintf(w, "  endpoints and every node's rules followed in %v\n", c.Change.Synced.Round(time.Millisecond))
+		printNodeSyncs(w, "  ", c.Change.Syncs)
 	}
 	fmt.Fprintf(w, "  answers before: %v\n  answers after:  %v\n", c.Before, c.After)
 	if c.Failures > 0 {

@@ -43,6 +43,9 @@ type SyncResult struct {
 	Payload []byte
 	// Full is true for a full sync, which rewrites every chain.
 	Full bool
+	// WrittenChains are the per-Service chains Payload declares and fills:
+	// every one on a full sync, the changed Services' on a partial one.
+	WrittenChains []Chain
 	// DeletedChains are the stale chains Payload deletes with -X.
 	DeletedChains []Chain
 	// NATRules is the number of nat rules in Payload (kube-proxy's
@@ -96,7 +99,7 @@ func (p *Proxier) Sync(services []ServicePort) (*SyncResult, error) {
 		}
 	}
 	out := newRenderer(p.s, len(pr.svcs), pr.total, rendered, renderedEndpoints).run(pr.svcs, in)
-	return &SyncResult{Payload: out.payload, Full: full, DeletedChains: out.deleted, NATRules: out.natRules,
+	return &SyncResult{Payload: out.payload, Full: full, WrittenChains: out.written, DeletedChains: out.deleted, NATRules: out.natRules,
 		out: out, memo: pr.memo, large: large, svcs: pr.svcs}, nil
 }
 

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -11,6 +12,11 @@ import (
 type Churn struct {
 	Deleted []string `json:"deleted,omitempty"`
 	Added   []Pod    `json:"added,omitempty"`
+	// Released are the deleted pods' addresses. The VPC CNI keeps a
+	// released IP out of use for a cooldown (IP_COOLDOWN_PERIOD, 30 s); the
+	// lab never hands one out again, so a replacement never looks like the
+	// pod it replaced.
+	Released []netip.Addr `json:"released,omitempty"`
 }
 
 // ApplyChurn removes deleted pods and adds their replacements.
@@ -58,6 +64,9 @@ func (t *Topology) Replacement(gone Pod, c Churn) (Pod, error) {
 		used[p.IP] = true
 	}
 	used[gone.IP] = true
+	for _, ip := range c.Released {
+		used[ip] = true
+	}
 	r := gone
 	for i := 0; ; i++ {
 		if n := ReplicaName(gone.Namespace, deploy, i); !names[n] {

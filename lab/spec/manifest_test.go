@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -153,5 +154,36 @@ func TestReplacementGetsTheNextNameAndANewAddress(t *testing.T) {
 	}
 	if _, err := top.Replacement(*top.Pod("client"), Churn{}); err == nil {
 		t.Error("a pod of no Deployment was replaced")
+	}
+}
+
+func TestReplacementNeverReusesAReleasedAddress(t *testing.T) {
+	// Replacing the replacement: the first pod's address is free again in
+	// the topology, but the VPC CNI's cooldown keeps it out of use.
+	top, err := parse(t, lab+deploy+svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gone Pod
+	for _, p := range top.Pods {
+		if p.Manifest != "" && p.Namespace == "default" {
+			gone = p
+			break
+		}
+	}
+	var c Churn
+	seen := map[netip.Addr]string{gone.IP: gone.Name}
+	for range 3 {
+		r, err := top.Replacement(gone, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := seen[r.IP]; ok {
+			t.Fatalf("replacement %s got %s, which %s held", r.Name, r.IP, prev)
+		}
+		seen[r.IP] = r.Name
+		c.Deleted, c.Added, c.Released = append(c.Deleted, gone.Name), append(c.Added, r), append(c.Released, gone.IP)
+		top.ApplyChurn(c)
+		gone = r
 	}
 }
