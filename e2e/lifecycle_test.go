@@ -160,6 +160,20 @@ var _ = Describe("labctl down after a crash", Label("lifecycle"), func() {
 		expectNothingLeft(name)
 	})
 
+	It("status reports the app server running, and not running once it died", func() {
+		name := labPrefix + "status"
+		up("pod-networking", name)
+		st, err := lab.ReadState(name)
+		Expect(err).NotTo(HaveOccurred())
+		out, code := run(nil, "status", "--lab", name)
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(ContainSubstring(fmt.Sprintf("lab %s: up; iptables nft; app server running, pid %d", name, st.AgentPID)))
+		Expect(syscall.Kill(st.AgentPID, syscall.SIGKILL)).To(Succeed())
+		Eventually(func() bool { return lab.AgentRunning(name, st.AgentPID) }).Should(BeFalse())
+		out, _ = run(nil, "status", "--lab", name)
+		Expect(out).To(ContainSubstring(fmt.Sprintf("app server NOT running (was pid %d)", st.AgentPID)))
+	})
+
 	It("never removes namespaces it did not make", func() {
 		foreign := spec.NSPrefix + labPrefix + "foreign.x"
 		Expect(exec.Command("ip", "netns", "add", foreign).Run()).To(Succeed())

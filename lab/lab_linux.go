@@ -326,10 +326,7 @@ func killProcesses(names []string, agentArgs string) []int {
 			continue
 		}
 		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		args := strings.SplitN(string(cmdline), "\x00", 2)
-		isAgent := agentArgs != "" && len(args) == 2 && strings.TrimRight(args[1], "\x00") == agentArgs
-		if inodes[link] || isAgent {
+		if inodes[link] || (agentArgs != "" && hasArgs(pid, agentArgs)) {
 			victims = append(victims, pid)
 		}
 	}
@@ -349,6 +346,21 @@ func killProcesses(names []string, agentArgs string) []int {
 		}
 	}
 	return victims
+}
+
+// hasArgs reports whether process pid runs with these arguments after
+// argv[0] (NUL-separated), whatever the binary's path.
+func hasArgs(pid int, args string) bool {
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	parts := strings.SplitN(string(cmdline), "\x00", 2)
+	return len(parts) == 2 && strings.TrimRight(parts[1], "\x00") == args
+}
+
+// AgentRunning reports whether the lab's app server, recorded in its state
+// as pid, is still running. Walks need it: it plays the pods' apps, DNS,
+// kube-proxy's health servers and the ALB.
+func AgentRunning(lab string, pid int) bool {
+	return pid > 0 && hasArgs(pid, strings.Join(AgentArgs(lab), "\x00"))
 }
 
 // Strays are namespaces that carry the lab prefix but belong to no lab with

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/spec"
 )
 
 func newStatus() *cobra.Command {
@@ -26,6 +28,9 @@ func newStatus() *cobra.Command {
 			st, err := lab.ReadState(l)
 			if err != nil {
 				return err
+			}
+			if len(args) == 0 {
+				printLabHeader(cmd.OutOrStdout(), l, st)
 			}
 			want := map[string]bool{}
 			for _, a := range args {
@@ -77,4 +82,25 @@ func operState(l netlink.Link) string {
 		return "down"
 	}
 	return l.Attrs().OperState.String()
+}
+
+// printLabHeader says whether the lab is complete, its iptables backend,
+// and whether its app server still runs (walks need it).
+func printLabHeader(w io.Writer, l string, st *lab.State) {
+	state := "up"
+	if !st.Complete {
+		state = "incomplete (an up was interrupted; labctl down " + l + " removes it)"
+	}
+	backend := st.Iptables
+	if backend == "" {
+		backend = spec.IptablesNFT
+	}
+	agent := "not started (up --no-apps)"
+	switch {
+	case lab.AgentRunning(l, st.AgentPID):
+		agent = fmt.Sprintf("running, pid %d, log %s", st.AgentPID, lab.AgentLog(l))
+	case st.AgentPID > 0:
+		agent = fmt.Sprintf("NOT running (was pid %d); walks that need the pods' apps will fail; see %s", st.AgentPID, lab.AgentLog(l))
+	}
+	fmt.Fprintf(w, "lab %s: %s; iptables %s; app server %s\n\n", l, state, backend, agent)
 }
