@@ -5,6 +5,8 @@ package lab
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -32,15 +34,39 @@ type PodChange struct {
 	Synced time.Duration
 	// Syncs are kube-proxy's syncs, one per node.
 	Syncs []NodeSync
+	// Resumed is set when this call finished a delete that an earlier one
+	// left half done (an error, a crash or kill -9 on the way).
+	Resumed bool
 }
+
+// The steps of a pod deletion, recorded in state.json as each one is
+// done, so that a delete that stopped half-way can be resumed.
+const (
+	stepRecorded = "recorded" // the change is in the state; nothing made yet
+	stepStarted  = "started"  // the replacement pod runs
+	stepSynced   = "synced"   // every node's kube-proxy rules follow
+)
 
 // DeletePod removes a pod as `kubectl delete pod` would: its Deployment
 // starts a replacement with a new IP, the endpoints controller and
 // kube-proxy on every node follow, and the app server serves the new pod.
-func DeletePod(lab, pod string) (*PodChange, error) {
+// Each step is recorded before the next begins; if a delete stopped
+// half-way, deleting the same pod again resumes it from its last step.
+func DeletePod(ctx context.Context, lab, pod string) (*PodChange, error) {
 	t, st, err := Load(lab)
 	if err != nil {
 		return nil, err
+	}
+	if pd := st.Churn.Pending; pd != nil {
+		if pd.Deleted.Name != pod {
+			return nil, fmt.Errorf("lab %s: the delete of pod %s stopped half-way (after step %q); run `labctl pod delete %s` to finish it first",
+				lab, pd.Deleted.Name, pd.Step, pd.Deleted.Name)
+		}
+		ch, err := deleteSteps(ctx, t, lab, st)
+		if ch != nil {
+			ch.Resumed = true
+		}
+		return ch, err
 	}
 	gone := t.Pod(pod)
 	if gone == nil {
@@ -50,42 +76,93 @@ func DeletePod(lab, pod string) (*PodChange, error) {
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	// Record first: if we die half-way, down still finds every namespace by
-	// its prefix, and a reload of the lab sees the intended pods.
+	// Record first: if we die half-way, down still finds every namespace in
+	// the state, and the next delete of this pod resumes from the step.
 	st.Churn.Deleted = append(st.Churn.Deleted, gone.Name)
 	st.Churn.Released = append(st.Churn.Released, gone.IP)
 	st.Churn.Added = append(st.Churn.Added, repl)
+	st.Churn.Pending = &spec.PendingDelete{Deleted: *gone, Started: repl, Step: stepRecorded}
 	st.Namespaces = append(st.Namespaces, spec.NSName(lab, repl.Name))
 	if err := st.write(); err != nil {
 		return nil, err
 	}
-	before := cluster.Endpoints(t)
 	t.ApplyChurn(spec.Churn{Deleted: []string{gone.Name}, Added: []spec.Pod{repl}})
-	if err := startPod(t, lab, repl.Name); err != nil {
-		return nil, err
+	return deleteSteps(ctx, t, lab, st)
+}
+
+// deleteSteps does the pending delete's steps from the one after the last
+// recorded. t already has the change applied. Every step can run again
+// after a crash in it: the replacement is rebuilt from nothing, the sync
+// rewrites the changed Services whatever the kernel holds, and stopPod
+// skips what is already gone.
+func deleteSteps(ctx context.Context, t *spec.Topology, lab string, st *State) (*PodChange, error) {
+	pd := st.Churn.Pending
+	ch := &PodChange{Deleted: pd.Deleted, Started: pd.Started}
+	start := time.Now()
+	// step does one step and records it. A kill -9 inside it (or at its
+	// fault point) leaves the previous step recorded, so a resume redoes it;
+	// Ctrl-C stops before the next step, with this one recorded.
+	step := func(name string, do func() error) error {
+		err := ctx.Err()
+		if err == nil {
+			err = do()
+		}
+		if err != nil {
+			return fmt.Errorf("deleting pod %s stopped after step %q: %w (run `labctl pod delete %s` again to resume; `labctl down %s` removes the lab)",
+				pd.Deleted.Name, pd.Step, err, pd.Deleted.Name, lab)
+		}
+		faultPoint(ctx, "pod-"+name)
+		pd.Step = name
+		return st.write()
 	}
-	if _, err := writeResolvConf(t, lab, repl); err != nil {
-		return nil, err
+	if pd.Step == stepRecorded {
+		err := step(stepStarted, func() error {
+			// A crash may have left part of the replacement: start afresh.
+			if err := stopPod(lab, pd.Started); err != nil {
+				return err
+			}
+			if err := startPod(t, lab, pd.Started.Name); err != nil {
+				return err
+			}
+			_, err := writeResolvConf(t, lab, pd.Started)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
-	syncs, err := SyncKubeProxy(t, lab, before)
+	if pd.Step == stepStarted {
+		// The endpoints before the change: the pods of t with the deleted
+		// one instead of its replacement.
+		before := *t
+		before.Pods = append(slices.DeleteFunc(slices.Clone(t.Pods), func(p spec.Pod) bool { return p.Name == pd.Started.Name }), pd.Deleted)
+		err := step(stepSynced, func() error {
+			var err error
+			ch.Syncs, err = SyncKubeProxy(t, lab, cluster.Endpoints(&before))
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		ch.Synced = time.Since(start)
+	}
+	err := step("done", func() error {
+		if err := reloadAgent(lab); err != nil {
+			return err
+		}
+		return stopPod(lab, pd.Deleted)
+	})
 	if err != nil {
-		return nil, err
-	}
-	synced := time.Since(start)
-	if err := reloadAgent(lab); err != nil {
-		return nil, err
-	}
-	if err := stopPod(lab, *gone); err != nil {
 		return nil, err
 	}
 	// The deleted pod's namespace leaves the list only once it is gone, so
 	// down still removes it after a failure on the way.
-	st.Namespaces = slices.DeleteFunc(st.Namespaces, func(n string) bool { return n == spec.NSName(lab, gone.Name) })
+	st.Churn.Pending = nil
+	st.Namespaces = slices.DeleteFunc(st.Namespaces, func(n string) bool { return n == spec.NSName(lab, pd.Deleted.Name) })
 	if err := st.write(); err != nil {
 		return nil, err
 	}
-	return &PodChange{Deleted: *gone, Started: repl, Synced: synced, Syncs: syncs}, nil
+	return ch, nil
 }
 
 // startPod creates one pod in a running lab, as the VPC CNI's ADD would.
@@ -112,7 +189,8 @@ func startPod(t *spec.Topology, lab, pod string) error {
 
 // stopPod removes a pod's namespace and what the VPC CNI's DEL removes on
 // the node: rules 512 and 1536 and the ENI's proxy entry (the /32 route
-// goes with the veth).
+// goes with the veth). What is already gone is skipped, so it also clears
+// a half-made pod.
 func stopPod(lab string, pod spec.Pod) error {
 	name := spec.NSName(lab, pod.Name)
 	killInNamespaces([]string{name})
@@ -145,7 +223,7 @@ func stopPod(lab string, pod spec.Pod) error {
 	}
 	err = node.NL.NeighDel(&netlink.Neigh{LinkIndex: eni.Attrs().Index, Family: unix.AF_INET, Flags: netlink.NTF_PROXY,
 		IP: pod.IP.AsSlice()})
-	if err != nil {
+	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("ip neigh del proxy %s in %s: %w", pod.IP, node.Name, err)
 	}
 	return nil
@@ -299,7 +377,7 @@ func (s *Session) churn(w spec.Walk) (*Run, error) {
 		h.Close()
 		delete(s.open, victim)
 	}
-	if c.Change, err = DeletePod(s.Lab, victim); err != nil {
+	if c.Change, err = DeletePod(context.Background(), s.Lab, victim); err != nil {
 		return nil, err
 	}
 	t, _, err := Load(s.Lab)

@@ -48,9 +48,15 @@ func newPod() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ch, err := lab.DeletePod(l, args[0])
+			ch, err := lab.DeletePod(cmd.Context(), l, args[0])
 			if err != nil {
 				return err
+			}
+			if ch.Resumed {
+				fmt.Fprintf(cmd.OutOrStdout(), "finished the delete of pod %s (%s), which had stopped half-way; %s (%s) runs on %s\n",
+					ch.Deleted.Name, ch.Deleted.IP, ch.Started.Name, ch.Started.IP, ch.Started.Node)
+				printNodeSyncs(cmd.OutOrStdout(), "", ch.Syncs)
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pod %s (%s) deleted; %s (%s) started on %s; endpoints and rules followed in %v\n",
 				ch.Deleted.Name, ch.Deleted.IP, ch.Started.Name, ch.Started.IP, ch.Started.Node, ch.Synced)

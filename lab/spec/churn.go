@@ -17,6 +17,16 @@ type Churn struct {
 	// lab never hands one out again, so a replacement never looks like the
 	// pod it replaced.
 	Released []netip.Addr `json:"released,omitempty"`
+	// Pending is a delete that has not finished all its steps.
+	Pending *PendingDelete `json:"pending,omitempty"`
+}
+
+// PendingDelete is a pod deletion in progress: the pod, its replacement,
+// and the last step done (the lab package names the steps).
+type PendingDelete struct {
+	Deleted Pod    `json:"deleted"`
+	Started Pod    `json:"started"`
+	Step    string `json:"step"`
 }
 
 // ApplyChurn removes deleted pods and adds their replacements.

@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+// webPods are the lab's pods of Deployment default/web, as it is now.
+func webPods(name string) []spec.Pod {
+	GinkgoHelper()
+	t, _, err := lab.Load(name)
+	Expect(err).NotTo(HaveOccurred())
+	var out []spec.Pod
+	for _, p := range t.Pods {
+		if p.Manifest == "Deployment default/web" {
+			out = append(out, p)
+		}
+	}
+	Expect(out).To(HaveLen(3))
+	return out
+}
+
+// expectDeleted checks that pod is gone for good and its replacement
+// took its place: in the state, in the kernel and in every node's rules.
+func expectDeleted(name string, gone spec.Pod) {
+	GinkgoHelper()
+	st, err := lab.ReadState(name)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(st.Churn.Pending).To(BeNil(), "a delete is still pending")
+	Expect(ns.Path(spec.NSName(name, gone.Name))).NotTo(BeAnExistingFile(), "the deleted pod's namespace")
+	Expect(st.Namespaces).NotTo(ContainElement(spec.NSName(name, gone.Name)))
+	for _, p := range webPods(name) {
+		Expect(p.Name).NotTo(Equal(gone.Name))
+		Expect(ns.Path(spec.NSName(name, p.Name))).To(BeAnExistingFile(), p.Name)
+	}
+	for _, n := range []string{"node51", "node71", "node81"} {
+		save, err := exec.Command("ip", "netns", "exec", spec.NSName(name, n), "iptables-save", "-t", "nat").CombinedOutput()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(save)).NotTo(ContainSubstring("--to-destination "+gone.IP.String()+":"), n)
+		for _, p := range webPods(name) {
+			Expect(string(save)).To(ContainSubstring("--to-destination "+p.IP.String()+":80"), n+" has no DNAT to "+p.Name)
+		}
+	}
+}
+
+var _ = Describe("pod delete after a crash", Ordered, Label("services", "lifecycle"), func() {
+	const name = labPrefix + "churn"
+	BeforeAll(func() { up("clusterip", name) })
+
+	for _, step := range []string{"started", "synced", "done"} {
+		It("resumes a delete killed -9 at step "+step+", and the VIP reaches the replacement", func() {
+			gone := webPods(name)[0]
+			out, code := run([]string{"LABCTL_FAULT_AT=pod-" + step}, "pod", "delete", "--lab", name, gone.Name)
+			Expect(code).NotTo(Equal(0), out)
+			st, err := lab.ReadState(name)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(st.Churn.Pending).NotTo(BeNil(), "the killed delete left no record")
+			Expect(st.Churn.Pending.Deleted.Name).To(Equal(gone.Name))
+
+			other := webPods(name)[1]
+			if other.Name == st.Churn.Pending.Started.Name {
+				other = webPods(name)[2]
+			}
+			out, code = run(nil, "pod", "delete", "--lab", name, other.Name)
+			Expect(code).NotTo(Equal(0), "a second delete ran while one was half done:\n"+out)
+			Expect(out).To(ContainSubstring("the delete of pod " + gone.Name + " stopped half-way"))
+
+			out, code = run(nil, "pod", "delete", "--lab", name, gone.Name)
+			Expect(code).To(Equal(0), out)
+			Expect(out).To(ContainSubstring("finished the delete of pod " + gone.Name))
+			expectDeleted(name, gone)
+			out, code = run(nil, "walk", "--lab", name, "B1-spread")
+			Expect(code).To(Equal(0), out)
+		})
+	}
+
+	It("stops a delete interrupted with Ctrl-C, says how to resume, and resumes it", func() {
+		gone := webPods(name)[0]
+		out, code := run([]string{"LABCTL_FAULT_AT=pod-started", "LABCTL_FAULT_SIGNAL=INT"}, "pod", "delete", "--lab", name, gone.Name)
+		Expect(code).NotTo(Equal(0), out)
+		Expect(out).To(ContainSubstring(`stopped after step "started"`))
+		Expect(out).To(ContainSubstring("labctl pod delete " + gone.Name + "` again to resume"))
+		out, code = run(nil, "pod", "delete", "--lab", name, gone.Name)
+		Expect(code).To(Equal(0), out)
+		Expect(strings.Count(out, "partial sync")).To(Equal(3), "every node's rules should follow on resume:\n"+out)
+		expectDeleted(name, gone)
+	})
+})
