@@ -655,7 +655,9 @@ func (s *Session) natNodes(w spec.Walk, svc *walk.Service) []string {
 	return nil
 }
 
-// natSave is `iptables-save -c` in a node: nat for the translation, filter for drops.
+// natSave is `iptables-save -c` in a node: nat for the translation, filter
+// for drops. One call for every table costs less than one per table: the
+// others (mangle's canary, raw) are nearly empty, and a process is ~2 ms.
 func (s *Session) natSave(node string) (string, error) {
 	h, err := s.NS(node)
 	if err != nil {
