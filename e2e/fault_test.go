@@ -40,7 +40,7 @@ var _ = Describe("faults", Ordered, Label("faults"), func() {
 					Expect(broken.Passed()).To(BeFalse(), "the fault did not break %s", f.Walk)
 					first := broken.Report.FirstFailure()
 					Expect(first).NotTo(BeNil())
-					Expect(first.Point.Object).To(Equal(f.Object), describe(broken.Report))
+					Expect(first.Point.Object).To(BeElementOf(append([]string{f.Object}, f.Also...)), describe(broken.Report))
 					Expect(first.Verdict).To(BeElementOf(walk.Missing, walk.Mismatch, walk.Unexpected))
 					cleared, err := s.ClearFaults()
 					Expect(err).NotTo(HaveOccurred())

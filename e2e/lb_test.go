@@ -11,6 +11,7 @@ import (
 
 	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/walk"
 )
 
 // health returns the NLB's view of one target, "" while unknown.
@@ -139,6 +140,40 @@ var _ = Describe("alb-ingress (walk C4)", Ordered, Label("lb"), func() {
 	It("C4: cross-zone on reaches every AZ; off on the target group keeps to the node's AZ", func() {
 		passes(s, "C4-crosszone")
 		passes(s, "C4-zonal")
+	})
+
+	It("answers 502 when the target resets the connection, and the walk shows the RST leaving the pod", func() {
+		_, err := s.InjectFault("target-port-closed")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _, _ = s.ClearFaults() })
+		run := walkOnce(s, "C4-rating")
+		Expect(run.Report.Notes).To(ContainElement("the load balancer answered HTTP 502"))
+		first := run.Report.FirstFailure()
+		Expect(first).NotTo(BeNil())
+		Expect(first.Point.Object).To(HavePrefix("rating-"))
+		Expect(first.Seen.TCP.RST).To(BeTrue(), describe(run.Report))
+		Expect(first.Describe()).To(ContainSubstring("a TCP RST from " + first.Seen.Src.String()))
+		// The SYN got there: every request hop up to the pod matched.
+		for _, h := range run.Report.Hops {
+			if h.Leg == walk.Request {
+				Expect(h.Verdict).To(Equal(walk.OK), h.Describe())
+			}
+		}
+	})
+
+	It("answers 504 when the target never answers, and the walk shows the SYN reaching a silent pod", func() {
+		_, err := s.InjectFault("target-blackholed")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _, _ = s.ClearFaults() })
+		for range 2 { // whichever connection the ALB uses: a new one (connect timeout) or one kept alive (idle timeout)
+			run := walkOnce(s, "C4-rating")
+			Expect(run.Report.Notes).To(ContainElement("the load balancer answered HTTP 504"), describe(run.Report))
+			first := run.Report.FirstFailure()
+			Expect(first).NotTo(BeNil())
+			Expect(first.Point.Object).To(HavePrefix("rating-"))
+			Expect(first.Leg).To(Equal(walk.Reply))
+			Expect(first.Verdict).To(Equal(walk.Missing), describe(run.Report))
+		}
 	})
 })
 

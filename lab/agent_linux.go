@@ -66,6 +66,10 @@ type agent struct {
 	open map[listener]io.Closer
 	topo *spec.Topology
 	lbs  *lbRuntime
+	// albConns are the ALB's connections for the last walk requests, by
+	// token, oldest first in albOrder.
+	albConns map[string]*albConn
+	albOrder []string
 }
 
 // lbFor returns the running load balancers and the named one.
@@ -116,6 +120,10 @@ func ServeApps(ctx context.Context, lab string, ready *os.File) error {
 func (a *agent) command(c net.Conn) {
 	defer c.Close()
 	line, _ := bufio.NewReader(c).ReadString('\n')
+	if token, ok := strings.CutPrefix(strings.TrimSpace(line), "albconn "); ok {
+		fmt.Fprintln(c, a.albConnOf(token))
+		return
+	}
 	switch strings.TrimSpace(line) {
 	case "reload":
 		if err := a.reconcile(); err != nil {

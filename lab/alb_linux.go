@@ -3,6 +3,7 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,17 +11,25 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labctl/labctl/lab/lb"
 	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/walk"
 )
 
-// albConnectTimeout is how long an ALB waits to connect to a target before
-// answering 504 (reference §2.4).
-const albConnectTimeout = 10 * time.Second
+// How long the lab's ALB waits to connect to a target, and then for its
+// answer, before it answers 504: the ALB's own timeouts, scaled like the
+// health checks (lb.TimeScale), so a 504 takes 0.5 s or 3 s, not 10 or 60.
+const (
+	albConnectTimeout = lb.ALBConnectTimeout / lb.TimeScale
+	albIdleTimeout    = lb.ALBIdleTimeout / lb.TimeScale
+)
 
 // albHandler is one ALB node: a full HTTP proxy that terminates the client's
 // connection and opens its own to the target from the node's private
@@ -30,17 +39,29 @@ const albConnectTimeout = 10 * time.Second
 func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
 	transport := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// Bind a port the kernel says is free, so the connection is
+			// known even if it never opens (a walk follows it to the RST
+			// or to the silence).
+			port, err := freePort(h, "tcp4", node.IP)
+			if err != nil {
+				return nil, err
+			}
+			local := &net.TCPAddr{IP: node.IP.AsSlice(), Port: int(port)}
+			if rec, ok := ctx.Value(albConnKey{}).(*albConn); ok {
+				rec.set(local.String(), addr)
+			}
 			var c net.Conn
-			err := h.Do(func() error {
-				d := net.Dialer{Timeout: albConnectTimeout, LocalAddr: &net.TCPAddr{IP: node.IP.AsSlice()}}
+			err = h.Do(func() error {
+				d := net.Dialer{Timeout: albConnectTimeout, LocalAddr: local}
 				var err error
 				c, err = d.DialContext(ctx, "tcp4", addr)
 				return err
 			})
 			return c, err
 		},
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     60 * time.Second,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       albIdleTimeout,
+		ResponseHeaderTimeout: albIdleTimeout,
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r, l := a.lbFor(lbName)
@@ -64,6 +85,16 @@ func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
 			return
 		}
 		client, _, _ := net.SplitHostPort(req.RemoteAddr)
+		if token := req.Header.Get(walkHeader); token != "" {
+			// A walk's request: remember the connection that carries it
+			// to the target, a new one (DialContext) or a reused one.
+			rec := &albConn{}
+			a.rememberALBConn(token, rec)
+			ctx := httptrace.WithClientTrace(context.WithValue(req.Context(), albConnKey{}, rec), &httptrace.ClientTrace{
+				GotConn: func(i httptrace.GotConnInfo) { rec.set(i.Conn.LocalAddr().String(), i.Conn.RemoteAddr().String()) },
+			})
+			req = req.WithContext(ctx)
+		}
 		proxy := &httputil.ReverseProxy{
 			Transport: transport,
 			Rewrite: func(pr *httputil.ProxyRequest) {
@@ -91,6 +122,92 @@ func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
 		}
 		proxy.ServeHTTP(w, req)
 	})
+}
+
+// walkHeader carries a walk's token in its HTTP request.
+const walkHeader = "X-Labctl-Walk"
+
+// albConn is the connection an ALB node used, or tried, for one request.
+type albConn struct {
+	mu            sync.Mutex
+	local, remote string
+}
+
+type albConnKey struct{}
+
+func (c *albConn) set(local, remote string) {
+	c.mu.Lock()
+	c.local, c.remote = local, remote
+	c.mu.Unlock()
+}
+
+func (c *albConn) get() (string, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.local, c.remote
+}
+
+// albConnsKept is how many walk requests' connections the app server
+// remembers; a walk asks right after its request.
+const albConnsKept = 64
+
+func (a *agent) rememberALBConn(token string, c *albConn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.albConns == nil {
+		a.albConns = map[string]*albConn{}
+	}
+	a.albConns[token] = c
+	a.albOrder = append(a.albOrder, token)
+	if len(a.albOrder) > albConnsKept {
+		delete(a.albConns, a.albOrder[0])
+		a.albOrder = a.albOrder[1:]
+	}
+}
+
+// albConnOf answers the control command "albconn <token>": the ALB's
+// connection to the target for that walk request, "local remote", or
+// "none" if no ALB saw the token.
+func (a *agent) albConnOf(token string) string {
+	a.mu.Lock()
+	c := a.albConns[token]
+	a.mu.Unlock()
+	if c == nil {
+		return "none"
+	}
+	l, r := c.get()
+	if l == "" {
+		return "none"
+	}
+	return l + " " + r
+}
+
+// albBackend asks the lab's app server which connection its ALB used for
+// the walk request with token.
+func albBackend(lab, token string) (*walk.Conn, error) {
+	c, err := net.DialTimeout("unix", agentSocket(lab), trafficTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("reaching the app server: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(trafficTimeout))
+	if _, err := fmt.Fprintln(c, "albconn", token); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(line)
+	if len(f) != 2 {
+		return nil, nil // the request reached no target
+	}
+	src, err1 := netip.ParseAddrPort(f[0])
+	dst, err2 := netip.ParseAddrPort(f[1])
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("app server's answer %q: %w", strings.TrimSpace(line), err)
+	}
+	return &walk.Conn{Src: src, Dst: dst}, nil
 }
 
 // albError answers as an ALB does: a small HTML page with the status.

@@ -30,6 +30,10 @@ type Fault struct {
 	// Topology and Walk are where the fault shows: the walk fails, and its
 	// first differing hop is at Object (one of the fault's own namespaces).
 	Topology, Walk, Object string
+	// Also are more namespaces the fault changes as it changes Object; the
+	// walk's first differing hop is at whichever of them the load balancer
+	// picked.
+	Also []string
 	// Symptom is what an engineer on call would be told.
 	Symptom string
 	inject  func(s *Session) error
@@ -115,6 +119,18 @@ func init() {
 			_ = s.restoreIn("node71", "*raw\n-D PREROUTING -s 192.168.96.0/19 -p tcp --dport 30080 -m comment --comment \"lab fault: health checks\" -j DROP\nCOMMIT\n")
 			return s.awaitHealth("node71", StateHealthy) // healthy again is what counts, however it got there
 		}})
+	// The rating Service's two pods, behind the ALB's rule for /rating.
+	ratingPods := []string{"rating-mf8pftl7jh-2k8hn", "rating-mf8pftl7jh-8vchc"}
+	register(ruleFault(&Fault{Name: "target-port-closed", Topology: "alb-ingress", Walk: "C4-rating",
+		Object: ratingPods[0], Also: ratingPods[1:],
+		Summary: "nothing listens on the rating pods' port 80 any more (an image that moved its port): they answer SYNs with RST",
+		Symptom: "/rating answers 502 Bad Gateway at once; /order works"},
+		"filter", "INPUT", `-p tcp -m tcp --dport 80 -m comment --comment "lab fault: nothing listens" -j REJECT --reject-with tcp-reset`, true, 1))
+	register(ruleFault(&Fault{Name: "target-blackholed", Topology: "alb-ingress", Walk: "C4-rating",
+		Object: ratingPods[0], Also: ratingPods[1:],
+		Summary: "the rating pods drop everything to port 80 (a security group for pods without the ALB's group)",
+		Symptom: "/rating answers 504 Gateway Time-out after a pause; /order works"},
+		"filter", "INPUT", `-p tcp -m tcp --dport 80 -m comment --comment "lab fault: security group" -j DROP`, true, 1))
 	register(&Fault{Name: "router-port-down", Topology: "pod-networking", Walk: "A4-subnet", Object: "vpc",
 		Summary: "the VPC router's port towards the client instance is down (an ENI detached)",
 		Symptom: "pods reach each other, but not the client instance in the other subnet",
@@ -122,15 +138,15 @@ func init() {
 		clear:   func(s *Session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), true) }})
 }
 
-// ruleFault makes a fault of one iptables rule in the fault's Object: one
-// the lab lacks and the fault adds at pos (add), or one the lab has and the
-// fault removes, to put back at pos (0 appends).
+// ruleFault makes a fault of one iptables rule in the fault's Object (and
+// in each of Also): one the lab lacks and the fault adds at pos (add), or
+// one the lab has and the fault removes, to put back at pos (0 appends).
 // Both directions are idempotent: a user who already repaired the fault by
 // hand can still clear it. rule is in iptables-save's canonical form, so
 // its presence is read from iptables-save.
 func ruleFault(f *Fault, table, chain, rule string, add bool, pos int) *Fault {
-	present := func(s *Session) (bool, error) {
-		h, err := s.NS(f.Object)
+	present := func(s *Session, obj string) (bool, error) {
+		h, err := s.NS(obj)
 		if err != nil {
 			return false, err
 		}
@@ -148,14 +164,23 @@ func ruleFault(f *Fault, table, chain, rule string, add bool, pos int) *Fault {
 	del := fmt.Sprintf("*%s\n-D %s %s\nCOMMIT\n", table, chain, rule)
 	ensure := func(want bool) func(*Session) error {
 		return func(s *Session) error {
-			has, err := present(s)
-			if err != nil || has == want {
-				return err
+			for _, obj := range append([]string{f.Object}, f.Also...) {
+				has, err := present(s, obj)
+				if err != nil {
+					return err
+				}
+				switch {
+				case has == want:
+				case want:
+					err = s.restoreIn(obj, put)
+				default:
+					err = s.restoreIn(obj, del)
+				}
+				if err != nil {
+					return err
+				}
 			}
-			if want {
-				return s.restoreIn(f.Object, put)
-			}
-			return s.restoreIn(f.Object, del)
+			return nil
 		}
 	}
 	f.inject, f.clear = ensure(add), ensure(!add)
@@ -226,7 +251,10 @@ func (s *Session) ClearFaults() ([]string, error) {
 	if len(errs) > 0 {
 		return active, errors.Join(errs...)
 	}
-	return active, os.Remove(faultFile(s.Lab))
+	if err := os.Remove(faultFile(s.Lab)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return active, err
+	}
+	return active, nil
 }
 
 // ActiveFaults lists the faults injected into a lab.

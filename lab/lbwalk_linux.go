@@ -76,12 +76,22 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	run := &Run{}
 	var status int
-	run.App, status, run.TrafficErr = httpDo(src, client.IP, port, dst, token, trafficTimeout, path)
+	timeout := trafficTimeout
+	if l.Kind == lb.ALB {
+		// Long enough to see the ALB give up on a silent target (504).
+		timeout = albConnectTimeout + albIdleTimeout + trafficTimeout
+	}
+	run.App, status, run.TrafficErr = httpDo(src, client.IP, port, dst, token, timeout, path)
+	var backend *walk.Conn
+	var backendErr error
+	if l.Kind == lb.ALB {
+		backend, backendErr = albBackend(s.Lab, token)
+	}
 	frames, pkts, traces, err := collect(caps, tr)
 	if err != nil {
 		return nil, err
 	}
-	cl := &walk.Classifier{Proto: "tcp", Token: []byte(token), HTTP: l.Kind == lb.ALB, ClientPort: port}
+	cl := &walk.Classifier{Proto: "tcp", Token: []byte(token), HTTP: l.Kind == lb.ALB, ClientPort: port, Backend: backend}
 	if !cl.HTTP {
 		cl.FindISN(&walk.Expectation{From: client, ClientPort: port}, pkts)
 	}
@@ -98,6 +108,12 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		run.Explain = s.explain(run.Report, traces)
 	}
 	notes := append(dnsNotes, fmt.Sprintf("%s, %s, node %s (%s); the client sent to %s", l.Owner, l.Kind, node.AZ, node.IP, dst))
+	switch {
+	case backendErr != nil:
+		notes = append(notes, "the ALB's connection to the target is unknown: "+backendErr.Error())
+	case backend != nil:
+		notes = append(notes, fmt.Sprintf("the ALB's connection to the target: %s -> %s", backend.Src, backend.Dst))
+	}
 	run.Report.Failed = run.Report.Failed || dnsFailed
 	if picks.Target != "" {
 		notes = append(notes, "the load balancer picked target "+picks.Target)

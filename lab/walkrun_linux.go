@@ -545,7 +545,7 @@ func httpDo(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token str
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nX-Labctl-Walk: %s\r\nConnection: close\r\n\r\n", path, dst, token)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n%s: %s\r\nConnection: close\r\n\r\n", path, dst, walkHeader, token)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading the answer from %s: %w", dst, err)

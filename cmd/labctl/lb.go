@@ -53,6 +53,8 @@ func newLB() *cobra.Command {
 				}
 				if b.Kind == lb.ALB {
 					fmt.Fprintln(w, "  rule default -> fixed response 404")
+					fmt.Fprintf(w, "  to targets: connect timeout %v (lab: %v), idle timeout %v (lab: %v), then 504\n",
+						lb.ALBConnectTimeout, lb.ALBConnectTimeout/lb.TimeScale, lb.ALBIdleTimeout, lb.ALBIdleTimeout/lb.TimeScale)
 				}
 				seen := map[*lb.TargetGroup]bool{}
 				var groups []*lb.TargetGroup

@@ -44,10 +44,19 @@ const (
 // LBCClass is the loadBalancerClass the LBC owns (and its webhook sets).
 const LBCClass = "service.k8s.aws/nlb"
 
-// HealthScale shortens every health check interval and timeout for the lab:
-// a 10 s interval becomes 0.5 s, so a lab settles in about a second. The
-// thresholds are the controllers' own.
-const HealthScale = 20
+// TimeScale shortens every load balancer timer for the lab: health check
+// intervals and timeouts (a 10 s interval becomes 0.5 s, so a lab settles
+// in about a second; the thresholds are the controllers' own) and the
+// ALB's timeouts towards targets.
+const TimeScale = 20
+
+// The ALB's timeouts towards a target (aws-lb.md §2.4): no connection
+// within ALBConnectTimeout, or no answer within the idle timeout
+// (idle_timeout.timeout_seconds, default 60), is a 504.
+const (
+	ALBConnectTimeout = 10 * time.Second
+	ALBIdleTimeout    = 60 * time.Second
+)
 
 // LoadBalancer is one NLB or ALB.
 type LoadBalancer struct {
@@ -127,7 +136,7 @@ type Rule struct {
 
 // Scaled is the health check with lab timing.
 func (h HealthCheck) Scaled() (interval, timeout time.Duration) {
-	return h.Interval / HealthScale, h.Timeout / HealthScale
+	return h.Interval / TimeScale, h.Timeout / TimeScale
 }
 
 // Pending is a LoadBalancer Service no controller builds, as EKS leaves it.

@@ -77,7 +77,15 @@ type Classifier struct {
 	// own, so sequence numbers cannot follow the request across it.
 	HTTP       bool
 	ClientPort uint16
+	// Backend, with HTTP, is the proxy's own connection to the target, as
+	// the proxy reported it: its packets belong to the flow even when they
+	// carry no token, such as a SYN the target refused with a RST (a 502)
+	// or never answered (a 504).
+	Backend *Conn
 }
+
+// Conn is one TCP connection: the side that opened it, and the other.
+type Conn struct{ Src, Dst netip.AddrPort }
 
 // Leg returns the leg of a packet, or "" when it is not part of the flow.
 func (c *Classifier) Leg(p *Packet) Leg {
@@ -129,6 +137,14 @@ func (c *Classifier) Leg(p *Packet) Leg {
 }
 
 func (c *Classifier) httpLeg(p *Packet) Leg {
+	if b := c.Backend; b != nil {
+		switch {
+		case p.Src == b.Src.Addr() && p.SrcPort == b.Src.Port() && p.Dst == b.Dst.Addr() && p.DstPort == b.Dst.Port():
+			return Request
+		case p.Src == b.Dst.Addr() && p.SrcPort == b.Dst.Port() && p.Dst == b.Src.Addr() && p.DstPort == b.Src.Port():
+			return Reply
+		}
+	}
 	switch {
 	case len(p.Payload) == 0:
 		return ""
@@ -255,6 +271,11 @@ func diff(h Hop, p *Packet) []string {
 	}
 	if h.DstPort != 0 && h.DstPort != p.DstPort {
 		d = append(d, fmt.Sprintf("dst port %d instead of %d", p.DstPort, h.DstPort))
+	}
+	// A walk's flow never ends in a reset: one means the connection was
+	// refused (nothing listens, or a REJECT rule) or torn down.
+	if p.Proto == "tcp" && p.TCP.RST {
+		d = append(d, fmt.Sprintf("a TCP RST from %s: the connection was refused or reset", p.Src))
 	}
 	return d
 }

@@ -1,0 +1,26 @@
+//go:build linux
+
+package lab
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestEveryFaultHasOneTicket(t *testing.T) {
+	tickets := slices.Clone(ticketOrder)
+	slices.Sort(tickets)
+	if !slices.Equal(tickets, FaultNames()) {
+		t.Errorf("ticketOrder %v does not hold each fault of %v exactly once", ticketOrder, FaultNames())
+	}
+}
+
+func TestTicketNumbersCitedInTheDocsKeepTheirFaults(t *testing.T) {
+	// docs/exercises/13-ticket-108.md and 14-ticket-104.md walk through these.
+	for ticket, fault := range map[string]string{"ticket-108": "missing-1536", "ticket-104": "health-check-blocked"} {
+		e, err := ExerciseByTicket(ticket)
+		if err != nil || e.Fault != fault {
+			t.Errorf("%s is %q (%v), want %s", ticket, e.Fault, err, fault)
+		}
+	}
+}
