@@ -194,15 +194,24 @@ func startPod(t *spec.Topology, lab, pod string) error {
 func stopPod(lab string, pod spec.Pod) error {
 	name := spec.NSName(lab, pod.Name)
 	killInNamespaces([]string{name})
-	if err := ns.Delete(name); err != nil {
-		return err
-	}
-	_ = os.RemoveAll(filepath.Join(EtcNetns, name))
 	node, err := ns.Open(spec.NSName(lab, pod.Node))
 	if err != nil {
 		return err
 	}
 	defer node.Close()
+	// Delete the host side of the veth now, as the CNI's DEL does: the
+	// kernel frees an unmounted namespace, and the veth with it, only
+	// later, and a pod of the same name started meanwhile (a resumed
+	// delete) would find the name taken.
+	if l, err := node.NL.LinkByName(spec.HostVethName(pod.Namespace, pod.Name)); err == nil {
+		if err := node.NL.LinkDel(l); err != nil {
+			return fmt.Errorf("ip link del %s in %s: %w", l.Attrs().Name, node.Name, err)
+		}
+	}
+	if err := ns.Delete(name); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(filepath.Join(EtcNetns, name))
 	host := &net.IPNet{IP: pod.IP.AsSlice(), Mask: net.CIDRMask(32, 32)}
 	rules, err := node.NL.RuleList(unix.AF_INET)
 	if err != nil {
