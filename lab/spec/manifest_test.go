@@ -129,18 +129,25 @@ func TestSelectorMatchingNothingIsAWarningNotAnError(t *testing.T) {
 	}
 }
 
-func TestReplacementGetsTheNextNameAndANewAddress(t *testing.T) {
+// deploymentPod parses the test topology and returns one of its
+// Deployment's pods in namespace default.
+func deploymentPod(t *testing.T) (*Topology, Pod) {
+	t.Helper()
 	top, err := parse(t, lab+deploy+svc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gone Pod
 	for _, p := range top.Pods {
 		if p.Manifest != "" && p.Namespace == "default" {
-			gone = p
-			break
+			return top, p
 		}
 	}
+	t.Fatal("the test topology has no Deployment pod in default")
+	return nil, Pod{}
+}
+
+func TestReplacementGetsTheNextNameAndANewAddress(t *testing.T) {
+	top, gone := deploymentPod(t)
 	r, err := top.Replacement(gone, Churn{})
 	if err != nil {
 		t.Fatal(err)
@@ -160,17 +167,7 @@ func TestReplacementGetsTheNextNameAndANewAddress(t *testing.T) {
 func TestReplacementNeverReusesAReleasedAddress(t *testing.T) {
 	// Replacing the replacement: the first pod's address is free again in
 	// the topology, but the VPC CNI's cooldown keeps it out of use.
-	top, err := parse(t, lab+deploy+svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var gone Pod
-	for _, p := range top.Pods {
-		if p.Manifest != "" && p.Namespace == "default" {
-			gone = p
-			break
-		}
-	}
+	top, gone := deploymentPod(t)
 	var c Churn
 	seen := map[netip.Addr]string{gone.IP: gone.Name}
 	for range 3 {
