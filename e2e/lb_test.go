@@ -1,6 +1,11 @@
 package e2e
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -10,6 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
 )
@@ -71,6 +77,48 @@ var _ = Describe("nlb-instance (walk C1) and NLB health", Ordered, Label("lb"), 
 		Expect(err).NotTo(HaveOccurred(), out)
 		Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("healthy"))
 		Eventually(func() bool { return connects(name, "client", "192.168.102.4:80") }, 10*time.Second).Should(BeTrue())
+	})
+
+	It("resets an established flow to a target that turns unhealthy (the NLB's passive check)", func() {
+		client, err := ns.Open(spec.NSName(name, "client"))
+		Expect(err).NotTo(HaveOccurred())
+		defer client.Close()
+		var c net.Conn
+		Expect(client.Do(func() error {
+			var err error
+			c, err = net.DialTimeout("tcp4", "192.168.102.4:80", 3*time.Second) // us-east-1b: node71 is its only target
+			return err
+		})).To(Succeed())
+		defer c.Close()
+		r := bufio.NewReader(c)
+		get := func() (*http.Response, error) {
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: web\r\n\r\n"); err != nil {
+				return nil, err
+			}
+			resp, err := http.ReadResponse(r, nil)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			return resp, err
+		}
+		resp, err := get()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(resp.StatusCode).To(Equal(http.StatusOK))
+
+		rule := []string{"PREROUTING", "-s", "192.168.102.0/24", "-p", "tcp", "--dport", "30080", "-j", "DROP"}
+		out, err := inNS(name, "node71", append([]string{"iptables", "-t", "raw", "-I"}, rule...)...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		DeferCleanup(func() {
+			_, _ = inNS(name, "node71", append([]string{"iptables", "-t", "raw", "-D"}, rule...)...)
+			Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("healthy"))
+		})
+		Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("unhealthy"))
+		// The health checks from the NLB are dropped; the client's own flow
+		// is not, yet the NLB resets it now that its target is unhealthy.
+		_, err = get()
+		Expect(err).To(MatchError(ContainSubstring("connection reset by peer")))
 	})
 
 	It("fails open when every target is unhealthy", func() {

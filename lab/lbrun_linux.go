@@ -275,8 +275,9 @@ func (r *lbRuntime) healthy(g *lb.TargetGroup) func(lb.Target) bool {
 }
 
 // changed applies a health change: an NLB's rules are rendered again and
-// restored in its namespace (new flows only; conntrack keeps the old ones),
-// then the health is recorded, so the record never runs ahead of the rules.
+// restored in its namespace (new flows follow the healthy targets; old
+// flows to a target now unhealthy are reset), then the health is recorded,
+// so the record never runs ahead of the rules.
 func (r *lbRuntime) changed(l *lb.LoadBalancer) {
 	defer func() {
 		r.write()
@@ -290,7 +291,13 @@ func (r *lbRuntime) changed(l *lb.LoadBalancer) {
 	r.apply.Lock()
 	defer r.apply.Unlock()
 	r.mu.Lock()
-	payload := lb.NLBRules(l, func(g *lb.TargetGroup, az string) []lb.Target { return g.Eligible(az, r.healthy(g)) })
+	payload := lb.NLBRules(l, lb.Health{
+		Healthy: func(g *lb.TargetGroup, t lb.Target) bool { return r.healthy(g)(t) },
+		Unhealthy: func(g *lb.TargetGroup, t lb.Target) bool {
+			h := r.health[g.Name+"/"+t.String()]
+			return h != nil && h.State == StateUnhealthy
+		},
+	})
 	r.mu.Unlock()
 	h, err := ns.Open(spec.NSName(r.lab, l.Name))
 	if err != nil {

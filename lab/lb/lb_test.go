@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -123,9 +124,8 @@ func TestNLBRulesSpreadAndSNATOnlyWhenTheClientIsNotPreserved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := func(g *TargetGroup, az string) []Target { return g.Eligible(az, func(Target) bool { return true }) }
-	snat := NLBRules(only(t, m, "Service default/web-ip"), all)
-	pres := NLBRules(only(t, m, "Service default/web-pip"), all)
+	snat := NLBRules(only(t, m, "Service default/web-ip"), AllHealthy)
+	pres := NLBRules(only(t, m, "Service default/web-pip"), AllHealthy)
 	if !strings.Contains(snat, "-j MARK --set-xmark 0x1/0xff") || strings.Contains(pres, "--set-xmark") {
 		t.Error("only the group without client IP preservation marks flows for SNAT")
 	}
@@ -168,5 +168,42 @@ func TestShortNamesFitTheRouterPortName(t *testing.T) {
 		if len(spec.RouterPortName(n, 2)) > spec.MaxIfName {
 			t.Errorf("%s makes a router port name over %d bytes", n, spec.MaxIfName)
 		}
+	}
+}
+
+func TestNLBResetsFlowsToUnhealthyTargetsUnlessItFailsOpen(t *testing.T) {
+	m, err := Build(load(t, "nlb-ip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := only(t, m, "Service default/web-ip")
+	g := l.Listeners[0].Group
+	if len(g.Targets) < 2 {
+		t.Fatalf("need two targets, have %v", g.Targets)
+	}
+	bad := g.Targets[0]
+	health := func(unhealthy map[string]bool) Health {
+		return Health{
+			Healthy:   func(_ *TargetGroup, t Target) bool { return !unhealthy[t.Object] },
+			Unhealthy: func(_ *TargetGroup, t Target) bool { return unhealthy[t.Object] },
+		}
+	}
+	reset := fmt.Sprintf("-A LB-UNHEALTHY -d %s/32 -p tcp -m tcp --dport %d -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL", bad.IP, bad.Port)
+	one := NLBRules(l, health(map[string]bool{bad.Object: true}))
+	if !strings.Contains(one, reset) || !strings.Contains(one, "-j REJECT --reject-with tcp-reset") {
+		t.Errorf("no reset for the flows of unhealthy %s:\n%s", bad.Object, one)
+	}
+	if strings.Contains(one, "--to-destination "+bad.String()+"\n") {
+		t.Errorf("unhealthy %s still gets new flows:\n%s", bad.Object, one)
+	}
+	everyone := map[string]bool{}
+	for _, tg := range g.Targets {
+		everyone[tg.Object] = true
+	}
+	if all := NLBRules(l, health(everyone)); strings.Contains(all, "-A LB-UNHEALTHY -d") {
+		t.Errorf("every target unhealthy: the NLB fails open and resets nothing:\n%s", all)
+	}
+	if fresh := NLBRules(l, AllHealthy); strings.Contains(fresh, "-A LB-UNHEALTHY -d") {
+		t.Errorf("a healthy NLB resets flows:\n%s", fresh)
 	}
 }

@@ -21,16 +21,43 @@ func ChainName(node int, proto string, port int) string {
 	return fmt.Sprintf("LB-AZ%d-%s-%d", node, strings.ToUpper(proto), port)
 }
 
-// NLBRules is an NLB namespace's whole nat table: for each node (AZ) and
-// listener a chain that spreads new flows over the targets that node may use
-// (statistic random, kube-proxy's own technique; the kernel's conntrack pins
-// each flow to its target), and SNAT to the node's address for target groups
-// that do not preserve the client IP. eligible returns the targets a node
-// may use now; a node with none has no DNAT, so the kernel answers a new TCP
-// flow with a reset.
-func NLBRules(l *LoadBalancer, eligible func(g *TargetGroup, az string) []Target) string {
+// Health is what NLBRules knows of the targets: which pass their health
+// checks and which fail them. A target in neither (its checks have not
+// decided yet) gets no new flows and keeps its old ones.
+type Health struct {
+	Healthy, Unhealthy func(g *TargetGroup, t Target) bool
+}
+
+// AllHealthy is the health a load balancer is built with, before its first
+// checks.
+var AllHealthy = Health{
+	Healthy:   func(*TargetGroup, Target) bool { return true },
+	Unhealthy: func(*TargetGroup, Target) bool { return false },
+}
+
+// NLBRules is an NLB namespace's whole nat and filter tables.
+//
+// nat: for each node (AZ) and listener a chain that spreads new flows over
+// the targets that node may use (statistic random, kube-proxy's own
+// technique; the kernel's conntrack pins each flow to its target), and SNAT
+// to the node's address for target groups that do not preserve the client
+// IP. A node with no target it may use has no DNAT, so the kernel answers a
+// new TCP flow with a reset.
+//
+// filter: the NLB's passive health check. "If a target becomes unhealthy,
+// the load balancer sends a TCP RST for packets received on the client
+// connections associated with the target, unless the unhealthy target
+// triggers the load balancer to fail open" (aws-lb.md): a packet of an
+// established TCP flow to an unhealthy target, in a group that still has a
+// healthy one, is answered with a reset. The kernel sends it from the
+// flow's own addresses (the conntrack entry un-NATs it), so the client
+// sees it come from the NLB.
+func NLBRules(l *LoadBalancer, h Health) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	eligible := func(g *TargetGroup, az string) []Target {
+		return g.Eligible(az, func(t Target) bool { return h.Healthy(g, t) })
+	}
 	w("*nat")
 	w(":PREROUTING ACCEPT [0:0]")
 	w(":POSTROUTING ACCEPT [0:0]")
@@ -64,6 +91,31 @@ func NLBRules(l *LoadBalancer, eligible func(g *TargetGroup, az string) []Target
 			}
 		}
 		w(`-A LB-SNAT -m mark --mark 0x%x/0xff -j SNAT --to-source %s`, n.Index+1, n.IP)
+	}
+	w("COMMIT")
+	w("*filter")
+	w(":FORWARD ACCEPT [0:0]")
+	w(":LB-UNHEALTHY - [0:0]")
+	w(`-A FORWARD -m comment --comment "lab: %s resets flows to unhealthy targets" -j LB-UNHEALTHY`, l.Name)
+	seen := map[*TargetGroup]bool{}
+	for _, li := range l.Listeners {
+		g := li.Group
+		if seen[g] || strings.ToLower(li.Protocol) != "tcp" {
+			continue // a group once; passive checks do not apply to UDP
+		}
+		seen[g] = true
+		failOpen := true
+		for _, t := range g.Targets {
+			if h.Healthy(g, t) {
+				failOpen = false
+			}
+		}
+		for _, t := range g.Targets {
+			if !failOpen && h.Unhealthy(g, t) {
+				w(`-A LB-UNHEALTHY -d %s/32 -p tcp -m tcp --dport %d -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL -m comment --comment "%s %s unhealthy" -j REJECT --reject-with tcp-reset`,
+					t.IP, t.Port, g.Name, t.Object)
+			}
+		}
 	}
 	w("COMMIT")
 	return b.String()

@@ -39,9 +39,7 @@ func (p *Plan) loadBalancers(t *spec.Topology, m *lb.Model) {
 			}
 		}
 		if l.Kind == lb.NLB {
-			ns.Iptables = lb.NLBRules(l, func(g *lb.TargetGroup, az string) []lb.Target {
-				return g.Eligible(az, func(lb.Target) bool { return true })
-			})
+			ns.Iptables = lb.NLBRules(l, lb.AllHealthy)
 		}
 	}
 	ret := lb.Return(m.LBs)
