@@ -209,11 +209,23 @@ var _ = Describe("alb-ingress (walk C4)", Ordered, Label("lb"), func() {
 		}
 	})
 
-	It("answers 504 when the target never answers, and the walk shows the SYN reaching a silent pod", func() {
+	It("answers 504 when the target never answers, on a new connection and on one kept alive", func() {
+		// backend is the ALB's connection to the target, from the walk's note.
+		backend := func(run *lab.Run) string {
+			for _, n := range run.Report.Notes {
+				if c, ok := strings.CutPrefix(n, "the ALB's connection to the target: "); ok {
+					return c
+				}
+			}
+			return ""
+		}
+		kept := backend(passes(s, "C4-rating")) // the ALB keeps this one alive for 3 s
+		Expect(kept).NotTo(BeEmpty())
 		_, err := s.InjectFault("target-blackholed")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { _, _ = s.ClearFaults() })
-		for range 2 { // whichever connection the ALB uses: a new one (connect timeout) or one kept alive (idle timeout)
+		var used []string
+		for range 2 { // round robin: one walk goes to the other pod (a new connection), one back to the kept one
 			run := walkOnce(s, "C4-rating")
 			Expect(run.Report.Notes).To(ContainElement("the load balancer answered HTTP 504"), describe(run.Report))
 			first := run.Report.FirstFailure()
@@ -221,7 +233,11 @@ var _ = Describe("alb-ingress (walk C4)", Ordered, Label("lb"), func() {
 			Expect(first.Point.Object).To(HavePrefix("rating-"))
 			Expect(first.Leg).To(Equal(walk.Reply))
 			Expect(first.Verdict).To(Equal(walk.Missing), describe(run.Report))
+			used = append(used, backend(run))
 		}
+		// The kept-alive connection ends in the idle timeout, not the
+		// connect timeout: without it the request would hang.
+		Expect(used).To(ContainElement(kept), "no 504 came over the connection the ALB kept alive")
 	})
 })
 

@@ -130,7 +130,7 @@ func (r *ProxyBenchResult) PartialStats() (lo, med, hi, render, apply time.Durat
 // BenchKubeProxy renders services x endpoints on a one-node lab and applies
 // them with one iptables-restore, then changes one endpoint of a different
 // Service partialRuns times and re-applies kube-proxy's partial sync each
-// time, then measures the restore of an empty change.
+// time, then measures the smallest real change (one one-rule chain).
 func BenchKubeProxy(ctx context.Context, services, endpoints int, backend string) (*ProxyBenchResult, error) {
 	t, err := spec.Generate("bench-kp", 1, 0, 1)
 	if err != nil {

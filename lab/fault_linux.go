@@ -36,6 +36,10 @@ type Fault struct {
 	Also []string
 	// Symptom is what an engineer on call would be told.
 	Symptom string
+	// objects, if set, finds the namespaces to change in the running lab
+	// (a Deployment's pods get new names when they are replaced); else
+	// Object and Also.
+	objects func(s *Session) []string
 	inject  func(s *Session) error
 	clear   func(s *Session) error
 }
@@ -119,15 +123,16 @@ func init() {
 			_ = s.restoreIn("node71", "*raw\n-D PREROUTING -s 192.168.96.0/19 -p tcp --dport 30080 -m comment --comment \"lab fault: health checks\" -j DROP\nCOMMIT\n")
 			return s.awaitHealth("node71", StateHealthy) // healthy again is what counts, however it got there
 		}})
-	// The rating Service's two pods, behind the ALB's rule for /rating.
+	// The rating Service's two pods, behind the ALB's rule for /rating, as
+	// up names them; deployPods finds them after a pod delete too.
 	ratingPods := []string{"rating-mf8pftl7jh-2k8hn", "rating-mf8pftl7jh-8vchc"}
 	register(ruleFault(&Fault{Name: "target-port-closed", Topology: "alb-ingress", Walk: "C4-rating",
-		Object: ratingPods[0], Also: ratingPods[1:],
+		Object: ratingPods[0], Also: ratingPods[1:], objects: deployPods("Deployment default/rating"),
 		Summary: "nothing listens on the rating pods' port 80 any more (an image that moved its port): they answer SYNs with RST",
 		Symptom: "/rating answers 502 Bad Gateway at once; /order works"},
 		"filter", "INPUT", `-p tcp -m tcp --dport 80 -m comment --comment "lab fault: nothing listens" -j REJECT --reject-with tcp-reset`, true, 1))
 	register(ruleFault(&Fault{Name: "target-blackholed", Topology: "alb-ingress", Walk: "C4-rating",
-		Object: ratingPods[0], Also: ratingPods[1:],
+		Object: ratingPods[0], Also: ratingPods[1:], objects: deployPods("Deployment default/rating"),
 		Summary: "the rating pods drop everything to port 80 (a security group for pods without the ALB's group)",
 		Symptom: "/rating answers 504 Gateway Time-out after a pause; /order works"},
 		"filter", "INPUT", `-p tcp -m tcp --dport 80 -m comment --comment "lab fault: security group" -j DROP`, true, 1))
@@ -136,6 +141,19 @@ func init() {
 		Symptom: "pods reach each other, but not the client instance in the other subnet",
 		inject:  func(s *Session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), false) },
 		clear:   func(s *Session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), true) }})
+}
+
+// deployPods lists a Deployment's pods in the running lab.
+func deployPods(manifest string) func(s *Session) []string {
+	return func(s *Session) []string {
+		var out []string
+		for _, p := range s.Topo.Pods {
+			if p.Manifest == manifest {
+				out = append(out, p.Name)
+			}
+		}
+		return out
+	}
 }
 
 // ruleFault makes a fault of one iptables rule in the fault's Object (and
@@ -164,7 +182,14 @@ func ruleFault(f *Fault, table, chain, rule string, add bool, pos int) *Fault {
 	del := fmt.Sprintf("*%s\n-D %s %s\nCOMMIT\n", table, chain, rule)
 	ensure := func(want bool) func(*Session) error {
 		return func(s *Session) error {
-			for _, obj := range append([]string{f.Object}, f.Also...) {
+			objs := append([]string{f.Object}, f.Also...)
+			if f.objects != nil {
+				objs = f.objects(s)
+			}
+			for _, obj := range objs {
+				if _, err := os.Stat(ns.Path(spec.NSName(s.Lab, obj))); errors.Is(err, os.ErrNotExist) && !want {
+					continue // the namespace is gone, and its rules with it
+				}
 				has, err := present(s, obj)
 				if err != nil {
 					return err

@@ -105,6 +105,9 @@ const (
 // benchKubeProxy times kube-proxy's rules on one node with each backend
 // asked for, and says which meet the targets.
 func benchKubeProxy(cmd *cobra.Command, services, endpoints int, backend string) error {
+	if endpoints < 1 {
+		return fmt.Errorf("--endpoints %d: a one-endpoint change needs at least one endpoint per Service", endpoints)
+	}
 	backends := []string{spec.IptablesLegacy, spec.IptablesNFT}
 	if backend != "" {
 		if err := spec.ValidateIptables(backend); err != nil {
@@ -132,11 +135,11 @@ func benchKubeProxy(cmd *cobra.Command, services, endpoints int, backend string)
 	fmt.Fprintf(out, "kube-proxy on one node: %d Services x %d endpoints, %d nat rules; full payload %d KB, one-endpoint payload %d KB\n",
 		r0.Services, r0.Endpoints, r0.Rules, r0.PayloadBytes/1024, r0.PartialBytes/1024)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "iptables\tfull sync ms\t(render + restore)\t< %v\tone endpoint ms, median of %d\t(render + restore)\tmin-max ms\t< %v\tone-chain restore ms\t\n",
+	fmt.Fprintf(tw, "iptables\tfull sync ms\t(render + restore)\t< %v\tone endpoint ms, median of %d\t(median render, restore)\tmin-max ms\t< %v\tone-chain restore ms\t\n",
 		fullSyncTarget, len(r0.Partial), partialSyncTarget)
 	for _, r := range results {
 		lo, med, hi, render, apply := r.PartialStats()
-		fmt.Fprintf(tw, "%s\t%s\t(%s + %s)\t%s\t%s\t(%s + %s)\t%s-%s\t%s\t%s\t\n", r.Backend,
+		fmt.Fprintf(tw, "%s\t%s\t(%s + %s)\t%s\t%s\t(%s, %s)\t%s-%s\t%s\t%s\t\n", r.Backend,
 			ms(r.Render+r.Apply), ms(r.Render), ms(r.Apply), verdict(r.Render+r.Apply, fullSyncTarget),
 			ms(med), ms(render), ms(apply), ms(lo), ms(hi), verdict(med, partialSyncTarget), ms(r.Floor))
 	}

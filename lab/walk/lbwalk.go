@@ -250,7 +250,7 @@ func (m *model) deriveALB(t *spec.Topology, w spec.Walk, e *Expectation, l *lb.L
 		}
 		e.Endpoint = &pod
 		back := m.path(Request, front, pod, 0, uint16(target.Port))
-		back[0].NAT = fmt.Sprintf("%s (%s) proxies: rule %d %v -> %s; a new connection from %s to %s (X-Forwarded-For: %s)",
+		back[0].NAT = fmt.Sprintf("%s (%s) proxies: rule %d %v -> %s; its own connection from %s to %s (X-Forwarded-For: %s)",
 			l.Name, node.AZ, rule.Priority, rule.Paths, rule.Group.Name, node.IP, target, from.IP)
 		e.Hops = append(e.Hops, back...)
 		e.Hops = append(e.Hops, m.path(Reply, pod, front, uint16(target.Port), 0)...)
