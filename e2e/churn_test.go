@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/kubeproxy"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 )
@@ -40,10 +41,22 @@ func expectDeleted(name string, gone spec.Pod) {
 		Expect(p.Name).NotTo(Equal(gone.Name))
 		Expect(ns.Path(spec.NSName(name, p.Name))).To(BeAnExistingFile(), p.Name)
 	}
+	// What the VPC CNI's DEL removes on the pod's node.
+	node := spec.NSName(name, gone.Node)
+	Expect(exec.Command("ip", "-n", node, "link", "show", spec.HostVethName(gone.Namespace, gone.Name)).Run()).NotTo(Succeed(),
+		"the deleted pod's host veth is still on "+gone.Node)
+	rules, err := exec.Command("ip", "-n", node, "rule").CombinedOutput()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(string(rules)).NotTo(ContainSubstring(gone.IP.String()+" "), "rules 512/1536 of the deleted pod")
+	proxies, err := exec.Command("ip", "-n", node, "neigh", "show", "proxy").CombinedOutput()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(string(proxies)).NotTo(ContainSubstring(gone.IP.String()+" "), "the deleted pod's proxy ARP entry")
+	oldSEP := string(kubeproxy.ServicePortEndpointChainName("default/web:http", "tcp", gone.IP.String()+":80"))
 	for _, n := range []string{"node51", "node71", "node81"} {
 		save, err := exec.Command("ip", "netns", "exec", spec.NSName(name, n), "iptables-save", "-t", "nat").CombinedOutput()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(save)).NotTo(ContainSubstring("--to-destination "+gone.IP.String()+":"), n)
+		Expect(string(save)).NotTo(ContainSubstring(oldSEP), n+" keeps the deleted pod's KUBE-SEP chain")
 		for _, p := range webPods(name) {
 			Expect(string(save)).To(ContainSubstring("--to-destination "+p.IP.String()+":80"), n+" has no DNAT to "+p.Name)
 		}

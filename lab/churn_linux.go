@@ -45,6 +45,7 @@ const (
 	stepRecorded = "recorded" // the change is in the state; nothing made yet
 	stepStarted  = "started"  // the replacement pod runs
 	stepSynced   = "synced"   // every node's kube-proxy rules follow
+	stepDone     = "done"     // the app server serves the new pod; the old one is gone
 )
 
 // DeletePod removes a pod as `kubectl delete pod` would: its Deployment
@@ -53,6 +54,11 @@ const (
 // Each step is recorded before the next begins; if a delete stopped
 // half-way, deleting the same pod again resumes it from its last step.
 func DeletePod(ctx context.Context, lab, pod string) (*PodChange, error) {
+	unlock, err := lockLab(lab)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	t, st, err := Load(lab)
 	if err != nil {
 		return nil, err
@@ -88,6 +94,25 @@ func DeletePod(ctx context.Context, lab, pod string) (*PodChange, error) {
 	}
 	t.ApplyChurn(spec.Churn{Deleted: []string{gone.Name}, Added: []spec.Pod{repl}})
 	return deleteSteps(ctx, t, lab, st)
+}
+
+// lockLab serialises the commands that change a running lab's state (two
+// pod deletes at once would each write state.json, and one would lose the
+// other's namespaces). The lock is on a file in the state directory, so a
+// killed holder releases it.
+func lockLab(lab string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(Dir(lab), "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("lab %q is not up", lab)
+		}
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking lab %s: %w", lab, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // deleteSteps does the pending delete's steps from the one after the last
@@ -146,7 +171,7 @@ func deleteSteps(ctx context.Context, t *spec.Topology, lab string, st *State) (
 		}
 		ch.Synced = time.Since(start)
 	}
-	err := step("done", func() error {
+	err := step(stepDone, func() error {
 		if err := reloadAgent(lab); err != nil {
 			return err
 		}
@@ -203,10 +228,14 @@ func stopPod(lab string, pod spec.Pod) error {
 	// kernel frees an unmounted namespace, and the veth with it, only
 	// later, and a pod of the same name started meanwhile (a resumed
 	// delete) would find the name taken.
-	if l, err := node.NL.LinkByName(spec.HostVethName(pod.Namespace, pod.Name)); err == nil {
+	veth := spec.HostVethName(pod.Namespace, pod.Name)
+	switch l, err := node.NL.LinkByName(veth); {
+	case err == nil:
 		if err := node.NL.LinkDel(l); err != nil {
-			return fmt.Errorf("ip link del %s in %s: %w", l.Attrs().Name, node.Name, err)
+			return fmt.Errorf("ip link del %s in %s: %w", veth, node.Name, err)
 		}
+	case !errors.As(err, &netlink.LinkNotFoundError{}):
+		return fmt.Errorf("ip link show %s in %s: %w", veth, node.Name, err)
 	}
 	if err := ns.Delete(name); err != nil {
 		return err
@@ -242,8 +271,10 @@ func stopPod(lab string, pod spec.Pod) error {
 type NodeSync struct {
 	Node string
 	// Full is true when the partial restore failed and kube-proxy fell back
-	// to rewriting every chain, as upstream does after a failed restore.
-	Full  bool
+	// to rewriting every chain, as upstream does after a failed restore;
+	// Fallback says why.
+	Full     bool
+	Fallback string
 	Bytes int
 	// Written are the per-Service chains the payload (re)wrote; Deleted
 	// the stale ones it removed with -X.
@@ -302,12 +333,13 @@ func syncNode(h *ns.NS, t *spec.Topology, node string, before, after []cluster.S
 	}
 	if err := restore(h, string(res.Payload), true); err != nil {
 		// kube-proxy counts a failed partial restore and retries in full.
+		s.Fallback = err.Error()
 		p.Applied(res, err)
 		if res, err = p.Sync(services); err != nil {
 			return s, err
 		}
-		if err := restore(h, string(res.Payload), true); err != nil {
-			return s, err
+		if err2 := restore(h, string(res.Payload), true); err2 != nil {
+			return s, errors.Join(fmt.Errorf("partial sync: %w", err), fmt.Errorf("full sync after it: %w", err2))
 		}
 	}
 	s.Full, s.Bytes, s.Written, s.Deleted = res.Full, len(res.Payload), res.WrittenChains, res.DeletedChains

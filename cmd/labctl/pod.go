@@ -84,7 +84,7 @@ func printNodeSyncs(w io.Writer, indent string, syncs []lab.NodeSync) {
 	for _, s := range syncs {
 		kind := "partial sync"
 		if s.Full {
-			kind = "full sync (the partial restore failed)"
+			kind = "full sync (the partial restore failed: " + s.Fallback + ")"
 		}
 		fmt.Fprintf(w, "%skube-proxy on %s: %s, %d bytes", indent, s.Node, kind, s.Bytes)
 		if len(s.Written) > 0 {

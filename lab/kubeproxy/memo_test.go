@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -44,7 +45,7 @@ func (c *randomCluster) mutate() {
 	}
 	k := c.rng.IntN(len(c.svcs))
 	sp := &c.svcs[k]
-	switch c.rng.IntN(9) {
+	switch c.rng.IntN(10) {
 	case 0:
 		c.svcs = append(c.svcs, c.newService())
 	case 1:
@@ -76,6 +77,17 @@ func (c *randomCluster) mutate() {
 		}
 	case 8:
 		sp.InternalPolicyLocal = !sp.InternalPolicyLocal
+	case 9:
+		// In place again, in the other slices the Proxier must have copied.
+		if len(sp.LoadBalancerSourceRanges) == 0 {
+			sp.NodePort, sp.ExternalIPs = 30100, []netip.Addr{netip.MustParseAddr("192.0.2.10")}
+			sp.LoadBalancerIPs = []netip.Addr{netip.MustParseAddr("192.0.2.20")}
+			sp.LoadBalancerSourceRanges = []string{"198.51.100.0/24"}
+		} else {
+			sp.ExternalIPs[0] = netip.AddrFrom4([4]byte{192, 0, 2, byte(c.rng.IntN(250))})
+			sp.LoadBalancerIPs[0] = netip.AddrFrom4([4]byte{192, 0, 2, byte(c.rng.IntN(250))})
+			sp.LoadBalancerSourceRanges[0] = "203.0.113." + strconv.Itoa(c.rng.IntN(250)) + "/32"
+		}
 	}
 }
 
@@ -217,5 +229,68 @@ func TestServicePortEqualSeesEveryField(t *testing.T) {
 	c.Endpoints[0].Ready = false
 	if !base.Endpoints[0].Ready {
 		t.Errorf("clone shares its Endpoints with the original")
+	}
+}
+
+func TestMemoIsNotUsedAcrossALargeClusterModeChange(t *testing.T) {
+	// Crossing 1,000 endpoints drops (or restores) the endpoint comments in
+	// every Service's chains, so even Services whose input is the same must
+	// be written again.
+	p, err := NewProxier(goldenConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs := benchServices(333, 3) // 999 endpoints
+	r, _ := p.Sync(svcs)
+	p.Applied(r, nil)
+	svcs[0].Endpoints = append(svcs[0].Endpoints, ready("10.9.9.1", 8080), ready("10.9.9.2", 8080)) // 1,001
+	r, _ = p.Sync(svcs)
+	if r.Full || r.out.reused != 0 {
+		t.Fatalf("full %v, %d Services reused across the change to large-cluster mode", r.Full, r.out.reused)
+	}
+	if !strings.Contains(string(r.Payload), ":"+string(ServicePortChainName("bench/svc200:http", "tcp"))+" ") {
+		t.Errorf("an unchanged Service's chains were not rewritten for large-cluster mode")
+	}
+	p.Applied(r, nil)
+	r, _ = p.Sync(svcs)
+	if r.out.reused != 333 {
+		t.Errorf("a no-op sync in large-cluster mode reused %d of 333 Services", r.out.reused)
+	}
+}
+
+func TestCloneSharesNoSliceWithTheOriginal(t *testing.T) {
+	sp := ServicePort{ExternalIPs: []netip.Addr{addr("192.0.2.1")}, LoadBalancerIPs: []netip.Addr{addr("192.0.2.2")},
+		LoadBalancerSourceRanges: []string{"10.0.0.0/8"}, Endpoints: []Endpoint{ready("10.0.0.1", 80)}}
+	c := sp.clone()
+	a, b := reflect.ValueOf(sp), reflect.ValueOf(c)
+	for i := range a.NumField() {
+		if a.Field(i).Kind() != reflect.Slice {
+			continue
+		}
+		if a.Field(i).Len() == 0 {
+			t.Fatalf("field %s: give it an element in this test", a.Type().Field(i).Name)
+		}
+		if a.Field(i).Pointer() == b.Field(i).Pointer() {
+			t.Errorf("clone shares %s with the original", a.Type().Field(i).Name)
+		}
+	}
+}
+
+func TestAResultBuiltBeforeAnotherWasAppliedMakesTheNextSyncFull(t *testing.T) {
+	p, err := NewProxier(goldenConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs := benchServices(3, 2)
+	r, _ := p.Sync(svcs)
+	p.Applied(r, nil)
+	svcs[1].Endpoints[0].IP = addr("10.9.9.9")
+	r1, _ := p.Sync(svcs)
+	svcs[1].Endpoints[0].IP = addr("10.1.0.1")
+	r2, _ := p.Sync(svcs)
+	p.Applied(r1, nil)
+	p.Applied(r2, nil) // built on the state before r1
+	if r, _ = p.Sync(svcs); !r.Full {
+		t.Errorf("after a stale result was applied the next sync is partial; r1's chains would stay in the kernel")
 	}
 }

@@ -161,8 +161,12 @@ type prepared struct {
 	changed map[string]bool
 }
 
-// portKey identifies a ServicePort across syncs.
-type portKey struct{ namespace, name, portName, protocol string }
+// portKey identifies a ServicePort across syncs. The family keeps a
+// dual-stack Service's two ports apart (the proxier skips the other one).
+type portKey struct {
+	namespace, name, portName, protocol string
+	ipv6                                bool
+}
 
 // memoPort is one ServicePort input (a deep copy) and its prepared form.
 // A svcPort is never modified after prepareOne, so syncs can share it.
@@ -188,7 +192,7 @@ func prepare(s *settings, in []ServicePort, memo map[portKey]*memoPort) (*prepar
 				return nil, err
 			}
 		} else {
-			k := portKey{in[i].Namespace, in[i].Name, in[i].PortName, in[i].Protocol}
+			k := portKey{in[i].Namespace, in[i].Name, in[i].PortName, in[i].Protocol, in[i].ClusterIP.Unmap().Is6()}
 			m := memo[k]
 			if m == nil || !m.in.equal(&in[i]) {
 				p, err := prepareOne(s, &in[i])

@@ -23,6 +23,8 @@ type Proxier struct {
 	needFullSync bool
 	// noMemo turns the memo off, for tests that compare with and without.
 	noMemo bool
+	// gen counts applied syncs; a result knows the gen it was built on.
+	gen int
 	// applied maps namespace/name to its nat chain text in the kernel.
 	applied map[string]string
 	// existing are the nat chains believed to be in the kernel.
@@ -57,6 +59,7 @@ type SyncResult struct {
 	memo  map[portKey]*memoPort
 	large bool
 	svcs  []*svcPort
+	gen   int
 }
 
 // NewProxier validates cfg and returns a Proxier whose first Sync is full.
@@ -100,17 +103,21 @@ func (p *Proxier) Sync(services []ServicePort) (*SyncResult, error) {
 	}
 	out := newRenderer(p.s, len(pr.svcs), pr.total, rendered, renderedEndpoints).run(pr.svcs, in)
 	return &SyncResult{Payload: out.payload, Full: full, WrittenChains: out.written, DeletedChains: out.deleted, NATRules: out.natRules,
-		out: out, memo: pr.memo, large: large, svcs: pr.svcs}, nil
+		out: out, memo: pr.memo, large: large, svcs: pr.svcs, gen: p.gen}, nil
 }
 
 // Applied records the outcome of restoring r.Payload. With err == nil the
 // kernel now holds r; otherwise nothing is assumed to have changed and the
-// next Sync is full. Results must be applied in the order Sync returned them.
+// next Sync is full. Apply (or drop) each result before the next Sync: a
+// result built before another one was applied describes a state the kernel
+// no longer has, so applying it makes the next Sync full, which repairs
+// whatever it left.
 func (p *Proxier) Applied(r *SyncResult, err error) {
-	if err != nil {
+	if err != nil || r.gen != p.gen {
 		p.needFullSync = true
 		return
 	}
+	p.gen++
 	p.needFullSync = false
 	p.applied = r.out.content
 	p.memo, p.memoLarge = r.memo, r.large
