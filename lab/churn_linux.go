@@ -275,7 +275,7 @@ type NodeSync struct {
 	// Fallback says why.
 	Full     bool
 	Fallback string
-	Bytes int
+	Bytes    int
 	// Written are the per-Service chains the payload (re)wrote; Deleted
 	// the stale ones it removed with -X.
 	Written, Deleted []kubeproxy.Chain
