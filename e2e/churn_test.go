@@ -67,7 +67,9 @@ var _ = Describe("pod delete after a crash", Ordered, Label("services", "lifecyc
 	const name = labPrefix + "churn"
 	BeforeAll(func() { up("clusterip", name) })
 
-	for _, step := range []string{"started", "synced", "done"} {
+	// synced-node51: killed after the first node's rules moved on, before
+	// the others'.
+	for _, step := range []string{"started", "synced-node51", "synced", "done"} {
 		It("resumes a delete killed -9 at step "+step+", and the VIP reaches the replacement", func() {
 			gone := webPods(name)[0]
 			out, code := run([]string{"LABCTL_FAULT_AT=pod-" + step}, "pod", "delete", "--lab", name, gone.Name)

@@ -301,6 +301,8 @@ func SyncKubeProxy(t *spec.Topology, lab string, before []cluster.ServicePort) (
 			return nil, err
 		}
 		out = append(out, s)
+		// A kill -9 here leaves some nodes synced and the rest not.
+		faultPoint(context.Background(), "pod-synced-"+n.Name)
 	}
 	return out, nil
 }
