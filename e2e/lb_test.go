@@ -59,6 +59,15 @@ var _ = Describe("nlb-instance (walk C1) and NLB health", Ordered, Label("lb"), 
 		passes(s, "C1-b")
 	})
 
+	It("forgets a TCP flow after the NLB's idle timeout, 350 s, in its own namespace only", func() {
+		nlb, err := inNS(name, "nlb-web", "cat", "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established")
+		Expect(err).NotTo(HaveOccurred(), nlb)
+		Expect(strings.TrimSpace(nlb)).To(Equal("350"))
+		node, err := inNS(name, "node51", "cat", "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established")
+		Expect(err).NotTo(HaveOccurred(), node)
+		Expect(strings.TrimSpace(node)).To(Equal("432000"), "a node keeps the kernel's default, five days")
+	})
+
 	It("labctl lb lists the NLB, its target group and every node healthy, endpoint or not", func() {
 		out, code := run(nil, "lb", "--lab", name)
 		Expect(code).To(Equal(0), out)

@@ -23,7 +23,7 @@ var hostSysctls = []string{
 	"net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter",
 	"net/ipv4/conf/all/arp_ignore", "net/ipv4/conf/all/arp_announce", "net/ipv4/conf/all/send_redirects",
 	"net/ipv4/conf/default/send_redirects", "net/bridge/bridge-nf-call-iptables", "net/ipv4/conf/all/proxy_arp",
-	"net/ipv4/neigh/default/proxy_delay",
+	"net/ipv4/neigh/default/proxy_delay", "net/netfilter/nf_conntrack_tcp_timeout_established",
 }
 
 // hostState is the root namespace's network state as text: links,

@@ -266,7 +266,14 @@ func configure(n *ns.NS, p *plan.Namespace) error {
 		}
 	}
 	if p.Iptables != "" {
-		return restore(n, p.Iptables, false)
+		if err := restore(n, p.Iptables, false); err != nil {
+			return err
+		}
+	}
+	for _, sc := range p.Sysctls {
+		if sc.AfterIptables {
+			return n.Do(func() error { return sysctls(p, true) })
+		}
 	}
 	return nil
 }
@@ -347,13 +354,8 @@ func ipNet(ip []byte, bits int) *net.IPNet {
 // and turns TX checksum offload off on veths, so captured packets carry real
 // checksums and tcpdump -v shows no "incorrect" ones.
 func sysctlsAndOffload(p *plan.Namespace, links map[string]netlink.Link) error {
-	for _, s := range p.Sysctls {
-		if err := ns.WriteSysctl(s.Key, s.Value); err != nil {
-			if s.Optional && errors.Is(err, unix.ENOENT) {
-				continue
-			}
-			return err
-		}
+	if err := sysctls(p, false); err != nil {
+		return err
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -366,6 +368,23 @@ func sysctlsAndOffload(p *plan.Namespace, links map[string]netlink.Link) error {
 		}
 		if err := txChecksumOff(fd, name); err != nil {
 			return fmt.Errorf("tx checksum off on %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// sysctls writes the namespace's sysctls that go before links come up
+// (late false) or after its iptables are restored (late true).
+func sysctls(p *plan.Namespace, late bool) error {
+	for _, s := range p.Sysctls {
+		if s.AfterIptables != late {
+			continue
+		}
+		if err := ns.WriteSysctl(s.Key, s.Value); err != nil {
+			if s.Optional && errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return err
 		}
 	}
 	return nil

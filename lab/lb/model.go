@@ -58,6 +58,11 @@ const (
 	ALBIdleTimeout    = 60 * time.Second
 )
 
+// NLBIdleTimeout is an NLB's TCP idle timeout (tcp.idle_timeout.seconds,
+// default 350); unlike the health checks it is not scaled: no walk waits
+// for it, and `conntrack -L` in the NLB shows the real countdown.
+const NLBIdleTimeout = 350 * time.Second
+
 // LoadBalancer is one NLB or ALB.
 type LoadBalancer struct {
 	Name       string // object (namespace) name, such as nlb-web

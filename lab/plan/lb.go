@@ -3,6 +3,8 @@ package plan
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
+	"time"
 
 	"github.com/labctl/labctl/lab/lb"
 	"github.com/labctl/labctl/lab/spec"
@@ -40,6 +42,10 @@ func (p *Plan) loadBalancers(t *spec.Topology, m *lb.Model) {
 		}
 		if l.Kind == lb.NLB {
 			ns.Iptables = lb.NLBRules(l, lb.AllHealthy)
+			// The NLB's TCP idle timeout: a flow idle longer is forgotten,
+			// and its next packet is a new flow the target does not know.
+			ns.Sysctls = append(ns.Sysctls, Sysctl{Key: "net/netfilter/nf_conntrack_tcp_timeout_established",
+				Value: strconv.Itoa(int(lb.NLBIdleTimeout / time.Second)), AfterIptables: true})
 		}
 	}
 	ret := lb.Return(m.LBs)

@@ -90,10 +90,13 @@ type FDB struct {
 
 // Sysctl is a key under /proc/sys, written with slashes because interface
 // names may hold dots, and its value. Optional keys (a module may be
-// absent) are skipped when the kernel does not have them.
+// absent) are skipped when the kernel does not have them. AfterIptables
+// keys are written once the namespace's iptables are restored: conntrack's
+// keys exist only once the module is loaded, which the restore ensures.
 type Sysctl struct {
-	Key, Value string
-	Optional   bool
+	Key, Value    string
+	Optional      bool
+	AfterIptables bool
 }
 
 // Addr is an address on a link.
