@@ -68,6 +68,20 @@ var _ = Describe("nlb-instance (walk C1) and NLB health", Ordered, Label("lb"), 
 		Expect(strings.TrimSpace(node)).To(Equal("432000"), "a node keeps the kernel's default, five days")
 	})
 
+	It("C1-hairpin: a pod that lands on its own node through the NLB gets the answer over its veth, and times out", func() {
+		run := passes(s, "C1-hairpin")
+		Expect(run.Report.Notes).To(ContainElement(HavePrefix("traffic: no answer, as expected")))
+		last := run.Report.Hops[len(run.Report.Hops)-1]
+		Expect(last.Point).To(Equal(walk.Point{Object: "pod71", Iface: "eth0"}))
+		Expect(last.Seen.Src.String() + ":" + fmt.Sprint(last.Seen.SrcPort)).To(Equal("192.168.2.70:30080"),
+			"the answer comes from node71's NodePort, not from the NLB pod71 dialled")
+		for _, h := range run.Report.Hops {
+			if h.Leg == walk.Reply {
+				Expect(h.Point.Object).To(BeElementOf("pod71", "node71"), "the reply never leaves node71")
+			}
+		}
+	})
+
 	It("labctl lb lists the NLB, its target group and every node healthy, endpoint or not", func() {
 		out, code := run(nil, "lb", "--lab", name)
 		Expect(code).To(Equal(0), out)

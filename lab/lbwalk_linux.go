@@ -103,7 +103,7 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	e.Points = pts // everything captured must be explained by a hop
 	run.Report = walk.Check(e, cl, pkts)
 	lbs, _ := lb.Build(s.Topo)
-	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, lbs), pkts)
+	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, lbs), pkts, walk.FlowPackets(cl, pkts))
 	if tr != nil {
 		run.Explain = s.explain(run.Report, traces)
 	}
@@ -122,6 +122,11 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		notes = append(notes, "kube-proxy on "+picks.Target+" picked endpoint "+picks.Endpoint)
 	}
 	switch {
+	case w.Expect == "drop" && run.TrafficErr == nil:
+		notes = append(notes, "traffic: answered, but this walk expects the connection to fail")
+		run.Report.Failed = true
+	case w.Expect == "drop":
+		notes = append(notes, "traffic: no answer, as expected ("+run.TrafficErr.Error()+")")
 	case run.TrafficErr != nil:
 		notes = append(notes, "traffic: "+run.TrafficErr.Error())
 		run.Report.Failed = true
@@ -150,7 +155,9 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 			run.Report.Failed = true
 		}
 		moved := translationChains(ev.Chains)
-		if n.Name == picks.Target || (e.Endpoint != nil && e.Endpoint.Instance == n.Name) || len(moved) > 0 {
+		// With instance targets every node's NodePort chains also count
+		// the NLB's health checks, so only the nodes on the path are shown.
+		if n.Name == picks.Target || (e.Endpoint != nil && e.Endpoint.Instance == n.Name) || (ipTargets && len(moved) > 0) {
 			run.NATEvidence = append(run.NATEvidence, ev)
 		}
 		// With ip targets the load balancer reaches the pod itself: no node's

@@ -220,7 +220,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	e.Points = pts // every captured point is named in the pcapng and must be explained
 	run.Report = walk.Check(e, cl, pkts)
-	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, nil), pkts)
+	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, nil), pkts, walk.FlowPackets(cl, pkts))
 	if tr != nil {
 		run.Explain = s.explain(run.Report, traces)
 	}

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/labctl/labctl/lab/spec"
 )
 
 func TestBackendConnectionIsTheFlowInBothDirectionsAndNothingElse(t *testing.T) {
@@ -44,5 +46,55 @@ func TestARSTIsAMismatchOnlyWhenNothingElseMatchesTheHop(t *testing.T) {
 	}
 	if r := judge(h, []*Packet{rst, synack}); r.Verdict != OK || r.Seen != synack {
 		t.Errorf("a RST beside the SYN-ACK: %s, saw %v", r.Verdict, r.Seen)
+	}
+}
+
+func TestAPodThatLandsOnItsOwnNodeThroughTheNLBGetsTheAnswerOverItsVeth(t *testing.T) {
+	top, err := spec.Load("../../topologies/nlb-instance.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Derive(top, *top.Walk("C1-hairpin"), 40000, "", Picks{Target: "node71", Endpoint: "pod71"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Hairpin {
+		t.Fatal("pod71 -> NLB (client IP preserved) -> node71 is not derived as a hairpin")
+	}
+	last := e.Hops[len(e.Hops)-1]
+	if last.Leg != Reply || last.Point != (Point{"pod71", "eth0"}) || last.Dir != In || last.Src != netip.MustParseAddr("192.168.2.70") {
+		t.Errorf("last hop %s %s %s from %s; want the reply into pod71/eth0 from node71's own address", last.Leg, last.Point, last.Dir, last.Src)
+	}
+	for _, h := range e.Hops {
+		if h.Leg == Reply && (h.Point.Object == "nlb-web" || h.Point.Object == spec.RouterName) {
+			t.Errorf("the reply is expected at %s; it never leaves node71", h.Point)
+		}
+	}
+	// The same walk from the client instance is not a hairpin.
+	w := *top.Walk("C1-b")
+	if e, err := Derive(top, w, 40000, "", Picks{Target: "node71", Endpoint: "pod71"}); err != nil || e.Hairpin {
+		t.Errorf("C1-b derived as a hairpin (%v)", err)
+	}
+}
+
+func TestCrossAZCountsTheFlowsConnectionsAndNotHealthChecks(t *testing.T) {
+	azs := map[string]string{"a.eth0": "us-east-1a", "b.eth0": "us-east-1b"}
+	client, server := netip.MustParseAddrPort("10.0.1.10:40000"), netip.MustParseAddrPort("10.0.2.20:80")
+	probe := netip.MustParseAddrPort("10.0.1.10:51000") // a health check from the same address
+	at := func(iface string, dir Dir, src, dst netip.AddrPort, id uint16, f TCPInfo) Packet {
+		return Packet{Point: Point{spec.RouterName, iface}, Dir: dir, Proto: "tcp", Src: src.Addr(), SrcPort: src.Port(),
+			Dst: dst.Addr(), DstPort: dst.Port(), IPID: id, IPLen: 60, TCP: f}
+	}
+	cross := func(src, dst netip.AddrPort, id uint16, f TCPInfo) []Packet {
+		return []Packet{at("a.eth0", In, src, dst, id, f), at("b.eth0", Out, src, dst, id, f)}
+	}
+	var pkts []Packet
+	pkts = append(pkts, cross(client, server, 1, TCPInfo{SYN: true, Seq: 7})...)
+	pkts = append(pkts, cross(client, server, 2, TCPInfo{ACK: true})...) // the handshake's ACK: not classified, still the flow's
+	pkts = append(pkts, cross(probe, server, 3, TCPInfo{SYN: true, Seq: 99})...)
+	c := &Classifier{Proto: "tcp", ISN: 7, HaveISN: true}
+	got := CountCrossAZ(azs, pkts, FlowPackets(c, pkts))
+	if got.Packets != 2 || got.Crossings["us-east-1a -> us-east-1b"] != 2 {
+		t.Errorf("counted %d packets %v; want the SYN and the ACK of the flow, not the health check", got.Packets, got.Crossings)
 	}
 }

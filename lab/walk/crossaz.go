@@ -53,14 +53,18 @@ type ipKey struct {
 	length   int
 }
 
-// CountCrossAZ finds every IPv4 packet that entered the VPC fabric at a
-// router port in one AZ and left it at a port in another, matching the two
-// sightings by what routing does not change (addresses, IP ID, length).
-func CountCrossAZ(azs map[string]string, pkts []Packet) CrossAZ {
+// CountCrossAZ finds every IPv4 packet of the flow that entered the VPC
+// fabric at a router port in one AZ and left it at a port in another,
+// matching the two sightings by what routing does not change (addresses, IP
+// ID, length). The flow is every packet on a connection one of its
+// classified packets is on (see FlowPackets), so the handshake's ACK, the
+// data and the FINs count, and load balancer health checks do not.
+func CountCrossAZ(azs map[string]string, pkts []Packet, flow func(*Packet) bool) CrossAZ {
 	c := CrossAZ{Crossings: map[string]int{}}
 	entered := map[ipKey]string{}
-	for _, p := range pkts {
-		if p.Point.Object != spec.RouterName || !p.Src.IsValid() {
+	for i := range pkts {
+		p := &pkts[i]
+		if p.Point.Object != spec.RouterName || !p.Src.IsValid() || !flow(p) {
 			continue
 		}
 		az, ok := azs[p.Point.Iface]
@@ -79,4 +83,27 @@ func CountCrossAZ(azs map[string]string, pkts []Packet) CrossAZ {
 		}
 	}
 	return c
+}
+
+// conn is one direction of a connection as a packet shows it.
+type conn struct {
+	proto    string
+	src, dst netip.AddrPort
+}
+
+// FlowPackets returns a test for the packets of the walk's flow: those on a
+// connection (either direction, as seen at any point, NAT included) that a
+// packet the classifier assigned to a leg is on.
+func FlowPackets(c *Classifier, pkts []Packet) func(*Packet) bool {
+	conns := map[conn]bool{}
+	for i := range pkts {
+		p := &pkts[i]
+		if c.Leg(p) != "" {
+			a, b := netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)
+			conns[conn{p.Proto, a, b}], conns[conn{p.Proto, b, a}] = true, true
+		}
+	}
+	return func(p *Packet) bool {
+		return conns[conn{p.Proto, netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)}]
+	}
 }

@@ -46,6 +46,9 @@ type Expectation struct {
 	// LB and LBNode are the load balancer and the node the client used.
 	LB     *lb.LoadBalancer
 	LBNode lb.Node
+	// Hairpin is set when a pod dials an NLB that preserves its address and
+	// lands on its own node: the answer never comes back through the NLB.
+	Hairpin bool
 	// ClientPort is the source port the client binds (TCP and UDP), or the
 	// ICMP echo identifier.
 	ClientPort uint16

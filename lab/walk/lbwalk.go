@@ -100,6 +100,7 @@ func deriveLB(t *spec.Topology, w spec.Walk, e *Expectation, picks Picks) (*Expe
 	// address, which the VPC router policy-routes back to the LB node.
 	backTo := lbEndpoint(l, node, src)
 	var mid []Hop
+	var hairpinWhy string
 	if g.TargetType == lb.TargetIP {
 		pod, err := endpointOf(t, target.Object)
 		if err != nil {
@@ -126,6 +127,17 @@ func deriveLB(t *spec.Topology, w spec.Walk, e *Expectation, picks Picks) (*Expe
 			return nil, fmt.Errorf("%s: the endpoint picked: %w", l.Owner, err)
 		}
 		e.Endpoint = &ep
+		if g.PreserveClientIP && from.Pod != nil && from.Instance == via.Instance {
+			// Hairpin: the client is a pod on the target itself. The node
+			// answers its own pod straight over the veth, from its own
+			// address and NodePort, never through the NLB; the client's
+			// kernel knows no such connection, and it times out (AWS:
+			// "the connection times out", aws-lb.md).
+			backTo = from
+			e.Hairpin = true
+			hairpinWhy = fmt.Sprintf("%s's answer comes from %s:%d, not from %s:%d, which it dialled: it knows no such connection, "+
+				"resets it, and its own connection times out", from.Object, via.IP, svc.NodePort, node.IP, lport)
+		}
 		mid = m.path(Request, sender, via, sport2, svc.NodePort)
 		mid[0].NAT = nat
 		mid = append(mid, m.viaNode(svc, Endpoint{Object: from.Object, IP: src}, via, ep, sport2, uint16(svc.TargetPort(ep.Pod)),
@@ -139,6 +151,10 @@ func deriveLB(t *spec.Topology, w spec.Walk, e *Expectation, picks Picks) (*Expe
 		}
 	}
 	e.Hops = append(e.Hops, mid...)
+	if e.Hairpin {
+		e.Hops[len(e.Hops)-1].Why = hairpinWhy
+		return e, nil
+	}
 	out := m.frontOut(lbEndpoint(l, node, node.IP), from, node, lport, sport)
 	out[0].NAT = fmt.Sprintf("%s un-NAT: source %s:%d (conntrack)", l.Name, node.IP, li.Port)
 	e.Hops = append(e.Hops, out...)
@@ -184,6 +200,9 @@ func (m *model) viaNode(svc *Service, client, via, ep Endpoint, sport, target ui
 	hops = append(hops, reply...)
 	out := m.path(Reply, Endpoint{Object: via.Object, IP: via.IP, MAC: via.MAC, Instance: via.Instance, Node: true}, back,
 		svc.NodePort, sport)
+	if back.Pod != nil && back.Instance == via.Instance && len(out) > 2 {
+		out = out[len(out)-2:] // a pod on the node itself: over its veth only
+	}
 	if len(out) > 0 {
 		out[0].NAT = fmt.Sprintf("%s un-NAT: source %s:%d (conntrack)", via.Object, via.IP, svc.NodePort)
 	}
