@@ -73,7 +73,7 @@ var _ = Describe("nlb-instance (walk C1) and NLB health", Ordered, Label("lb"), 
 		Expect(run.Report.Notes).To(ContainElement(HavePrefix("traffic: no answer, as expected")))
 		last := run.Report.Hops[len(run.Report.Hops)-1]
 		Expect(last.Point).To(Equal(walk.Point{Object: "pod71", Iface: "eth0"}))
-		Expect(last.Seen.Src.String() + ":" + fmt.Sprint(last.Seen.SrcPort)).To(Equal("192.168.2.70:30080"),
+		Expect(last.Seen.Src.String()+":"+fmt.Sprint(last.Seen.SrcPort)).To(Equal("192.168.2.70:30080"),
 			"the answer comes from node71's NodePort, not from the NLB pod71 dialled")
 		for _, h := range run.Report.Hops {
 			if h.Leg == walk.Reply {
