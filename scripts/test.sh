@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): sets the machine up, then runs
-# vet, the unit tests (pure packages run anywhere; kernel tests need root)
+# gofmt and vet, the unit tests (pure packages run anywhere; kernel tests need root)
 # and every Ginkgo e2e suite on real labs. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,12 @@ bash scripts/setup.sh
 export PATH="/usr/local/go/bin:$PATH:$(go env GOPATH)/bin"
 export GOTOOLCHAIN=auto
 
-echo "== go vet"
+echo "== gofmt, go vet"
+unformatted=$(gofmt -l cmd lab e2e)
+if [ -n "$unformatted" ]; then
+  echo "test.sh: not gofmt-formatted: $unformatted" >&2
+  exit 1
+fi
 go vet ./...
 echo "== unit tests"
 go test -count=1 ./lab/... ./cmd/...
