@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -19,6 +20,24 @@ import (
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
 )
+
+// syncBuffer is an output buffer a test may read while a command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // health returns the NLB's view of one target, "" while unknown.
 func health(name, target string) string {
@@ -59,7 +78,7 @@ var _ = Describe("nlb-instance (walk C1) and NLB health", Ordered, Label("lb"), 
 		passes(s, "C1-b")
 	})
 
-	It("forgets a TCP flow after the NLB's idle timeout, 350 s, in its own namespace only", func() {
+	It("sets the NLB's TCP idle timeout, 350 s, as its namespace's conntrack timeout, and no node's", func() {
 		nlb, err := inNS(name, "nlb-web", "cat", "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established")
 		Expect(err).NotTo(HaveOccurred(), nlb)
 		Expect(strings.TrimSpace(nlb)).To(Equal("350"))
@@ -138,10 +157,23 @@ var _ = Describe("nlb-instance (walk C1) and NLB health", Ordered, Label("lb"), 
 			Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("healthy"))
 		})
 		Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("unhealthy"))
+		// The reset leaves the NLB by the us-east-1b ENI, eth1, which the
+		// client's packet came in on.
+		dump := exec.Command("ip", "netns", "exec", spec.NSName(name, "nlb-web"), "tcpdump", "-c", "1", "-nni", "eth1", "-Q", "out",
+			"tcp[tcpflags] & tcp-rst != 0 and dst host 192.168.50.10")
+		dumped := &syncBuffer{}
+		dump.Stdout, dump.Stderr = dumped, dumped
+		Expect(dump.Start()).To(Succeed())
+		defer func() { _ = dump.Process.Kill() }()
+		Eventually(func() string { return dumped.String() }, 5*time.Second, 20*time.Millisecond).Should(ContainSubstring("listening on eth1"))
 		// The health checks from the NLB are dropped; the client's own flow
 		// is not, yet the NLB resets it now that its target is unhealthy.
 		_, err = get()
 		Expect(err).To(MatchError(ContainSubstring("connection reset by peer")))
+		done := make(chan error, 1)
+		go func() { done <- dump.Wait() }()
+		Eventually(done, 5*time.Second).Should(Receive(BeNil()), "no reset left the NLB's eth1: %s", dumped)
+		Expect(dumped.String()).To(ContainSubstring("192.168.102.4.80 > 192.168.50.10"))
 	})
 
 	It("fails open when every target is unhealthy", func() {

@@ -166,12 +166,14 @@ var _ = Describe("clusterip on iptables-legacy, as on EKS's AL2 nodes", Ordered,
 	var s *lab.Session
 	name := labPrefix + "cipleg"
 	var before string
+	var keys []string
 	BeforeAll(func() {
 		src, err := os.ReadFile(topology("clusterip"))
 		Expect(err).NotTo(HaveOccurred())
 		file := filepath.Join(GinkgoT().TempDir(), "clusterip-legacy.yaml")
 		Expect(os.WriteFile(file, append([]byte("iptables: legacy\n"), src...), 0o644)).To(Succeed())
-		before = hostState(name)
+		keys = hostSysctlKeys()
+		before = hostState(name, keys)
 		upFile(file, name)
 		s, err = lab.OpenSession(name)
 		Expect(err).NotTo(HaveOccurred())
@@ -202,7 +204,7 @@ var _ = Describe("clusterip on iptables-legacy, as on EKS's AL2 nodes", Ordered,
 	})
 
 	It("leaves the host's legacy and nft tables as they were", func() {
-		Expect(hostState(name)).To(Equal(before))
+		Expect(hostState(name, keys)).To(Equal(before))
 	})
 })
 

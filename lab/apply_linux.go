@@ -272,7 +272,10 @@ func configure(n *ns.NS, p *plan.Namespace) error {
 	}
 	for _, sc := range p.Sysctls {
 		if sc.AfterIptables {
-			return n.Do(func() error { return sysctls(p, true) })
+			if err := n.Do(func() error { return sysctls(p, true) }); err != nil {
+				return fmt.Errorf("%s: %w", n.Name, err)
+			}
+			return nil
 		}
 	}
 	return nil

@@ -3,7 +3,9 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"time"
 
@@ -123,7 +125,10 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	switch {
 	case w.Expect == "drop" && run.TrafficErr == nil:
-		notes = append(notes, "traffic: answered, but this walk expects the connection to fail")
+		notes = append(notes, "traffic: answered, but this walk expects the connection to time out")
+		run.Report.Failed = true
+	case w.Expect == "drop" && !isTimeout(run.TrafficErr):
+		notes = append(notes, "traffic: "+run.TrafficErr.Error()+", but this walk expects the connection to time out")
 		run.Report.Failed = true
 	case w.Expect == "drop":
 		notes = append(notes, "traffic: no answer, as expected ("+run.TrafficErr.Error()+")")
@@ -296,4 +301,11 @@ func queryA(n *ns.NS, port uint16, server netip.AddrPort, name string) ([]netip.
 		}
 	}
 	return out, ttl, nil
+}
+
+// isTimeout reports whether err is a network timeout: a connection that got
+// no answer, rather than one refused or reset.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -126,7 +126,7 @@ func TestNLBRulesSpreadAndSNATOnlyWhenTheClientIsNotPreserved(t *testing.T) {
 	}
 	snat := NLBRules(only(t, m, "Service default/web-ip"), AllHealthy)
 	pres := NLBRules(only(t, m, "Service default/web-pip"), AllHealthy)
-	if !strings.Contains(snat, "-j MARK --set-xmark 0x1/0xff") || strings.Contains(pres, "--set-xmark") {
+	if !strings.Contains(snat, "-j MARK --set-xmark 0x1/0xff") || strings.Contains(pres, "/0xff\n") {
 		t.Error("only the group without client IP preservation marks flows for SNAT")
 	}
 	if !strings.Contains(snat, "-A LB-SNAT -m mark --mark 0x1/0xff -j SNAT --to-source 192.168.101.4") {
@@ -205,5 +205,27 @@ func TestNLBResetsFlowsToUnhealthyTargetsUnlessItFailsOpen(t *testing.T) {
 	}
 	if fresh := NLBRules(l, AllHealthy); strings.Contains(fresh, "-A LB-UNHEALTHY -d") {
 		t.Errorf("a healthy NLB resets flows:\n%s", fresh)
+	}
+}
+
+func TestNLBMarksPacketsByTheENITheyArrivedOn(t *testing.T) {
+	m, err := Build(load(t, "nlb-ip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := NLBRules(only(t, m, "Service default/web-ip"), AllHealthy)
+	for i := 0; i < 3; i++ {
+		want := fmt.Sprintf("-A PREROUTING -i eth%d ", i)
+		mark := fmt.Sprintf("-j MARK --set-xmark 0x%x/0xf00", ArrivalMark(i))
+		found := false
+		for _, l := range strings.Split(rules, "\n") {
+			found = found || (strings.HasPrefix(l, want) && strings.HasSuffix(l, mark))
+		}
+		if !found {
+			t.Errorf("no arrival mark %s for eth%d:\n%s", mark, i, rules)
+		}
+	}
+	if ArrivalMark(0)&0xff != 0 || ArrivalMark(2)&^ArrivalMask != 0 {
+		t.Error("arrival marks overlap the SNAT marks' 0xff")
 	}
 }

@@ -16,6 +16,15 @@ func NodeMark(k int) uint32 { return uint32(0x10 + k) }
 // NodeTable is the router's route table for replies to LB node k.
 func NodeTable(k int) int { return 100 + k }
 
+// ArrivalMark marks, in an NLB's namespace, the packets that arrived on
+// node i's ENI. A reset the kernel sends for one of them carries the mark
+// too (fwmark_reflect), and a rule routes it out of the ENI it answers,
+// not out of the first node's.
+func ArrivalMark(node int) uint32 { return uint32(node+1) << 8 }
+
+// ArrivalMask is the bits ArrivalMark uses; the SNAT marks use 0xff.
+const ArrivalMask = 0xf00
+
 // ChainName is an NLB node's chain for one listener.
 func ChainName(node int, proto string, port int) string {
 	return fmt.Sprintf("LB-AZ%d-%s-%d", node, strings.ToUpper(proto), port)
@@ -51,7 +60,8 @@ var AllHealthy = Health{
 // established TCP flow to an unhealthy target, in a group that still has a
 // healthy one, is answered with a reset. The kernel sends it from the
 // flow's own addresses (the conntrack entry un-NATs it), so the client
-// sees it come from the NLB.
+// sees it come from the NLB; mangle's arrival marks send it out of the ENI
+// the client's packet came in on.
 func NLBRules(l *LoadBalancer, h Health) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -91,6 +101,13 @@ func NLBRules(l *LoadBalancer, h Health) string {
 			}
 		}
 		w(`-A LB-SNAT -m mark --mark 0x%x/0xff -j SNAT --to-source %s`, n.Index+1, n.IP)
+	}
+	w("COMMIT")
+	w("*mangle")
+	w(":PREROUTING ACCEPT [0:0]")
+	for _, n := range l.Nodes {
+		w(`-A PREROUTING -i %s -m comment --comment "lab: %s arrived at node %s" -j MARK --set-xmark 0x%x/0x%x`,
+			spec.ENIName(n.Index), l.Name, n.AZ, ArrivalMark(n.Index), ArrivalMask)
 	}
 	w("COMMIT")
 	w("*filter")

@@ -42,6 +42,13 @@ func (p *Plan) loadBalancers(t *spec.Topology, m *lb.Model) {
 		}
 		if l.Kind == lb.NLB {
 			ns.Iptables = lb.NLBRules(l, lb.AllHealthy)
+			// A reset the NLB sends (an unhealthy target's flows) is routed
+			// by the mark of the packet it answers: out of the ENI that
+			// packet came in on.
+			ns.Sysctls = append(ns.Sysctls, Sysctl{Key: "net/ipv4/fwmark_reflect", Value: "1"})
+			for _, n := range l.Nodes {
+				ns.Rules = append(ns.Rules, Rule{Priority: 99, Mark: lb.ArrivalMark(n.Index), Mask: lb.ArrivalMask, Table: 10 + n.Index})
+			}
 			// The NLB's TCP idle timeout: a flow idle longer is forgotten,
 			// and its next packet is a new flow the target does not know.
 			ns.Sysctls = append(ns.Sysctls, Sysctl{Key: "net/netfilter/nf_conntrack_tcp_timeout_established",

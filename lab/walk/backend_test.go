@@ -98,3 +98,48 @@ func TestCrossAZCountsTheFlowsConnectionsAndNotHealthChecks(t *testing.T) {
 		t.Errorf("counted %d packets %v; want the SYN and the ACK of the flow, not the health check", got.Packets, got.Crossings)
 	}
 }
+
+func TestIPTargetsWithThePreservedClientOnTheTargetsNodeAreAHairpinToo(t *testing.T) {
+	top, err := spec.Load("../../topologies/nlb-ip.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A web pod (a target) and another pod on its node (the client).
+	var client, target string
+	for _, tp := range top.Pods {
+		if !strings.HasPrefix(tp.Manifest, "Deployment default/web") {
+			continue
+		}
+		for _, cp := range top.Pods {
+			if cp.Node == tp.Node && cp.Name != tp.Name && client == "" {
+				client, target = cp.Name, tp.Name
+			}
+		}
+	}
+	if client == "" {
+		t.Fatal("nlb-ip has no pod that shares a node with a web pod; the test needs one")
+	}
+	w := *top.Walk("C3-preserve")
+	w.From = client
+	e, err := Derive(top, w, 40000, "", Picks{Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := e.Hops[len(e.Hops)-1]
+	if !e.Hairpin || last.Point != (Point{client, "eth0"}) || last.Leg != Reply {
+		t.Errorf("hairpin %v, last hop %s %s %s; want the reply into %s from %s", e.Hairpin, last.Leg, last.Point, last.Dir, client, target)
+	}
+	for _, h := range e.Hops {
+		if h.Leg == Reply && (h.Point.Object == spec.RouterName || strings.HasPrefix(h.Point.Object, "nlb-")) {
+			t.Errorf("the reply is expected at %s; it never leaves the node", h.Point)
+		}
+	}
+	w.From = target
+	self, err := Derive(top, w, 40000, "", Picks{Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !self.Hairpin || self.Hops[len(self.Hops)-1].Leg != Request {
+		t.Errorf("onto itself: hairpin %v, and the walk should end with the martian SYN", self.Hairpin)
+	}
+}

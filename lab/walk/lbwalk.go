@@ -109,7 +109,23 @@ func deriveLB(t *spec.Topology, w spec.Walk, e *Expectation, picks Picks) (*Expe
 		e.Endpoint = &pod
 		mid = m.path(Request, sender, pod, sport2, uint16(target.Port))
 		mid[0].NAT = nat
-		mid = append(mid, m.path(Reply, pod, backTo, uint16(target.Port), sport2)...)
+		switch {
+		case g.PreserveClientIP && from.Pod != nil && pod.Object == from.Object:
+			// Hairpin onto the client itself: the SYN comes in with the
+			// pod's own address as its source, a martian its kernel drops.
+			e.Hairpin = true
+			hairpinWhy = fmt.Sprintf("%s: the source is its own address; the kernel drops it as a martian, and the connection times out",
+				from.Object)
+		case g.PreserveClientIP && from.Pod != nil && pod.Instance == from.Instance:
+			// Hairpin: the target pod shares the client's node, which
+			// answers the client straight over the veths.
+			e.Hairpin = true
+			hairpinWhy = fmt.Sprintf("%s's answer comes from %s:%d, not from %s:%d, which it dialled: it knows no such connection, "+
+				"resets it, and its own connection times out", from.Object, pod.IP, target.Port, node.IP, lport)
+			mid = append(mid, m.path(Reply, pod, from, uint16(target.Port), sport2)...)
+		default:
+			mid = append(mid, m.path(Reply, pod, backTo, uint16(target.Port), sport2)...)
+		}
 	} else {
 		via := nodeEndpoint(t, target.Object)
 		svc := ServiceOf(t, spec.Walk{Service: strings.TrimPrefix(l.Owner, "Service "), Port: w.Port, Protocol: strings.ToLower(li.Protocol)})
