@@ -10,6 +10,7 @@ import (
 	"net"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -270,12 +271,9 @@ func configure(n *ns.NS, p *plan.Namespace) error {
 			return err
 		}
 	}
-	for _, sc := range p.Sysctls {
-		if sc.AfterIptables {
-			if err := n.Do(func() error { return sysctls(p, true) }); err != nil {
-				return fmt.Errorf("%s: %w", n.Name, err)
-			}
-			return nil
+	if slices.ContainsFunc(p.Sysctls, func(s plan.Sysctl) bool { return s.AfterIptables }) {
+		if err := n.Do(func() error { return sysctls(p, true) }); err != nil {
+			return fmt.Errorf("%s: %w", n.Name, err)
 		}
 	}
 	return nil
