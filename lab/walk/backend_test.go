@@ -143,3 +143,24 @@ func TestIPTargetsWithThePreservedClientOnTheTargetsNodeAreAHairpinToo(t *testin
 		t.Errorf("onto itself: hairpin %v, and the walk should end with the martian SYN", self.Hairpin)
 	}
 }
+
+func TestAPodToItsOwnNodesNodePortNeverLeavesTheNode(t *testing.T) {
+	top, err := spec.Load("../../topologies/nodeport.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := *top.Walk("B3")
+	w.From, w.Via = "pod71", "node71" // pod71 is the endpoint too
+	e, err := Derive(top, w, 40000, "pod71")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Hops) < 2 || e.Hops[0].Point != (Point{"pod71", "eth0"}) || e.Hops[1].Point.Object != "node71" {
+		t.Fatalf("first hops %v", e.Hops[:2])
+	}
+	for _, h := range e.Hops {
+		if h.Point.Object == spec.RouterName || h.Point.Iface == "eth0" && h.Point.Object == "node71" {
+			t.Errorf("expected at %s %s %s: a pod's packet to its own node's address stays on the node", h.Leg, h.Point, h.Dir)
+		}
+	}
+}

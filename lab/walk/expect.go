@@ -254,16 +254,25 @@ func (m *model) path(leg Leg, a, b Endpoint, sport, dport uint16) []Hop {
 		hops = append(hops, Hop{Leg: leg, Point: Point{obj, iface}, Dir: dir, SrcMAC: smac, DstMAC: dmac,
 			Src: a.IP, Dst: b.IP, SrcPort: sport, DstPort: dport, Why: why})
 	}
+	if a.Node && a.Pod == nil && b.Pod != nil && !b.Node && b.Instance == a.Instance {
+		// A node to a pod of its own: over the pod's veth only.
+		m.deliverToPod(hop, b, fmt.Sprintf("%s: rule 512 to %s lookup main -> dev %s",
+			a.Instance, b.IP, spec.HostVethName(b.Pod.Namespace, b.Pod.Name)))
+		return hops
+	}
 	if a.Pod != nil && !a.Node {
 		veth := spec.HostVethName(a.Pod.Namespace, a.Pod.Name)
 		vmac := spec.HostVethMAC(a.Pod.Namespace, a.Pod.Name)
 		hop(a.Object, "eth0", Out, a.MAC, vmac,
 			fmt.Sprintf("%s: default via %s dev eth0, static ARP to the host veth's MAC", a.Object, spec.PodGateway))
 		hop(a.Instance, veth, In, a.MAC, vmac, fmt.Sprintf("%s receives it on %s", a.Instance, veth))
-		if b.Pod != nil && b.Instance == a.Instance {
+		switch {
+		case b.Pod != nil && !b.Node && b.Instance == a.Instance:
 			m.deliverToPod(hop, b, fmt.Sprintf("%s: rule 512 to %s lookup main -> dev %s",
 				a.Instance, b.IP, spec.HostVethName(b.Pod.Namespace, b.Pod.Name)))
 			return hops
+		case b.Node && b.Instance == a.Instance:
+			return hops // the pod's own node: delivered locally
 		}
 	}
 	// The sender's instance picks an ENI and a next hop.

@@ -216,9 +216,6 @@ func (m *model) viaNode(svc *Service, client, via, ep Endpoint, sport, target ui
 	hops = append(hops, reply...)
 	out := m.path(Reply, Endpoint{Object: via.Object, IP: via.IP, MAC: via.MAC, Instance: via.Instance, Node: true}, back,
 		svc.NodePort, sport)
-	if back.Pod != nil && back.Instance == via.Instance && len(out) > 2 {
-		out = out[len(out)-2:] // a pod on the node itself: over its veth only
-	}
 	if len(out) > 0 {
 		out[0].NAT = fmt.Sprintf("%s un-NAT: source %s:%d (conntrack)", via.Object, via.IP, svc.NodePort)
 	}
