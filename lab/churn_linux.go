@@ -343,9 +343,31 @@ func syncNode(h *ns.NS, t *spec.Topology, node string, before, after []cluster.S
 		if err2 := restore(h, string(res.Payload), true); err2 != nil {
 			return s, errors.Join(fmt.Errorf("partial sync: %w", err), fmt.Errorf("full sync after it: %w", err2))
 		}
+		// A full sync also ensures the jumps from the built-in chains.
+		if err := ensureJumps(h); err != nil {
+			return s, err
+		}
 	}
 	s.Full, s.Bytes, s.Written, s.Deleted = res.Full, len(res.Payload), res.WrittenChains, res.DeletedChains
 	return s, nil
+}
+
+// ensureJumps puts back kube-proxy's jump rules that a node lacks, as
+// kube-proxy does on every full sync.
+func ensureJumps(h *ns.NS) error {
+	var save bytes.Buffer
+	err := h.Do(func() error {
+		cmd := exec.Command(iptablesOf(h).Save)
+		cmd.Stdout = &save
+		return cmd.Run()
+	})
+	if err != nil {
+		return fmt.Errorf("iptables-save in %s: %w", h.Name, err)
+	}
+	if payload := kubeproxy.EnsureJumps(save.Bytes()); payload != "" {
+		return restore(h, payload, true)
+	}
+	return nil
 }
 
 // agentSocket is where the app server takes commands.

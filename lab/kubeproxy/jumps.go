@@ -98,6 +98,38 @@ func JumpRestoreLines(table Table) []string {
 	return lines
 }
 
+// EnsureJumps is kube-proxy's EnsureRule(Prepend) for every jump rule that
+// save (iptables-save of the filter and nat tables) lacks: a restore payload
+// for --noflush that inserts each at the head of its built-in chain, or ""
+// when none is missing. kube-proxy ensures them on every full sync, so a
+// jump someone deleted comes back.
+func EnsureJumps(save []byte) string {
+	have := map[Table]map[string]bool{}
+	var table Table
+	for _, line := range strings.Split(string(save), "\n") {
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table = Table(line[1:])
+			have[table] = map[string]bool{}
+		case strings.HasPrefix(line, "-A ") && table != "":
+			have[table][line] = true
+		}
+	}
+	var out strings.Builder
+	for _, table := range []Table{TableFilter, TableNAT} {
+		var missing []string
+		for _, j := range JumpRules() {
+			if j.Table == table && !have[table][j.restoreLine()] {
+				missing = append(missing, "-I "+string(j.SrcChain)+" 1"+strings.TrimPrefix(j.restoreLine(), "-A "+string(j.SrcChain)))
+			}
+		}
+		if len(missing) > 0 {
+			out.WriteString("*" + string(table) + "\n" + strings.Join(missing, "\n") + "\nCOMMIT\n")
+		}
+	}
+	return out.String()
+}
+
 // InitialRestore turns a full-sync payload (from Render, or a full
 // Proxier.Sync) into the one-time restore for a fresh network namespace: it
 // adds the canary chains KUBE-PROXY-CANARY in mangle, nat and filter, the

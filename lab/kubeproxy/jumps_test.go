@@ -101,3 +101,20 @@ func TestInitialRestoreRejectsTruncatedPayload(t *testing.T) {
 		t.Errorf("InitialRestore accepted a payload without its last COMMIT")
 	}
 }
+
+func TestEnsureJumpsPutsBackOnlyTheMissingOnes(t *testing.T) {
+	save := "*filter\n:INPUT ACCEPT [0:0]\n" + strings.Join(JumpRestoreLines(TableFilter), "\n") + "\nCOMMIT\n" +
+		"*nat\n:PREROUTING ACCEPT [0:0]\n" + strings.Join(JumpRestoreLines(TableNAT), "\n") + "\nCOMMIT\n"
+	if got := EnsureJumps([]byte(save)); got != "" {
+		t.Errorf("every jump is there, yet EnsureJumps wants:\n%s", got)
+	}
+	gone := `-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`
+	if !strings.Contains(save, gone+"\n") {
+		t.Fatalf("test save lacks %s", gone)
+	}
+	got := EnsureJumps([]byte(strings.Replace(save, gone+"\n", "", 1)))
+	want := "*nat\n-I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\nCOMMIT\n"
+	if got != want {
+		t.Errorf("EnsureJumps = %q, want %q", got, want)
+	}
+}
