@@ -125,7 +125,7 @@ func measure(src *ns.NS, from netip.Addr, dst netip.AddrPort, path string, n int
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		t0 := time.Now()
-		if _, status, err := httpDo(src, from, 0, dst, "bench", trafficTimeout, path); err != nil || status != 200 {
+		if _, status, err := httpDo(src, from, 0, dst, "", trafficTimeout, path); err != nil || status != 200 {
 			l.Failures++
 			continue
 		}

@@ -545,7 +545,11 @@ func httpDo(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token str
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n%s: %s\r\nConnection: close\r\n\r\n", path, dst, walkHeader, token)
+	walkLine := ""
+	if token != "" { // a walk's request, which the ALB tracks; a bench's is plain
+		walkLine = walkHeader + ": " + token + "\r\n"
+	}
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n", path, dst, walkLine)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading the answer from %s: %w", dst, err)
