@@ -1,5 +1,10 @@
 package kubeproxy
 
+import (
+	"bytes"
+	"slices"
+)
+
 // lineBuffer accumulates restore lines, words joined by single spaces, like
 // kube-proxy's proxyutil.LineBuffer. It is a bare byte slice so a partial
 // sync can cut an unchanged service's chains back out (see cut).
@@ -66,4 +71,20 @@ func (lb *lineBuffer) cut(spans []span) {
 		lb.b = append(lb.b[:s.start], lb.b[s.end:]...)
 		lb.lines -= s.lines
 	}
+}
+
+// appendSortedLines appends the lines of buf (each ending in '\n') to b in
+// byte order. For ":NAME - [0:0]" lines that is strcmp order of the names,
+// since the space after a name sorts below every character a name may hold.
+func appendSortedLines(b, buf []byte) []byte {
+	lines := make([][]byte, 0, bytes.Count(buf, []byte{'\n'}))
+	for len(buf) > 0 {
+		i := bytes.IndexByte(buf, '\n')
+		lines, buf = append(lines, buf[:i+1]), buf[i+1:]
+	}
+	slices.SortFunc(lines, bytes.Compare)
+	for _, l := range lines {
+		b = append(b, l...)
+	}
+	return b
 }

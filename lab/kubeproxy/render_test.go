@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -27,7 +28,9 @@ func webExample() (Config, ServicePort) {
 	return cfg, sp
 }
 
-func TestWorkedExampleIsByteExactInKubeProxyEmissionOrder(t *testing.T) {
+// Rules come in kube-proxy's emission order; the nat chain declarations are
+// sorted by name (see assemble), where kube-proxy writes them in map order.
+func TestWorkedExampleIsByteExactInKubeProxyRuleOrderWithSortedDeclarations(t *testing.T) {
 	cfg, sp := webExample()
 	got, err := Render(cfg, []ServicePort{sp})
 	if err != nil {
@@ -47,16 +50,16 @@ func TestWorkedExampleIsByteExactInKubeProxyEmissionOrder(t *testing.T) {
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 COMMIT
 *nat
-:KUBE-SERVICES - [0:0]
+:KUBE-EXT-CDGGSHYLG3RE2FKL - [0:0]
+:KUBE-MARK-MASQ - [0:0]
 :KUBE-NODEPORTS - [0:0]
 :KUBE-POSTROUTING - [0:0]
-:KUBE-MARK-MASQ - [0:0]
-:KUBE-EXT-CDGGSHYLG3RE2FKL - [0:0]
+:KUBE-SEP-BSPEHAJY7CFMBVZU - [0:0]
+:KUBE-SEP-MMMM55AJ7LKKZ6XO - [0:0]
+:KUBE-SEP-TM7ZDZ4CR3G5D772 - [0:0]
+:KUBE-SERVICES - [0:0]
 :KUBE-SVC-CDGGSHYLG3RE2FKL - [0:0]
 :KUBE-SVL-CDGGSHYLG3RE2FKL - [0:0]
-:KUBE-SEP-MMMM55AJ7LKKZ6XO - [0:0]
-:KUBE-SEP-BSPEHAJY7CFMBVZU - [0:0]
-:KUBE-SEP-TM7ZDZ4CR3G5D772 - [0:0]
 -A KUBE-POSTROUTING -m mark ! --mark 0x00004000/0x00004000 -j RETURN
 -A KUBE-POSTROUTING -j MARK --xor-mark 0x00004000
 -A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
@@ -384,4 +387,44 @@ func TestDuplicateEndpointsCollapseAndTheReadyCopyWins(t *testing.T) {
 		`-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.180.0.1:80" -m statistic --mode random --probability 0.5000000000 -j ` + sep1,
 		`-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.180.0.2:80" -j ` + sep2,
 	}, nil)
+}
+
+// iptables-nft restores a large payload much faster when its chains are
+// declared in name order, so every payload, full or partial, declares them so.
+func TestNATChainDeclarationsAreSortedByName(t *testing.T) {
+	p, err := NewProxier(goldenConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs := benchServices(300, 3)
+	check := func(what string, payload []byte) {
+		_, nat, _ := strings.Cut(string(payload), "*nat\n")
+		var decl []string
+		for _, l := range strings.Split(nat, "\n") {
+			if strings.HasPrefix(l, ":") {
+				decl = append(decl, strings.Fields(l[1:])[0])
+			}
+		}
+		if len(decl) < 4 {
+			t.Fatalf("%s: only %d nat chain declarations", what, len(decl))
+		}
+		if !slices.IsSorted(decl) {
+			t.Errorf("%s: nat chain declarations are not in name order: %v", what, decl[:min(len(decl), 12)])
+		}
+	}
+	r, err := p.Sync(svcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("full sync", r.Payload)
+	p.Applied(r, nil)
+	svcs[7].Endpoints = svcs[7].Endpoints[:1] // two KUBE-SEP chains go: -X lines
+	svcs[9].Endpoints[0].IP = addr("10.99.0.1")
+	if r, err = p.Sync(svcs); err != nil {
+		t.Fatal(err)
+	}
+	if r.Full || len(r.DeletedChains) != 3 {
+		t.Fatalf("want a partial sync deleting 3 chains, got full=%v deleted=%v", r.Full, r.DeletedChains)
+	}
+	check("partial sync", r.Payload)
 }
