@@ -73,16 +73,17 @@ func (lb *lineBuffer) cut(spans []span) {
 	}
 }
 
-// appendSortedLines appends the lines of buf (each ending in '\n') to b in
-// byte order. For ":NAME - [0:0]" lines that is strcmp order of the names,
-// since the space after a name sorts below every character a name may hold.
-func appendSortedLines(b, buf []byte) []byte {
+// appendLinesReversed appends the lines of buf (each ending in '\n') to b
+// in reverse byte order. For ":NAME - [0:0]" lines that is reverse strcmp
+// order of the names, since the space after a name sorts below every
+// character a name may hold.
+func appendLinesReversed(b, buf []byte) []byte {
 	lines := make([][]byte, 0, bytes.Count(buf, []byte{'\n'}))
 	for len(buf) > 0 {
 		i := bytes.IndexByte(buf, '\n')
 		lines, buf = append(lines, buf[:i+1]), buf[i+1:]
 	}
-	slices.SortFunc(lines, bytes.Compare)
+	slices.SortFunc(lines, func(x, y []byte) int { return bytes.Compare(y, x) })
 	for _, l := range lines {
 		b = append(b, l...)
 	}

@@ -29,8 +29,9 @@ func webExample() (Config, ServicePort) {
 }
 
 // Rules come in kube-proxy's emission order; the nat chain declarations are
-// sorted by name (see assemble), where kube-proxy writes them in map order.
-func TestWorkedExampleIsByteExactInKubeProxyRuleOrderWithSortedDeclarations(t *testing.T) {
+// in reverse name order (see assemble), where kube-proxy writes them in map
+// order.
+func TestWorkedExampleIsByteExactInKubeProxyRuleOrderWithReverseSortedDeclarations(t *testing.T) {
 	cfg, sp := webExample()
 	got, err := Render(cfg, []ServicePort{sp})
 	if err != nil {
@@ -50,16 +51,16 @@ func TestWorkedExampleIsByteExactInKubeProxyRuleOrderWithSortedDeclarations(t *t
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 COMMIT
 *nat
-:KUBE-EXT-CDGGSHYLG3RE2FKL - [0:0]
-:KUBE-MARK-MASQ - [0:0]
-:KUBE-NODEPORTS - [0:0]
-:KUBE-POSTROUTING - [0:0]
-:KUBE-SEP-BSPEHAJY7CFMBVZU - [0:0]
-:KUBE-SEP-MMMM55AJ7LKKZ6XO - [0:0]
-:KUBE-SEP-TM7ZDZ4CR3G5D772 - [0:0]
-:KUBE-SERVICES - [0:0]
-:KUBE-SVC-CDGGSHYLG3RE2FKL - [0:0]
 :KUBE-SVL-CDGGSHYLG3RE2FKL - [0:0]
+:KUBE-SVC-CDGGSHYLG3RE2FKL - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SEP-TM7ZDZ4CR3G5D772 - [0:0]
+:KUBE-SEP-MMMM55AJ7LKKZ6XO - [0:0]
+:KUBE-SEP-BSPEHAJY7CFMBVZU - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-EXT-CDGGSHYLG3RE2FKL - [0:0]
 -A KUBE-POSTROUTING -m mark ! --mark 0x00004000/0x00004000 -j RETURN
 -A KUBE-POSTROUTING -j MARK --xor-mark 0x00004000
 -A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
@@ -389,9 +390,10 @@ func TestDuplicateEndpointsCollapseAndTheReadyCopyWins(t *testing.T) {
 	}, nil)
 }
 
-// iptables-nft restores a large payload much faster when its chains are
-// declared in name order, so every payload, full or partial, declares them so.
-func TestNATChainDeclarationsAreSortedByName(t *testing.T) {
+// Both iptables backends restore a large payload faster when its chains are
+// declared in reverse name order, so every payload, full or partial, declares
+// them so.
+func TestNATChainDeclarationsAreInReverseNameOrder(t *testing.T) {
 	p, err := NewProxier(goldenConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -408,8 +410,9 @@ func TestNATChainDeclarationsAreSortedByName(t *testing.T) {
 		if len(decl) < 4 {
 			t.Fatalf("%s: only %d nat chain declarations", what, len(decl))
 		}
+		slices.Reverse(decl)
 		if !slices.IsSorted(decl) {
-			t.Errorf("%s: nat chain declarations are not in name order: %v", what, decl[:min(len(decl), 12)])
+			t.Errorf("%s: nat chain declarations are not in reverse name order: %v", what, decl[max(0, len(decl)-12):])
 		}
 	}
 	r, err := p.Sync(svcs)
