@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -305,6 +307,74 @@ var _ = Describe("internet-to-pod (walk D1)", Ordered, Label("lb", "internet"), 
 		// Two or more public IPs answered, with the TTL the server really sent.
 		Expect(strings.Join(run.Report.Notes, "\n")).To(MatchRegexp(`with \[(\d+\.){3}\d+( (\d+\.){3}\d+)+\], TTL 60 \(want`))
 		Expect(run.App.Headers["X-Forwarded-For"]).To(Equal([]string{"198.51.100.20"}))
+		passes(s, "D1-c")
+	})
+})
+
+var _ = Describe("internet-to-pod with cross-zone off: Route 53 answers only the nodes whose AZ has healthy targets", Ordered, Label("lb", "internet"), func() {
+	var s *lab.Session
+	name := labPrefix + "d1zone"
+	var ratingC string
+	BeforeAll(func() {
+		src, err := os.ReadFile(topology("internet-to-pod"))
+		Expect(err).NotTo(HaveOccurred())
+		const at = "    alb.ingress.kubernetes.io/target-type: ip\n"
+		variant := strings.Replace(string(src), at, at+"    alb.ingress.kubernetes.io/target-group-attributes: load_balancing.cross_zone.enabled=false\n", 1)
+		Expect(variant).NotTo(Equal(string(src)), "the Ingress annotation to extend moved")
+		file := filepath.Join(GinkgoT().TempDir(), "internet-to-pod-zonal.yaml")
+		Expect(os.WriteFile(file, []byte(variant), 0o644)).To(Succeed())
+		upFile(file, name)
+		s, err = lab.OpenSession(name)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(s.Close)
+		h, err := lab.ReadHealth(name)
+		Expect(err).NotTo(HaveOccurred())
+		for _, th := range h {
+			if strings.Contains(th.Group, "rating") && th.AZ == "us-east-1c" {
+				ratingC = th.Target
+			}
+		}
+		Expect(ratingC).NotTo(BeEmpty(), "no rating target in us-east-1c: %+v", h)
+	})
+
+	It("leaves us-east-1a, where rating has no target, out of the answer: D1 through it fails at DNS, D1-c passes", func() {
+		d1 := walkOnce(s, "D1")
+		Expect(d1.Passed()).To(BeFalse(), describe(d1.Report))
+		notes := strings.Join(d1.Report.Notes, "\n")
+		Expect(notes).To(MatchRegexp(`answered portal\.example\.com with \[203\.0\.113\.\d+ 203\.0\.113\.\d+\], TTL 60`))
+		Expect(notes).To(ContainSubstring("the node in us-east-1a (203.0.113."))
+		Expect(notes).To(MatchRegexp(`out of DNS: target group \S*rating\S* has cross-zone off and no healthy target in us-east-1a`))
+		passes(s, "D1-c")
+		out, code := run(nil, "lb", "--lab", name)
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(MatchRegexp(`node us-east-1a .*, out of DNS: target group alb-portal-rating-80 has cross-zone off`))
+		Expect(regexp.MustCompile(`node us-east-1[bc] .*, in DNS\n`).FindAllString(out, -1)).To(HaveLen(2), out)
+	})
+
+	It("drops us-east-1c from the answer once rating's target there fails its health checks, and takes it back when they pass", func() {
+		ip, _, _ := strings.Cut(ratingC, ":")
+		var pod string
+		h, err := lab.ReadHealth(name)
+		Expect(err).NotTo(HaveOccurred())
+		for _, th := range h {
+			if th.Target == ratingC {
+				pod = th.Object
+			}
+		}
+		rule := []string{"INPUT", "-d", ip, "-p", "tcp", "--dport", "80", "-j", "DROP"}
+		out, err := inNS(name, pod, append([]string{"iptables", "-I"}, rule...)...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() string { return health(name, pod) }, 30*time.Second, 100*time.Millisecond).Should(Equal("unhealthy"))
+		run := walkOnce(s, "D1-c")
+		Expect(run.Passed()).To(BeFalse(), describe(run.Report))
+		notes := strings.Join(run.Report.Notes, "\n")
+		Expect(notes).To(MatchRegexp(`answered portal\.example\.com with \[203\.0\.113\.\d+\], TTL 60`))
+		Expect(notes).To(MatchRegexp(`the node in us-east-1c \(203\.0\.113\.\d+\) is out of DNS: target group \S*rating\S* has cross-zone off and no healthy target in us-east-1c`))
+		Expect(notes).To(ContainSubstring("the walk's node in us-east-1c is not in DNS"))
+
+		out, err = inNS(name, pod, append([]string{"iptables", "-D"}, rule...)...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Eventually(func() string { return health(name, pod) }, 30*time.Second, 100*time.Millisecond).Should(Equal("healthy"))
 		passes(s, "D1-c")
 	})
 })

@@ -301,11 +301,11 @@ func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error
 		go serveUDP(ul, base)
 		return ul, nil
 	case l.Kind == "route53" && l.Proto == "udp":
-		srv := &dns.Server{PacketConn: ul, Handler: route53Handler(t)}
+		srv := &dns.Server{PacketConn: ul, Handler: a.route53Handler(t)}
 		go srv.ActivateAndServe() //nolint:errcheck
 		return ul, nil
 	case l.Kind == "route53":
-		srv := &dns.Server{Listener: tl, Handler: route53Handler(t)}
+		srv := &dns.Server{Listener: tl, Handler: a.route53Handler(t)}
 		go srv.ActivateAndServe() //nolint:errcheck
 		return tl, nil
 	case l.Kind == "dns" && l.Proto == "udp":
@@ -457,19 +457,35 @@ type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
-// route53Handler answers the internet's alias A records: every node public
-// IP of the load balancer, TTL 60, as Route 53 answers an ELB alias.
-func route53Handler(t *spec.Topology) dns.Handler {
-	records := map[string][]netip.Addr{}
+// route53Handler answers the internet's alias A records: the public IP of
+// every load balancer node in DNS, TTL 60, as Route 53 answers an ELB
+// alias. Which nodes are in DNS follows the health checks at query time
+// (lb.LoadBalancer.InDNS).
+func (a *agent) route53Handler(t *spec.Topology) dns.Handler {
+	records := map[string]*lb.LoadBalancer{}
 	if m, err := lb.Build(t); err == nil {
 		for _, r := range t.Internet.DNS.Records {
 			if l, err := AliasTarget(m, r); err == nil {
-				name := dns.Fqdn(strings.ToLower(r.Name))
-				for _, n := range l.Nodes {
-					records[name] = append(records[name], n.Public)
-				}
+				records[dns.Fqdn(strings.ToLower(r.Name))] = l
 			}
 		}
 	}
-	return aHandler(60, func(name string) []netip.Addr { return records[name] })
+	return aHandler(60, func(name string) []netip.Addr {
+		l := records[name]
+		if l == nil {
+			return nil
+		}
+		a.mu.Lock()
+		r := a.lbs
+		a.mu.Unlock()
+		nodes := l.Nodes
+		if r != nil {
+			nodes = r.inDNS(l)
+		}
+		var ips []netip.Addr
+		for _, n := range nodes {
+			ips = append(ips, n.Public)
+		}
+		return ips
+	})
 }

@@ -91,7 +91,7 @@ func startLBs(lab string, t *spec.Topology) (*lbRuntime, error) {
 			cancel()
 			return nil, err
 		}
-		for _, g := range groups(l) {
+		for _, g := range l.Groups() {
 			for _, tg := range g.Targets {
 				th := &TargetHealth{LB: l.Name, Group: g.Name, Target: tg.String(), Object: tg.Object, AZ: tg.AZ,
 					State: StateInitial, Since: time.Now()}
@@ -114,24 +114,6 @@ func startLBs(lab string, t *spec.Topology) (*lbRuntime, error) {
 	}()
 	r.write()
 	return r, nil
-}
-
-func groups(l *lb.LoadBalancer) []*lb.TargetGroup {
-	seen := map[*lb.TargetGroup]bool{}
-	var out []*lb.TargetGroup
-	add := func(g *lb.TargetGroup) {
-		if g != nil && !seen[g] {
-			seen[g] = true
-			out = append(out, g)
-		}
-	}
-	for _, li := range l.Listeners {
-		add(li.Group)
-	}
-	for _, ru := range l.Rules {
-		add(ru.Group)
-	}
-	return out
 }
 
 // settle waits until no target is still in its initial state, so a lab is
@@ -272,6 +254,14 @@ func (r *lbRuntime) healthy(g *lb.TargetGroup) func(lb.Target) bool {
 		h := r.health[g.Name+"/"+t.String()]
 		return h != nil && h.State == StateHealthy
 	}
+}
+
+// inDNS are the nodes of l that its DNS name answers now.
+func (r *lbRuntime) inDNS(l *lb.LoadBalancer) []lb.Node {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in, _ := l.InDNS(func(g *lb.TargetGroup, t lb.Target) bool { return r.healthy(g)(t) })
+	return in
 }
 
 // changed applies a health change: an NLB's rules are rendered again and

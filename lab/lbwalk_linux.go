@@ -251,26 +251,49 @@ func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
 }
 
 // resolvePublic is D1's first step: the client asks the internet's
-// authoritative DNS for the walk's name, which must answer every node public
-// IP of the load balancer with TTL 60; the client picks the one of the
-// walk's AZ.
+// authoritative DNS for the walk's name, which must answer, TTL 60, the
+// public IP of every node of the load balancer that is in DNS given the
+// target health the app server recorded (lb.LoadBalancer.InDNS). The client
+// picks the node of the walk's AZ, even one out of DNS (as a client that
+// cached an older answer would); the DNS step then fails, saying why.
 func (s *Session) resolvePublic(w spec.Walk, src *ns.NS, port uint16, l *lb.LoadBalancer, node lb.Node) (netip.Addr, []string, bool) {
 	server := netip.AddrPortFrom(s.Topo.Internet.DNS.IP, 53)
+	health, err := ReadHealth(s.Lab)
+	if err != nil {
+		return node.Public, []string{"dns: the load balancers' target health: " + err.Error()}, false
+	}
+	in, out := l.InDNS(func(g *lb.TargetGroup, t lb.Target) bool {
+		return health[g.Name+"/"+t.String()].State == StateHealthy
+	})
 	answers, ttl, err := queryA(src, port, server, w.DNSName)
 	if err != nil {
 		return node.Public, []string{"dns: " + err.Error()}, false
 	}
 	want := map[netip.Addr]bool{}
-	for _, n := range l.Nodes {
+	var wantList []netip.Addr
+	for _, n := range in {
 		want[n.Public] = true
+		wantList = append(wantList, n.Public)
 	}
-	ok := len(answers) == len(want) && ttl == 60
+	ok := len(answers) == len(want) && ttl == 60 && want[node.Public]
 	for _, a := range answers {
 		ok = ok && want[a]
 	}
-	note := fmt.Sprintf("dns: %s answered %s with %v, TTL %d (want every node's public IP, TTL 60); the client picks %s (%s)",
-		s.Topo.Internet.DNS.Name, w.DNSName, answers, ttl, node.Public, node.AZ)
-	return node.Public, []string{note}, ok
+	what := "every node's public IP"
+	if len(out) > 0 {
+		what = fmt.Sprintf("the nodes in DNS: %v", wantList)
+	}
+	notes := []string{fmt.Sprintf("dns: %s answered %s with %v, TTL %d (want %s, TTL 60); the client picks %s (%s)",
+		s.Topo.Internet.DNS.Name, w.DNSName, answers, ttl, what, node.Public, node.AZ)}
+	for _, n := range l.Nodes {
+		if why, gone := out[n.AZ]; gone {
+			notes = append(notes, fmt.Sprintf("dns: the node in %s (%s) is out of DNS: %s", n.AZ, n.Public, why))
+		}
+	}
+	if !want[node.Public] {
+		notes = append(notes, fmt.Sprintf("dns: the walk's node in %s is not in DNS; only a client holding an older answer still sends to it", node.AZ))
+	}
+	return node.Public, notes, ok
 }
 
 // queryA asks one DNS server for the A records of a name, from inside a namespace.

@@ -34,12 +34,23 @@ func newLB() *cobra.Command {
 			for _, b := range m.LBs {
 				fmt.Fprintf(w, "%s  %s %s, %s, by the %s, cross-zone %v\n", b.Name, b.Scheme, strings.ToUpper(b.Kind), b.Owner,
 					b.Controller, b.CrossZone)
+				// Which nodes the LB's DNS name answers, from the recorded health.
+				_, out := b.InDNS(func(g *lb.TargetGroup, tg lb.Target) bool {
+					return health[g.Name+"/"+tg.String()].State == lab.StateHealthy
+				})
 				for _, n := range b.Nodes {
 					pub := ""
 					if n.Public.IsValid() {
 						pub = ", public " + n.Public.String()
 					}
-					fmt.Fprintf(w, "  node %s  %s in %s%s\n", n.AZ, n.IP, n.Subnet.Name, pub)
+					dns := ", in DNS"
+					if why, gone := out[n.AZ]; gone {
+						dns = ", out of DNS: " + why
+					}
+					if health == nil {
+						dns = ""
+					}
+					fmt.Fprintf(w, "  node %s  %s in %s%s%s\n", n.AZ, n.IP, n.Subnet.Name, pub, dns)
 				}
 				for _, li := range b.Listeners {
 					fmt.Fprintf(w, "  listener %s:%d", li.Protocol, li.Port)
@@ -56,19 +67,7 @@ func newLB() *cobra.Command {
 					fmt.Fprintf(w, "  to targets: connect timeout %v (lab: %v), idle timeout %v (lab: %v), then 504\n",
 						lb.ALBConnectTimeout, lb.ALBConnectTimeout/lb.TimeScale, lb.ALBIdleTimeout, lb.ALBIdleTimeout/lb.TimeScale)
 				}
-				seen := map[*lb.TargetGroup]bool{}
-				var groups []*lb.TargetGroup
-				for _, li := range b.Listeners {
-					if li.Group != nil && !seen[li.Group] {
-						seen[li.Group], groups = true, append(groups, li.Group)
-					}
-				}
-				for _, r := range b.Rules {
-					if !seen[r.Group] {
-						seen[r.Group], groups = true, append(groups, r.Group)
-					}
-				}
-				for _, g := range groups {
+				for _, g := range b.Groups() {
 					hc := g.HealthCheck
 					interval, timeout := hc.Scaled()
 					fmt.Fprintf(w, "  target group %s: %s targets, client IP preserved %v, cross-zone %v\n", g.Name, g.TargetType,

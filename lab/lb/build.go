@@ -373,3 +373,73 @@ func (g *TargetGroup) Eligible(az string, healthy func(Target) bool) []Target {
 	}
 	return g.Targets // fail open: every target of every AZ
 }
+
+// Groups are the load balancer's target groups, each once: the listeners'
+// (NLB), then the rules' (ALB).
+func (l *LoadBalancer) Groups() []*TargetGroup {
+	seen := map[*TargetGroup]bool{}
+	var out []*TargetGroup
+	add := func(g *TargetGroup) {
+		if g != nil && !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	for _, li := range l.Listeners {
+		add(li.Group)
+	}
+	for _, ru := range l.Rules {
+		add(ru.Group)
+	}
+	return out
+}
+
+// InDNS are the nodes whose addresses the load balancer's DNS name answers,
+// given each target's health (aws-lb.md §1.4, §2.5, §6):
+//   - an NLB node leaves DNS when no target group has a healthy target it
+//     may send to (one in its AZ, or any with cross-zone on);
+//   - an ALB node leaves DNS when a target group with cross-zone off has no
+//     healthy target in its AZ; with cross-zone on it always stays.
+//
+// When every node would leave, all are answered, as Route 53 answers every
+// record of an alias whose targets are all unhealthy (and the load balancer
+// fails open). out says, by AZ, why a node is left out.
+func (l *LoadBalancer) InDNS(healthy func(*TargetGroup, Target) bool) (in []Node, out map[string]string) {
+	groups := l.Groups()
+	zoneHealthy := func(g *TargetGroup, az string) bool {
+		for _, t := range g.Targets {
+			if (g.CrossZone || t.AZ == az) && healthy(g, t) {
+				return true
+			}
+		}
+		return false
+	}
+	out = map[string]string{}
+	for _, n := range l.Nodes {
+		why := ""
+		switch l.Kind {
+		case NLB:
+			why = "no target group has a healthy target in " + n.AZ
+			for _, g := range groups {
+				if zoneHealthy(g, n.AZ) {
+					why = ""
+				}
+			}
+		case ALB:
+			for _, g := range groups {
+				if !g.CrossZone && !zoneHealthy(g, n.AZ) && why == "" {
+					why = "target group " + g.Name + " has cross-zone off and no healthy target in " + n.AZ
+				}
+			}
+		}
+		if why == "" {
+			in = append(in, n)
+		} else {
+			out[n.AZ] = why
+		}
+	}
+	if len(in) == 0 {
+		return l.Nodes, map[string]string{}
+	}
+	return in, out
+}

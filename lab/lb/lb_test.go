@@ -229,3 +229,81 @@ func TestNLBMarksPacketsByTheENITheyArrivedOn(t *testing.T) {
 		t.Error("arrival marks overlap the SNAT marks' 0xff")
 	}
 }
+
+// healthExcept is a health function where the named objects are unhealthy.
+func healthExcept(sick ...string) func(*TargetGroup, Target) bool {
+	return func(_ *TargetGroup, t Target) bool {
+		for _, s := range sick {
+			if t.Object == s {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func azsOf(nodes []Node) string {
+	var azs []string
+	for _, n := range nodes {
+		azs = append(azs, n.AZ)
+	}
+	return strings.Join(azs, " ")
+}
+
+func TestNLBDropsAnAZFromDNSWhenItHasNoHealthyTargetAndAnswersAllWhenNoneHas(t *testing.T) {
+	m, err := Build(load(t, "nlb-instance"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := only(t, m, "Service default/web")
+	if in, out := l.InDNS(healthExcept()); len(in) != 3 || len(out) != 0 {
+		t.Errorf("all healthy: every node in DNS, got %s, out %v", azsOf(in), out)
+	}
+	in, out := l.InDNS(healthExcept("node71"))
+	if azsOf(in) != "us-east-1a us-east-1c" || !strings.Contains(out["us-east-1b"], "no target group has a healthy target in us-east-1b") {
+		t.Errorf("node71 (the only target in us-east-1b) unhealthy: got %s, out %v", azsOf(in), out)
+	}
+	if in, out := l.InDNS(healthExcept("node51", "node71", "node81")); len(in) != 3 || len(out) != 0 {
+		t.Errorf("every target unhealthy: Route 53 answers all, got %s, out %v", azsOf(in), out)
+	}
+	l.Listeners[0].Group.CrossZone = true
+	if in, _ := l.InDNS(healthExcept("node71")); len(in) != 3 {
+		t.Errorf("cross-zone on: us-east-1b's node still has healthy targets elsewhere, got %s", azsOf(in))
+	}
+}
+
+func TestALBDropsAnAZFromDNSOnlyForATargetGroupWithCrossZoneOff(t *testing.T) {
+	m, err := Build(load(t, "internet-to-pod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := only(t, m, "Ingress default/portal")
+	var rating *TargetGroup
+	for _, g := range l.Groups() {
+		if strings.Contains(g.Name, "rating") {
+			rating = g
+		}
+	}
+	if rating == nil || !rating.CrossZone || len(l.Groups()) != 2 {
+		t.Fatalf("want two groups, rating's with cross-zone on: %+v", l.Groups())
+	}
+	// rating has targets in us-east-1b and 1c only; with cross-zone on that
+	// does not matter, and neither does a sick target.
+	var ratingC string
+	for _, tg := range rating.Targets {
+		if tg.AZ == "us-east-1c" {
+			ratingC = tg.Object
+		}
+	}
+	if in, _ := l.InDNS(healthExcept(ratingC)); len(in) != 3 {
+		t.Errorf("cross-zone on: every node stays in DNS, got %s", azsOf(in))
+	}
+	rating.CrossZone = false
+	in, out := l.InDNS(healthExcept())
+	if azsOf(in) != "us-east-1b us-east-1c" || !strings.Contains(out["us-east-1a"], "cross-zone off and no healthy target in us-east-1a") {
+		t.Errorf("cross-zone off, no rating target in us-east-1a: got %s, out %v", azsOf(in), out)
+	}
+	if in, _ := l.InDNS(healthExcept(ratingC)); azsOf(in) != "us-east-1b" {
+		t.Errorf("cross-zone off, rating's us-east-1c target (%s) unhealthy: got %s", ratingC, azsOf(in))
+	}
+}
