@@ -67,9 +67,11 @@ var _ = Describe("pod delete after a crash", Ordered, Label("services", "lifecyc
 	const name = labPrefix + "churn"
 	BeforeAll(func() { up("clusterip", name) })
 
-	// synced-node51: killed after the first node's rules moved on, before
-	// the others'.
-	for _, step := range []string{"started", "synced-node51", "synced", "done"} {
+	// start-veth and start-pod: killed inside the replacement's CNI ADD,
+	// with its veth made but unaddressed, then with the pod side made but
+	// not the node's routes and rules. synced-node51: killed after the
+	// first node's rules moved on, before the others'.
+	for _, step := range []string{"start-veth", "start-pod", "started", "synced-node51", "synced", "done"} {
 		It("resumes a delete killed -9 at step "+step+", and the VIP reaches the replacement", func() {
 			gone := webPods(name)[0]
 			out, code := run([]string{"LABCTL_FAULT_AT=pod-" + step}, "pod", "delete", "--lab", name, gone.Name)

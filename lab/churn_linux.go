@@ -206,9 +206,14 @@ func startPod(t *spec.Topology, lab, pod string) error {
 	if err := addVeth(p, node, veth); err != nil {
 		return err
 	}
+	// Fault points inside the CNI's ADD: a half-made replacement (a veth
+	// without addresses; a pod side without the node's routes and rules)
+	// that a resumed delete must clear before starting it again.
+	faultPoint(context.Background(), "pod-start-veth")
 	if err := configure(p, podNS); err != nil {
 		return err
 	}
+	faultPoint(context.Background(), "pod-start-pod")
 	return configure(node, nodePart)
 }
 
