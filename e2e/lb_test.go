@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -220,6 +222,40 @@ var _ = Describe("nlb-ip (walk C3)", Ordered, Label("lb"), func() {
 	It("C3 with preserve_client_ip.enabled: the pod sees the client, the reply still returns through the NLB", func() {
 		run := passes(s, "C3-preserve")
 		Expect(run.App.Remote).To(HavePrefix("192.168.50.10:"))
+	})
+
+	It("C3-hairpin: with the client IP preserved, the NLB hands a pod its own SYN from its own address; the pod drops it as a martian and times out", func() {
+		pod := "web-kbtv4l6gq8-svb47"
+		martians := func() int64 {
+			// in_martian_src, summed over the CPUs' lines (hex). The
+			// counter is the kernel's, not the namespace's: the captures
+			// place the drop in the pod, the counter names its cause.
+			out, err := inNS(labPrefix+"nlbip", pod, "cat", "/proc/net/stat/rt_cache")
+			Expect(err).NotTo(HaveOccurred(), out)
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			col := slices.Index(strings.Fields(lines[0]), "in_martian_src")
+			Expect(col).To(BeNumerically(">=", 0), lines[0])
+			var n int64
+			for _, l := range lines[1:] {
+				v, err := strconv.ParseInt(strings.Fields(l)[col], 16, 64)
+				Expect(err).NotTo(HaveOccurred())
+				n += v
+			}
+			return n
+		}
+		before := martians()
+		run := passes(s, "C3-hairpin")
+		Expect(run.Report.Notes).To(ContainElement(HavePrefix("traffic: no answer, as expected")))
+		last := run.Report.Hops[len(run.Report.Hops)-1]
+		Expect(last.Point).To(Equal(walk.Point{Object: pod, Iface: "eth0"}))
+		Expect(last.Seen.Src).To(Equal(last.Seen.Dst), "the SYN comes back from the pod's own address")
+		Expect(martians()).To(BeNumerically(">", before), "the kernel counted no martian source")
+	})
+
+	It("C3-hairpin-snat: without client IP preservation the same hairpin works, the pod seeing the NLB", func() {
+		run := passes(s, "C3-hairpin-snat")
+		Expect(run.App.Object).To(Equal("web-kbtv4l6gq8-svb47"))
+		Expect(run.App.Remote).To(HavePrefix("192.168.102.4:"))
 	})
 })
 
