@@ -80,6 +80,23 @@ var _ = Describe("pod delete after a crash", Ordered, Label("services", "lifecyc
 			Expect(err).NotTo(HaveOccurred())
 			Expect(st.Churn.Pending).NotTo(BeNil(), "the killed delete left no record")
 			Expect(st.Churn.Pending.Deleted.Name).To(Equal(gone.Name))
+			if strings.HasPrefix(step, "start-") {
+				// The replacement is half made, as the fault point says.
+				repl := st.Churn.Pending.Started
+				node := spec.NSName(name, repl.Node)
+				Expect(exec.Command("ip", "-n", node, "link", "show", spec.HostVethName(repl.Namespace, repl.Name)).Run()).To(Succeed(),
+					"the replacement's host veth should exist")
+				addrs, err := exec.Command("ip", "-n", spec.NSName(name, repl.Name), "-4", "addr", "show", "dev", "eth0").CombinedOutput()
+				Expect(err).NotTo(HaveOccurred(), string(addrs))
+				rules, err := exec.Command("ip", "-n", node, "rule").CombinedOutput()
+				Expect(err).NotTo(HaveOccurred())
+				Expect(string(rules)).NotTo(ContainSubstring(repl.IP.String()+" "), "the node's rules are made last")
+				if step == "start-veth" {
+					Expect(string(addrs)).NotTo(ContainSubstring("inet "), "the veth is not addressed yet")
+				} else {
+					Expect(string(addrs)).To(ContainSubstring("inet "+repl.IP.String()+"/32"), "the pod side is made")
+				}
+			}
 
 			other := webPods(name)[1]
 			if other.Name == st.Churn.Pending.Started.Name {

@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -224,32 +222,49 @@ var _ = Describe("nlb-ip (walk C3)", Ordered, Label("lb"), func() {
 		Expect(run.App.Remote).To(HavePrefix("192.168.50.10:"))
 	})
 
-	It("C3-hairpin: with the client IP preserved, the NLB hands a pod its own SYN from its own address; the pod drops it as a martian and times out", func() {
-		pod := "web-kbtv4l6gq8-svb47"
-		martians := func() int64 {
-			// in_martian_src, summed over the CPUs' lines (hex). The
-			// counter is the kernel's, not the namespace's: the captures
-			// place the drop in the pod, the counter names its cause.
-			out, err := inNS(labPrefix+"nlbip", pod, "cat", "/proc/net/stat/rt_cache")
-			Expect(err).NotTo(HaveOccurred(), out)
-			lines := strings.Split(strings.TrimSpace(out), "\n")
-			col := slices.Index(strings.Fields(lines[0]), "in_martian_src")
-			Expect(col).To(BeNumerically(">=", 0), lines[0])
-			var n int64
-			for _, l := range lines[1:] {
-				v, err := strconv.ParseInt(strings.Fields(l)[col], 16, 64)
-				Expect(err).NotTo(HaveOccurred())
-				n += v
-			}
-			return n
+	It("C3-hairpin: with the client IP preserved, the NLB hands a pod its own SYN from its own address; the pod's routing drops it (a martian source) before any socket sees it", func() {
+		const pod, ip = "web-kbtv4l6gq8-svb47", "192.168.2.5"
+		name := labPrefix + "nlbip"
+		out, err := inNS(name, pod, "sysctl", "-n", "net.ipv4.conf.all.accept_local", "net.ipv4.conf.eth0.accept_local")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(strings.Fields(out)).To(Equal([]string{"0", "0"}), "the lab pins accept_local=0 in pods")
+		// Two counting rules in the pod: the hairpinned SYN as it arrives
+		// (raw PREROUTING), and as it would reach a local socket (mangle
+		// INPUT), which a martian never does.
+		match := []string{"-s", ip, "-d", ip, "-p", "tcp", "--dport", "80", "--syn"}
+		rules := [][]string{
+			append([]string{"-t", "raw", "PREROUTING", "-i", "eth0"}, append(match, "-m", "comment", "--comment", "hairpin-in")...),
+			append([]string{"-t", "mangle", "INPUT"}, append(match, "-m", "comment", "--comment", "hairpin-local")...),
 		}
-		before := martians()
+		for _, r := range rules {
+			out, err := inNS(name, pod, append([]string{"iptables", r[0], r[1], "-I"}, r[2:]...)...)
+			Expect(err).NotTo(HaveOccurred(), out)
+			DeferCleanup(func() {
+				out, err := inNS(name, pod, append([]string{"iptables", r[0], r[1], "-D"}, r[2:]...)...)
+				Expect(err).NotTo(HaveOccurred(), out)
+			})
+		}
+		count := func(comment string) int {
+			out, err := inNS(name, pod, "iptables-save", "-c")
+			Expect(err).NotTo(HaveOccurred(), out)
+			for _, l := range strings.Split(out, "\n") {
+				if strings.Contains(l, "--comment "+comment) {
+					var pkts, bytes int
+					_, err := fmt.Sscanf(l, "[%d:%d]", &pkts, &bytes)
+					Expect(err).NotTo(HaveOccurred(), l)
+					return pkts
+				}
+			}
+			Fail("no rule " + comment + " in:\n" + out)
+			return 0
+		}
 		run := passes(s, "C3-hairpin")
 		Expect(run.Report.Notes).To(ContainElement(HavePrefix("traffic: no answer, as expected")))
 		last := run.Report.Hops[len(run.Report.Hops)-1]
 		Expect(last.Point).To(Equal(walk.Point{Object: pod, Iface: "eth0"}))
 		Expect(last.Seen.Src).To(Equal(last.Seen.Dst), "the SYN comes back from the pod's own address")
-		Expect(martians()).To(BeNumerically(">", before), "the kernel counted no martian source")
+		Expect(count("hairpin-in")).To(BeNumerically(">", 0), "the hairpinned SYN never arrived on the pod's eth0")
+		Expect(count("hairpin-local")).To(Equal(0), "the hairpinned SYN reached the pod's local input")
 	})
 
 	It("C3-hairpin-snat: without client IP preservation the same hairpin works, the pod seeing the NLB", func() {
@@ -407,10 +422,41 @@ var _ = Describe("internet-to-pod with cross-zone off: Route 53 answers only the
 		Expect(notes).To(MatchRegexp(`answered portal\.example\.com with \[203\.0\.113\.\d+\], TTL 60`))
 		Expect(notes).To(MatchRegexp(`the node in us-east-1c \(203\.0\.113\.\d+\) is out of DNS: target group \S*rating\S* has cross-zone off and no healthy target in us-east-1c`))
 		Expect(notes).To(ContainSubstring("the walk's node in us-east-1c is not in DNS"))
+		// Asked anyway, that node has no rating target it may use: 503.
+		Expect(notes).To(ContainSubstring("the load balancer answered HTTP 503"))
 
 		out, err = inNS(name, pod, append([]string{"iptables", "-D"}, rule...)...)
 		Expect(err).NotTo(HaveOccurred(), out)
 		Eventually(func() string { return health(name, pod) }, 30*time.Second, 100*time.Millisecond).Should(Equal("healthy"))
 		passes(s, "D1-c")
+	})
+
+	It("answers us-east-1c again once rating's pod there is replaced by one with a new address (Route 53 follows the reloaded targets)", func() {
+		var old string
+		h, err := lab.ReadHealth(name)
+		Expect(err).NotTo(HaveOccurred())
+		for _, th := range h {
+			if strings.Contains(th.Group, "rating") && th.AZ == "us-east-1c" {
+				old = th.Object
+			}
+		}
+		out, code := run(nil, "pod", "delete", "--lab", name, old)
+		Expect(code).To(Equal(0), out)
+		// The replacement is the group's us-east-1c target now, and healthy.
+		Eventually(func() string {
+			h, _ := lab.ReadHealth(name)
+			for _, th := range h {
+				if strings.Contains(th.Group, "rating") && th.AZ == "us-east-1c" && th.Object != old {
+					return th.State
+				}
+			}
+			return ""
+		}, 30*time.Second, 100*time.Millisecond).Should(Equal("healthy"))
+		fresh, err := lab.OpenSession(name)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(fresh.Close)
+		run := passes(fresh, "D1-c")
+		Expect(run.App.Object).NotTo(Equal(old))
+		Expect(strings.Join(run.Report.Notes, "\n")).To(MatchRegexp(`answered portal\.example\.com with \[203\.0\.113\.\d+ 203\.0\.113\.\d+\], TTL 60`))
 	})
 })

@@ -459,27 +459,29 @@ func (f closerFunc) Close() error { return f() }
 
 // route53Handler answers the internet's alias A records: the public IP of
 // every load balancer node in DNS, TTL 60, as Route 53 answers an ELB
-// alias. Which nodes are in DNS follows the health checks at query time
-// (lb.LoadBalancer.InDNS).
+// alias. Which nodes are in DNS follows the health the running load
+// balancers last published (lbRuntime.inDNS), looked up at query time, so a
+// reload's new targets count at once.
 func (a *agent) route53Handler(t *spec.Topology) dns.Handler {
-	records := map[string]*lb.LoadBalancer{}
+	type alias struct {
+		lb    string
+		nodes []lb.Node // before the load balancers run
+	}
+	records := map[string]alias{}
 	if m, err := lb.Build(t); err == nil {
 		for _, r := range t.Internet.DNS.Records {
 			if l, err := AliasTarget(m, r); err == nil {
-				records[dns.Fqdn(strings.ToLower(r.Name))] = l
+				records[dns.Fqdn(strings.ToLower(r.Name))] = alias{l.Name, l.Nodes}
 			}
 		}
 	}
 	return aHandler(60, func(name string) []netip.Addr {
-		l := records[name]
-		if l == nil {
+		al, ok := records[name]
+		if !ok {
 			return nil
 		}
-		a.mu.Lock()
-		r := a.lbs
-		a.mu.Unlock()
-		nodes := l.Nodes
-		if r != nil {
+		nodes := al.nodes
+		if r, l := a.lbFor(al.lb); r != nil {
 			nodes = r.inDNS(l)
 		}
 		var ips []netip.Addr

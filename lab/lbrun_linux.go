@@ -74,6 +74,10 @@ type lbRuntime struct {
 	apply sync.Mutex
 	// pending counts health changes decided but not yet applied.
 	pending int
+	// published is the health last recorded in lb-health.json, by
+	// "group/target": what labctl lb and the walks read, and what Route 53
+	// answers from, so DNS never runs ahead of the NLB's rules or the record.
+	published map[string]string
 }
 
 func startLBs(lab string, t *spec.Topology) (*lbRuntime, error) {
@@ -256,11 +260,12 @@ func (r *lbRuntime) healthy(g *lb.TargetGroup) func(lb.Target) bool {
 	}
 }
 
-// inDNS are the nodes of l that its DNS name answers now.
+// inDNS are the nodes of l that its DNS name answers, by the health last
+// published.
 func (r *lbRuntime) inDNS(l *lb.LoadBalancer) []lb.Node {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	in, _ := l.InDNS(func(g *lb.TargetGroup, t lb.Target) bool { return r.healthy(g)(t) })
+	in, _ := l.InDNS(func(g *lb.TargetGroup, t lb.Target) bool { return r.published[g.Name+"/"+t.String()] == StateHealthy })
 	return in
 }
 
@@ -304,8 +309,10 @@ func (r *lbRuntime) changed(l *lb.LoadBalancer) {
 func (r *lbRuntime) write() {
 	r.mu.Lock()
 	list := make([]TargetHealth, 0, len(r.health))
-	for _, h := range r.health {
+	r.published = make(map[string]string, len(r.health))
+	for k, h := range r.health {
 		list = append(list, *h)
+		r.published[k] = h.State
 	}
 	r.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].Group+list[i].Target < list[j].Group+list[j].Target })

@@ -258,27 +258,39 @@ func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
 // cached an older answer would); the DNS step then fails, saying why.
 func (s *Session) resolvePublic(w spec.Walk, src *ns.NS, port uint16, l *lb.LoadBalancer, node lb.Node) (netip.Addr, []string, bool) {
 	server := netip.AddrPortFrom(s.Topo.Internet.DNS.IP, 53)
-	health, err := ReadHealth(s.Lab)
-	if err != nil {
-		return node.Public, []string{"dns: the load balancers' target health: " + err.Error()}, false
+	var (
+		in          []lb.Node
+		out         map[string]string
+		answers     []netip.Addr
+		ttl         uint32
+		want        map[netip.Addr]bool
+		wantList    []netip.Addr
+		answerMatch bool
+	)
+	// A health change between reading the record and the query would
+	// show as a mismatch; the second try sees it settled.
+	for try := 0; try < 2 && !answerMatch; try++ {
+		health, err := ReadHealth(s.Lab)
+		if err != nil {
+			return node.Public, []string{"dns: the load balancers' target health: " + err.Error()}, false
+		}
+		in, out = l.InDNS(func(g *lb.TargetGroup, t lb.Target) bool {
+			return health[g.Name+"/"+t.String()].State == StateHealthy
+		})
+		if answers, ttl, err = queryA(src, port, server, w.DNSName); err != nil {
+			return node.Public, []string{"dns: " + err.Error()}, false
+		}
+		want, wantList = map[netip.Addr]bool{}, nil
+		for _, n := range in {
+			want[n.Public] = true
+			wantList = append(wantList, n.Public)
+		}
+		answerMatch = len(answers) == len(want)
+		for _, a := range answers {
+			answerMatch = answerMatch && want[a]
+		}
 	}
-	in, out := l.InDNS(func(g *lb.TargetGroup, t lb.Target) bool {
-		return health[g.Name+"/"+t.String()].State == StateHealthy
-	})
-	answers, ttl, err := queryA(src, port, server, w.DNSName)
-	if err != nil {
-		return node.Public, []string{"dns: " + err.Error()}, false
-	}
-	want := map[netip.Addr]bool{}
-	var wantList []netip.Addr
-	for _, n := range in {
-		want[n.Public] = true
-		wantList = append(wantList, n.Public)
-	}
-	ok := len(answers) == len(want) && ttl == 60 && want[node.Public]
-	for _, a := range answers {
-		ok = ok && want[a]
-	}
+	ok := answerMatch && ttl == 60 && want[node.Public]
 	what := "every node's public IP"
 	if len(out) > 0 {
 		what = fmt.Sprintf("the nodes in DNS: %v", wantList)

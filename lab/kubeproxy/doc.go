@@ -22,6 +22,8 @@
 //   - Services are emitted sorted (namespace/name/port) and endpoints by
 //     "ip:port"; upstream iterates a map, so any order is "correct" and
 //     upstream's tests normalise before comparing.
+//   - The nat chain declarations come in reverse name order, not grouped by
+//     Service: iptables-nft restores that much faster (see assemble).
 //   - Topology hints (trafficDistribution) are not modelled: every ready
 //     endpoint is a Cluster endpoint.
 //   - Partial syncs decide what changed by comparing each Service's rendered

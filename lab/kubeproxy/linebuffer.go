@@ -78,10 +78,9 @@ func (lb *lineBuffer) cut(spans []span) {
 // order of the names, since the space after a name sorts below every
 // character a name may hold.
 func appendLinesReversed(b, buf []byte) []byte {
-	lines := make([][]byte, 0, bytes.Count(buf, []byte{'\n'}))
-	for len(buf) > 0 {
-		i := bytes.IndexByte(buf, '\n')
-		lines, buf = append(lines, buf[:i+1]), buf[i+1:]
+	lines := bytes.SplitAfter(buf, []byte{'\n'})
+	if n := len(lines); n > 0 && len(lines[n-1]) == 0 {
+		lines = lines[:n-1]
 	}
 	slices.SortFunc(lines, func(x, y []byte) int { return bytes.Compare(y, x) })
 	for _, l := range lines {

@@ -395,15 +395,17 @@ func (l *LoadBalancer) Groups() []*TargetGroup {
 }
 
 // InDNS are the nodes whose addresses the load balancer's DNS name answers,
-// given each target's health (aws-lb.md §1.4, §2.5, §6):
+// given each target's health (aws-lb.md §1.4, §2.5, §5):
 //   - an NLB node leaves DNS when no target group has a healthy target it
-//     may send to (one in its AZ, or any with cross-zone on);
+//     may send to: one in its AZ, or, with cross-zone on, any (the lab's
+//     reading; §1.4 does not say how cross-zone changes the rule);
 //   - an ALB node leaves DNS when a target group with cross-zone off has no
-//     healthy target in its AZ; with cross-zone on it always stays.
+//     healthy target in its AZ, none registered there included; with
+//     cross-zone on it always stays.
 //
-// When every node would leave, all are answered, as Route 53 answers every
-// record of an alias whose targets are all unhealthy (and the load balancer
-// fails open). out says, by AZ, why a node is left out.
+// When every node would leave, all are answered: the load balancer then
+// fails open and sends to every target (§1.4, §2.5), so every node serves.
+// out says, by AZ, why a node is left out.
 func (l *LoadBalancer) InDNS(healthy func(*TargetGroup, Target) bool) (in []Node, out map[string]string) {
 	groups := l.Groups()
 	zoneHealthy := func(g *TargetGroup, az string) bool {

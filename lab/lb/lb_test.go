@@ -307,3 +307,22 @@ func TestALBDropsAnAZFromDNSOnlyForATargetGroupWithCrossZoneOff(t *testing.T) {
 		t.Errorf("cross-zone off, rating's us-east-1c target (%s) unhealthy: got %s", ratingC, azsOf(in))
 	}
 }
+
+func TestALBAnswersEveryNodeWhenEveryAZWouldLeaveDNS(t *testing.T) {
+	m, err := Build(load(t, "internet-to-pod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := only(t, m, "Ingress default/portal")
+	var sick []string
+	for _, g := range l.Groups() {
+		g.CrossZone = false
+		for _, tg := range g.Targets {
+			sick = append(sick, tg.Object)
+		}
+	}
+	in, out := l.InDNS(healthExcept(sick...))
+	if len(in) != len(l.Nodes) || len(out) != 0 {
+		t.Errorf("every target unhealthy, cross-zone off: the ALB fails open and every node is answered, got %s, out %v", azsOf(in), out)
+	}
+}

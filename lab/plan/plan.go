@@ -305,6 +305,13 @@ func (p *Plan) pod(t *spec.Topology, pd *spec.Pod) {
 	}
 	ns.Addrs = []Addr{{Dev: "eth0", Prefix: netip.PrefixFrom(pd.IP, 32)}}
 	ns.Neighs = []Neigh{{Dev: "eth0", IP: spec.PodGateway, MAC: vethMAC}}
+	// A new namespace copies the host's IPv4 conf/all settings; pin the
+	// kernel default so a packet arriving with the pod's own address as
+	// its source (an NLB hairpin) is dropped as a martian on any host.
+	ns.Sysctls = []Sysctl{
+		{Key: "net/ipv4/conf/all/accept_local", Value: "0"},
+		{Key: "net/ipv4/conf/eth0/accept_local", Value: "0"},
+	}
 
 	host := netip.PrefixFrom(pd.IP, 32)
 	node.Routes = append(node.Routes, Route{Dst: host, Dev: veth, Link: true})
