@@ -75,12 +75,27 @@ func Create(name string) (*NS, error) {
 	return n, nil
 }
 
+// Go never ends the main thread: a goroutine that exits locked to it wedges
+// it, in whatever namespace onFreshThread left it in, and /proc/<pid>/ns/net
+// is the main thread's. A process whose main thread sits in a lab's
+// namespace is one that `labctl down` kills as that lab's (it once killed
+// the e2e suite that way). With the main goroutine locked to the main thread
+// from init, no other goroutine, so no onFreshThread, ever runs there.
+func init() { runtime.LockOSThread() }
+
 // onFreshThread runs fn on a locked OS thread that is thrown away afterwards,
 // so a namespace change made by fn can never leak to other goroutines.
 func onFreshThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// Impossible while init holds the main thread; refuse rather
+			// than wedge it in a namespace.
+			runtime.UnlockOSThread()
+			errc <- errors.New("ns: a namespace switch was about to run on the main thread")
+			return
+		}
 		// No UnlockOSThread: the goroutine exits locked and Go ends the thread.
 		errc <- fn()
 	}()
