@@ -61,11 +61,12 @@ func (l listener) String() string {
 // agent is the lab's app server. One process holds sockets in every pod,
 // host and node namespace (a socket keeps the namespace it was created in).
 type agent struct {
-	lab  string
-	mu   sync.Mutex
-	open map[listener]io.Closer
-	topo *spec.Topology
-	lbs  *lbRuntime
+	lab       string
+	reloading sync.Mutex
+	mu        sync.Mutex
+	open      map[listener]io.Closer
+	topo      *spec.Topology
+	lbs       *lbRuntime
 	// albConns are the ALB's connections for the last walk requests, by
 	// token, oldest first in albOrder.
 	albConns map[string]*albConn
@@ -126,7 +127,12 @@ func (a *agent) command(c net.Conn) {
 	}
 	switch strings.TrimSpace(line) {
 	case "reload":
-		if err := a.reconcile(); err != nil {
+		// One reload at a time: two would each stop the same old load
+		// balancers and start their own, and one would run on unowned.
+		a.reloading.Lock()
+		err := a.reconcile()
+		a.reloading.Unlock()
+		if err != nil {
 			fmt.Fprintln(c, "error:", err)
 			return
 		}
@@ -223,7 +229,7 @@ func (a *agent) reconcile() error {
 	if err != nil {
 		return err
 	}
-	lbs.settle(10 * time.Second)
+	lbs.settle(settleLimit)
 	a.mu.Lock()
 	a.lbs = lbs
 	a.mu.Unlock()

@@ -386,7 +386,9 @@ func reloadAgent(lab string) error {
 		return fmt.Errorf("reaching the app server: %w", err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	// Longer than a reload can take: the health checks settle within
+	// settleLimit, after the old ones stopped and the listeners changed.
+	_ = c.SetDeadline(time.Now().Add(settleLimit + 20*time.Second))
 	if _, err := fmt.Fprintln(c, "reload"); err != nil {
 		return err
 	}

@@ -69,15 +69,17 @@ type lbRuntime struct {
 	health map[string]*TargetHealth
 	rr     map[string]int // ALB round robin position per group
 	done   chan struct{}
-	// apply serialises NLB rule updates: each renders the health current
-	// when it runs, so the last restore always holds the newest state.
+	// apply serialises the effects of health changes: an NLB's rules
+	// rendered from a snapshot and restored, then that snapshot published.
+	// Each takes the newest state when it runs, so the last one holds it.
 	apply sync.Mutex
-	// pending counts health changes decided but not yet applied.
+	// pending counts health changes decided but not yet published.
 	pending int
 	// published is the health last recorded in lb-health.json, by
-	// "group/target": what labctl lb and the walks read, and what Route 53
-	// answers from, so DNS never runs ahead of the NLB's rules or the record.
-	published map[string]string
+	// "group/target" (guarded by mu, changed under apply): what labctl lb
+	// and the walks read, and what Route 53 answers from. An NLB's entries
+	// are published only after its rules hold them.
+	published map[string]TargetHealth
 }
 
 func startLBs(lab string, t *spec.Topology) (*lbRuntime, error) {
@@ -88,18 +90,32 @@ func startLBs(lab string, t *spec.Topology) (*lbRuntime, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &lbRuntime{lab: lab, model: m, cancel: cancel, health: map[string]*TargetHealth{}, rr: map[string]int{},
 		done: make(chan struct{})}
+	// Every target starts initial, recorded before any probe can change it.
+	for _, l := range m.LBs {
+		for _, g := range l.Groups() {
+			for _, tg := range g.Targets {
+				r.health[g.Name+"/"+tg.String()] = &TargetHealth{LB: l.Name, Group: g.Name, Target: tg.String(),
+					Object: tg.Object, AZ: tg.AZ, State: StateInitial, Since: time.Now()}
+			}
+		}
+	}
+	r.publish(r.snapshot(nil))
 	var wg sync.WaitGroup
+	var handles []*ns.NS
 	for _, l := range m.LBs {
 		h, err := ns.Open(spec.NSName(lab, l.Name))
 		if err != nil {
 			cancel()
+			wg.Wait()
+			for _, h := range handles {
+				h.Close()
+			}
 			return nil, err
 		}
+		handles = append(handles, h)
 		for _, g := range l.Groups() {
 			for _, tg := range g.Targets {
-				th := &TargetHealth{LB: l.Name, Group: g.Name, Target: tg.String(), Object: tg.Object, AZ: tg.AZ,
-					State: StateInitial, Since: time.Now()}
-				r.health[g.Name+"/"+tg.String()] = th
+				th := r.health[g.Name+"/"+tg.String()]
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -107,18 +123,20 @@ func startLBs(lab string, t *spec.Topology) (*lbRuntime, error) {
 				}()
 			}
 		}
-		go func() {
-			<-ctx.Done()
-			h.Close()
-		}()
 	}
+	// The namespaces' handles close only once no probe can use them.
 	go func() {
 		wg.Wait()
+		for _, h := range handles {
+			h.Close()
+		}
 		close(r.done)
 	}()
-	r.write()
 	return r, nil
 }
+
+// settleLimit bounds how long a start or reload waits for health to form.
+const settleLimit = 10 * time.Second
 
 // settle waits until no target is still in its initial state, so a lab is
 // ready with its load balancers' view of health already formed.
@@ -134,7 +152,6 @@ func (r *lbRuntime) settle(limit time.Duration) {
 		}
 		r.mu.Unlock()
 		if busy == 0 {
-			r.write()
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -265,61 +282,92 @@ func (r *lbRuntime) healthy(g *lb.TargetGroup) func(lb.Target) bool {
 func (r *lbRuntime) inDNS(l *lb.LoadBalancer) []lb.Node {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	in, _ := l.InDNS(func(g *lb.TargetGroup, t lb.Target) bool { return r.published[g.Name+"/"+t.String()] == StateHealthy })
+	in, _ := l.InDNS(func(g *lb.TargetGroup, t lb.Target) bool {
+		return r.published[g.Name+"/"+t.String()].State == StateHealthy
+	})
 	return in
 }
 
-// changed applies a health change: an NLB's rules are rendered again and
+// changed applies a health change of one load balancer: its targets'
+// health is snapshotted; an NLB's rules are rendered from the snapshot and
 // restored in its namespace (new flows follow the healthy targets; old
-// flows to a target now unhealthy are reset), then the health is recorded,
-// so the record never runs ahead of the rules.
+// flows to a target now unhealthy are reset); then the snapshot is
+// published, so the record never runs ahead of the rules.
 func (r *lbRuntime) changed(l *lb.LoadBalancer) {
-	defer func() {
-		r.write()
-		r.mu.Lock()
-		r.pending--
-		r.mu.Unlock()
-	}()
-	if l.Kind != lb.NLB {
-		return
-	}
 	r.apply.Lock()
 	defer r.apply.Unlock()
+	snap := r.snapshot(l)
+	if l.Kind == lb.NLB {
+		state := func(g *lb.TargetGroup, t lb.Target) string { return snap[g.Name+"/"+t.String()].State }
+		payload := lb.NLBRules(l, lb.Health{
+			Healthy:   func(g *lb.TargetGroup, t lb.Target) bool { return state(g, t) == StateHealthy },
+			Unhealthy: func(g *lb.TargetGroup, t lb.Target) bool { return state(g, t) == StateUnhealthy },
+		})
+		if h, err := ns.Open(spec.NSName(r.lab, l.Name)); err != nil {
+			fmt.Fprintln(os.Stderr, "lb:", err)
+		} else {
+			if err := restore(h, payload, false); err != nil {
+				fmt.Fprintln(os.Stderr, "lb:", err)
+			}
+			h.Close()
+		}
+	}
+	r.publish(snap)
 	r.mu.Lock()
-	payload := lb.NLBRules(l, lb.Health{
-		Healthy: func(g *lb.TargetGroup, t lb.Target) bool { return r.healthy(g)(t) },
-		Unhealthy: func(g *lb.TargetGroup, t lb.Target) bool {
-			h := r.health[g.Name+"/"+t.String()]
-			return h != nil && h.State == StateUnhealthy
-		},
-	})
+	r.pending--
 	r.mu.Unlock()
-	h, err := ns.Open(spec.NSName(r.lab, l.Name))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lb:", err)
-		return
-	}
-	defer h.Close()
-	if err := restore(h, payload, false); err != nil {
-		fmt.Fprintln(os.Stderr, "lb:", err)
-	}
 }
 
-// write records every target's health for labctl lb.
-func (r *lbRuntime) write() {
+// snapshot copies the health of l's targets (of every target for nil).
+func (r *lbRuntime) snapshot(l *lb.LoadBalancer) map[string]TargetHealth {
 	r.mu.Lock()
-	list := make([]TargetHealth, 0, len(r.health))
-	r.published = make(map[string]string, len(r.health))
+	defer r.mu.Unlock()
+	snap := map[string]TargetHealth{}
 	for k, h := range r.health {
-		list = append(list, *h)
-		r.published[k] = h.State
+		if l == nil || h.LB == l.Name {
+			snap[k] = *h
+		}
+	}
+	return snap
+}
+
+// publish merges a snapshot into the published health and records all of
+// it in lb-health.json for labctl lb and the walks. Callers hold apply (or,
+// in startLBs, run before any probe), so records are written one at a time
+// and in order; the rename makes each appear whole.
+func (r *lbRuntime) publish(snap map[string]TargetHealth) {
+	r.mu.Lock()
+	if r.published == nil {
+		r.published = map[string]TargetHealth{}
+	}
+	for k, h := range snap {
+		r.published[k] = h
+	}
+	list := make([]TargetHealth, 0, len(r.published))
+	for _, h := range r.published {
+		list = append(list, h)
 	}
 	r.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].Group+list[i].Target < list[j].Group+list[j].Target })
 	b, _ := json.MarshalIndent(list, "", "  ")
-	tmp := HealthFile(r.lab) + ".tmp"
-	if os.WriteFile(tmp, b, 0o644) == nil {
-		_ = os.Rename(tmp, HealthFile(r.lab))
+	f, err := os.CreateTemp(Dir(r.lab), "lb-health-*.tmp")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lb:", err)
+		return
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(0o644) // readable as the old file was, for labctl lb
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), HealthFile(r.lab))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		fmt.Fprintln(os.Stderr, "lb:", err)
 	}
 }
 

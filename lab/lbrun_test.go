@@ -1,0 +1,70 @@
+//go:build linux
+
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/labctl/labctl/lab/lb"
+)
+
+// Health changes are applied from every probe's goroutine at once; the
+// record they publish must always parse and end with the newest state.
+func TestConcurrentHealthChangesLeaveAWholeNewestRecord(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the record lives under " + StateRoot + ", which needs root")
+	}
+	const labName = "unit-lbhealth"
+	if err := os.MkdirAll(Dir(labName), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(Dir(labName))
+	g := &lb.TargetGroup{Name: "alb-x-web-80"}
+	for i := range 40 {
+		g.Targets = append(g.Targets, lb.Target{Object: fmt.Sprintf("pod%d", i), IP: netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}),
+			Port: 80, AZ: "us-east-1a"})
+	}
+	l := &lb.LoadBalancer{Name: "alb-x", Kind: lb.ALB, Rules: []lb.Rule{{Group: g}}}
+	r := &lbRuntime{lab: labName, health: map[string]*TargetHealth{}}
+	for _, tg := range g.Targets {
+		r.health[g.Name+"/"+tg.String()] = &TargetHealth{LB: l.Name, Group: g.Name, Target: tg.String(), Object: tg.Object,
+			State: StateInitial, Reason: "a long reason that makes the record bigger than a page of the old file"}
+	}
+	r.publish(r.snapshot(nil))
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				r.mu.Lock()
+				h := r.health[g.Name+"/"+g.Targets[(w*50+i)%len(g.Targets)].String()]
+				h.State, h.Reason = StateHealthy, ""
+				r.pending++
+				r.mu.Unlock()
+				r.changed(l)
+				if _, err := ReadHealth(labName); err != nil {
+					t.Errorf("the record did not parse while changes were applied: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := ReadHealth(labName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, h := range got {
+		if h.State != StateHealthy {
+			t.Errorf("%s is %s in the record, healthy in memory", k, h.State)
+		}
+	}
+	if len(got) != len(g.Targets) || r.pending != 0 {
+		t.Errorf("%d targets recorded of %d, %d changes pending", len(got), len(g.Targets), r.pending)
+	}
+}
