@@ -111,7 +111,17 @@ func Open(name string) (*NS, error) {
 	// Every netlink protocol the lab uses must be bound here: for a protocol
 	// the handle lacks, netlink silently opens a socket in the calling
 	// thread's namespace, which would read (or change) the host's state.
-	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
+	// The sockets are opened on a fresh thread in the namespace, not with
+	// NewHandleAt, which switches (and switches back) the calling thread.
+	var nl *netlink.Handle
+	err = onFreshThread(func() error {
+		if err := netns.Set(h); err != nil {
+			return err
+		}
+		var err error
+		nl, err = netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
+		return err
+	})
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("netlink handle in %s: %w", name, err)

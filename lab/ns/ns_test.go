@@ -10,7 +10,8 @@ import (
 
 // The main thread stands for the whole process in /proc/<pid>/ns/net, which
 // is how labctl down finds a lab's processes. However many namespace
-// switches run, concurrently, it must stay where it was.
+// switches run (Do, and Open's netlink sockets), concurrently, it must stay
+// where it was.
 func TestNamespaceSwitchesNeverMoveTheMainThread(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("creating a namespace needs root")
@@ -39,6 +40,14 @@ func TestNamespaceSwitchesNeverMoveTheMainThread(t *testing.T) {
 				if err := n.Do(func() error { return nil }); err != nil {
 					t.Error(err)
 					return
+				}
+				if i%10 == 0 { // Open enters the namespace too, for its netlink sockets
+					o, err := Open(name)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					o.Close()
 				}
 			}
 		}()
