@@ -275,10 +275,15 @@ func Down(lab string) (*Removed, error) {
 		return nil, err
 	}
 	st, err := ReadState(lab)
-	if err == nil {
+	switch {
+	case err == nil:
 		// Only what the lab recorded before creating it: a namespace someone
 		// else put under the lab's prefix stays (labctl down lists it).
 		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(st.Namespaces, n) })
+	case fileExists(statePath(lab)):
+		// A state that cannot be read says nothing of what the lab made;
+		// taking every namespace under the prefix could take someone else's.
+		return nil, fmt.Errorf("lab %s: %w; remove that file to let down remove every namespace named %s%s.*", lab, err, spec.NSPrefix, lab)
 	}
 	rm.Processes = killLabProcesses(lab, names)
 	var errs []error
@@ -402,4 +407,9 @@ func Load(lab string) (*spec.Topology, *State, error) {
 	}
 	t.ApplyChurn(st.Churn)
 	return t, st, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
