@@ -215,17 +215,31 @@ func ruleFault(f *Fault, table, chain, rule string, add bool, pos int) *Fault {
 // faultFile records the faults injected into a lab, so clear can undo them.
 func faultFile(lab string) string { return filepath.Join(Dir(lab), "faults.json") }
 
-func readFaults(lab string) []string {
+// readFaults lists the recorded faults. A record that does not parse is an
+// error, not "none": clear would otherwise forget faults still in the kernel.
+func readFaults(lab string) ([]string, error) {
 	var out []string
-	if b, err := os.ReadFile(faultFile(lab)); err == nil {
-		_ = json.Unmarshal(b, &out)
+	b, err := os.ReadFile(faultFile(lab))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
-	return out
+	if err == nil {
+		err = json.Unmarshal(b, &out)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", faultFile(lab), err)
+	}
+	return out, nil
 }
 
+// writeFaults replaces the record whole (a temporary file, then rename).
 func writeFaults(lab string, names []string) error {
 	b, _ := json.Marshal(names)
-	return os.WriteFile(faultFile(lab), b, 0o644)
+	tmp := faultFile(lab) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, faultFile(lab))
 }
 
 // InjectFault breaks the lab as the fault describes. The lab must be built
@@ -238,7 +252,17 @@ func (s *Session) InjectFault(name string) (*Fault, error) {
 	if s.Topo.Name != f.Topology {
 		return nil, fmt.Errorf("fault %s needs a lab of topology %s; lab %s is %s", name, f.Topology, s.Lab, s.Topo.Name)
 	}
-	active := readFaults(s.Lab)
+	// One fault change at a time per lab (and none during a pod delete):
+	// two injects would each write the record without the other's fault.
+	unlock, err := lockLab(s.Lab)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	active, err := readFaults(s.Lab)
+	if err != nil {
+		return nil, err
+	}
 	for _, a := range active {
 		if a == name {
 			return nil, fmt.Errorf("fault %s is already injected", name)
@@ -266,7 +290,15 @@ func (s *Session) ClearFaults() ([]string, error) {
 		return nil, fmt.Errorf("lab %s is an exercise: find and fix the fault yourself (labctl exercise check tells you when), "+
 			"or give up with labctl down %s", s.Lab, s.Lab)
 	}
-	active := readFaults(s.Lab)
+	unlock, err := lockLab(s.Lab)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	active, err := readFaults(s.Lab)
+	if err != nil {
+		return nil, err
+	}
 	var errs []error
 	for i := len(active) - 1; i >= 0; i-- {
 		if err := Faults[active[i]].clear(s); err != nil {
@@ -283,7 +315,7 @@ func (s *Session) ClearFaults() ([]string, error) {
 }
 
 // ActiveFaults lists the faults injected into a lab.
-func ActiveFaults(lab string) []string { return readFaults(lab) }
+func ActiveFaults(lab string) ([]string, error) { return readFaults(lab) }
 
 // FirstFailure is where a walk shows a fault: used by the fault suite and
 // by labctl exercise check.
@@ -337,13 +369,14 @@ func (s *Session) awaitHealth(target, state string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if h, err := ReadHealth(s.Lab); err == nil {
-			done := false
+			// Every group's view of the target: it may be in more than one.
+			seen, done := false, true
 			for _, th := range h {
 				if th.Object == target {
-					done = th.State == state
+					seen, done = true, done && th.State == state
 				}
 			}
-			if done {
+			if seen && done {
 				return nil
 			}
 		}
