@@ -39,6 +39,7 @@ var _ = BeforeSuite(func() {
 	out, err := exec.Command("go", "build", "-o", labctl, "../cmd/labctl").CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), string(out))
 	lab.AgentCommand = labctl
+	sweep()
 })
 
 // e2e labs are named with this prefix so a run never touches a user's lab.
@@ -49,6 +50,13 @@ var _ = AfterSuite(func() {
 		return
 	}
 	// Whatever a failed spec left, the suite leaves nothing behind.
+	sweep()
+})
+
+// sweep removes every lab of this suite's prefix, also one whose state was
+// lost. It runs before the suite too: a run killed half-way (a timeout, a
+// kill -9) would otherwise leave labs whose names make the next run's up fail.
+func sweep() {
 	labs, _ := lab.Labs()
 	for _, l := range labs {
 		if strings.HasPrefix(l, labPrefix) {
@@ -64,7 +72,7 @@ var _ = AfterSuite(func() {
 			_, _ = lab.Down(l)
 		}
 	}
-})
+}
 
 // run executes labctl and returns its combined output and exit code
 // (-1 when a signal ended it).

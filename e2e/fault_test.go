@@ -71,9 +71,11 @@ var _ = Describe("fault clear and exercises", Ordered, Label("faults"), func() {
 		Expect(err).NotTo(HaveOccurred())
 		t, err := spec.Load(topology("pod-networking"))
 		Expect(err).NotTo(HaveOccurred())
-		name, err := lab.StartExercise(context.Background(), t, e)
-		DeferCleanup(func() { _, _ = lab.Down(lab.ExerciseLab(e.Ticket)); expectNothingLeft(lab.ExerciseLab(e.Ticket)) })
+		// Not ex-<ticket>: a user's own exercise lab of that name stays untouched.
+		name, err := lab.StartExerciseAs(context.Background(), t, e, labPrefix+"ex")
+		DeferCleanup(func() { _, _ = lab.Down(labPrefix + "ex"); expectNothingLeft(labPrefix + "ex") })
 		Expect(err).NotTo(HaveOccurred())
+		Expect(name).To(Equal(labPrefix + "ex"))
 		out, code := run(nil, "fault", "clear", "--lab", name)
 		Expect(code).NotTo(Equal(0))
 		Expect(out).To(ContainSubstring("is an exercise"))

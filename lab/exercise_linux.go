@@ -56,7 +56,12 @@ func exerciseFile(lab string) string { return filepath.Join(Dir(lab), "exercise.
 
 // StartExercise builds the ticket's lab and breaks it.
 func StartExercise(ctx context.Context, t *spec.Topology, e Exercise) (string, error) {
-	name := ExerciseLab(e.Ticket)
+	return StartExerciseAs(ctx, t, e, ExerciseLab(e.Ticket))
+}
+
+// StartExerciseAs is StartExercise with the lab named name (tests use their
+// own prefix, so they never touch a user's exercise lab).
+func StartExerciseAs(ctx context.Context, t *spec.Topology, e Exercise, name string) (string, error) {
 	if _, err := Up(ctx, t, UpOptions{Name: name}); err != nil {
 		return "", err
 	}
