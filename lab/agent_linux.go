@@ -222,10 +222,12 @@ func (a *agent) reconcile() error {
 	a.mu.Lock()
 	old := a.lbs
 	a.mu.Unlock()
+	var seed map[string]TargetHealth
 	if old != nil {
 		old.stop()
+		seed = old.recorded()
 	}
-	lbs, err := startLBs(a.lab, t)
+	lbs, err := startLBs(a.lab, t, seed)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -80,39 +81,52 @@ type lbRuntime struct {
 	// and the walks read, and what Route 53 answers from. An NLB's entries
 	// are published only after its rules hold them.
 	published map[string]TargetHealth
+	// dirty marks load balancers whose last change could not be applied;
+	// their next probe applies it again (guarded by mu).
+	dirty map[string]bool
 }
 
-func startLBs(lab string, t *spec.Topology) (*lbRuntime, error) {
+// startLBs starts the health checks of a lab's load balancers. seed is
+// the health the previous runtime ended with (on a reload): a target that
+// is still there keeps its state and counts, so the NLB rules it left and
+// the record stay true; only new targets start initial.
+func startLBs(lab string, t *spec.Topology, seed map[string]TargetHealth) (*lbRuntime, error) {
 	m, err := lb.Build(t)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &lbRuntime{lab: lab, model: m, cancel: cancel, health: map[string]*TargetHealth{}, rr: map[string]int{},
-		done: make(chan struct{})}
-	// Every target starts initial, recorded before any probe can change it.
-	for _, l := range m.LBs {
-		for _, g := range l.Groups() {
-			for _, tg := range g.Targets {
-				r.health[g.Name+"/"+tg.String()] = &TargetHealth{LB: l.Name, Group: g.Name, Target: tg.String(),
-					Object: tg.Object, AZ: tg.AZ, State: StateInitial, Since: time.Now()}
-			}
-		}
-	}
-	r.publish(r.snapshot(nil))
-	var wg sync.WaitGroup
 	var handles []*ns.NS
 	for _, l := range m.LBs {
 		h, err := ns.Open(spec.NSName(lab, l.Name))
 		if err != nil {
-			cancel()
-			wg.Wait()
 			for _, h := range handles {
 				h.Close()
 			}
 			return nil, err
 		}
 		handles = append(handles, h)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &lbRuntime{lab: lab, model: m, cancel: cancel, health: map[string]*TargetHealth{}, rr: map[string]int{},
+		done: make(chan struct{}), dirty: map[string]bool{}}
+	// Recorded before any probe can change it.
+	for _, l := range m.LBs {
+		for _, g := range l.Groups() {
+			for _, tg := range g.Targets {
+				k := g.Name + "/" + tg.String()
+				th := &TargetHealth{LB: l.Name, Group: g.Name, Target: tg.String(), Object: tg.Object, AZ: tg.AZ,
+					State: StateInitial, Since: time.Now()}
+				if old, ok := seed[k]; ok {
+					th.State, th.Reason, th.Since, th.ok, th.fail = old.State, old.Reason, old.Since, old.ok, old.fail
+				}
+				r.health[k] = th
+			}
+		}
+	}
+	r.publish(r.snapshot(nil))
+	var wg sync.WaitGroup
+	for i, l := range m.LBs {
+		h := handles[i]
 		for _, g := range l.Groups() {
 			for _, tg := range g.Targets {
 				th := r.health[g.Name+"/"+tg.String()]
@@ -198,6 +212,12 @@ func (r *lbRuntime) probeLoop(ctx context.Context, h *ns.NS, l *lb.LoadBalancer,
 				th.State, th.Since, changed = StateUnhealthy, time.Now(), true
 				r.pending++
 			}
+		}
+		if !changed && r.dirty[l.Name] {
+			// The last change of this LB did not apply: try again.
+			delete(r.dirty, l.Name)
+			changed = true
+			r.pending++
 		}
 		r.mu.Unlock()
 		if changed {
@@ -303,19 +323,32 @@ func (r *lbRuntime) changed(l *lb.LoadBalancer) {
 			Healthy:   func(g *lb.TargetGroup, t lb.Target) bool { return state(g, t) == StateHealthy },
 			Unhealthy: func(g *lb.TargetGroup, t lb.Target) bool { return state(g, t) == StateUnhealthy },
 		})
-		if h, err := ns.Open(spec.NSName(r.lab, l.Name)); err != nil {
+		if err := applyNLB(r.lab, l.Name, payload); err != nil {
+			// Not published: the record would run ahead of the rules. The
+			// next probe of this LB applies the newest state again.
 			fmt.Fprintln(os.Stderr, "lb:", err)
-		} else {
-			if err := restore(h, payload, false); err != nil {
-				fmt.Fprintln(os.Stderr, "lb:", err)
-			}
-			h.Close()
+			r.mu.Lock()
+			r.dirty[l.Name] = true
+			r.pending--
+			r.mu.Unlock()
+			return
 		}
 	}
 	r.publish(snap)
 	r.mu.Lock()
 	r.pending--
 	r.mu.Unlock()
+}
+
+// applyNLB restores an NLB's rules in its namespace (a variable so a test
+// can watch the order of restore and publish).
+var applyNLB = func(lab, name, payload string) error {
+	h, err := ns.Open(spec.NSName(lab, name))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return restore(h, payload, false)
 }
 
 // snapshot copies the health of l's targets (of every target for nil).
@@ -329,6 +362,14 @@ func (r *lbRuntime) snapshot(l *lb.LoadBalancer) map[string]TargetHealth {
 		}
 	}
 	return snap
+}
+
+// recorded is a copy of the health last published: for an NLB, what its
+// rules hold.
+func (r *lbRuntime) recorded() map[string]TargetHealth {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.published)
 }
 
 // publish merges a snapshot into the published health and records all of

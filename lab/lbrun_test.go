@@ -3,13 +3,17 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/labctl/labctl/lab/lb"
+	"github.com/labctl/labctl/lab/spec"
 )
 
 // Health changes are applied from every probe's goroutine at once; the
@@ -29,7 +33,7 @@ func TestConcurrentHealthChangesLeaveAWholeNewestRecord(t *testing.T) {
 			Port: 80, AZ: "us-east-1a"})
 	}
 	l := &lb.LoadBalancer{Name: "alb-x", Kind: lb.ALB, Rules: []lb.Rule{{Group: g}}}
-	r := &lbRuntime{lab: labName, health: map[string]*TargetHealth{}}
+	r := &lbRuntime{lab: labName, health: map[string]*TargetHealth{}, dirty: map[string]bool{}}
 	for _, tg := range g.Targets {
 		r.health[g.Name+"/"+tg.String()] = &TargetHealth{LB: l.Name, Group: g.Name, Target: tg.String(), Object: tg.Object,
 			State: StateInitial, Reason: "a long reason that makes the record bigger than a page of the old file"}
@@ -66,5 +70,80 @@ func TestConcurrentHealthChangesLeaveAWholeNewestRecord(t *testing.T) {
 	}
 	if len(got) != len(g.Targets) || r.pending != 0 {
 		t.Errorf("%d targets recorded of %d, %d changes pending", len(got), len(g.Targets), r.pending)
+	}
+}
+
+func TestAnNLBsHealthIsPublishedOnlyAfterItsRulesAreRestored(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the record lives under " + StateRoot + ", which needs root")
+	}
+	const labName = "unit-nlbhealth"
+	if err := os.MkdirAll(Dir(labName), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(Dir(labName))
+	top, err := spec.Load("../topologies/nlb-instance.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := lb.Build(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := m.LBs[0]
+	g := l.Groups()[0]
+	r := &lbRuntime{lab: labName, health: map[string]*TargetHealth{}, dirty: map[string]bool{}}
+	for _, tg := range g.Targets {
+		r.health[g.Name+"/"+tg.String()] = &TargetHealth{LB: l.Name, Group: g.Name, Target: tg.String(), Object: tg.Object,
+			State: StateHealthy}
+	}
+	r.publish(r.snapshot(nil))
+	sick := g.Name + "/" + g.Targets[1].String()
+	recorded := func() string {
+		h, err := ReadHealth(labName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h[sick].State
+	}
+	defer func(orig func(string, string, string) error) { applyNLB = orig }(applyNLB)
+	var restores int
+	fail := true
+	applyNLB = func(lab, name, payload string) error {
+		restores++
+		if got := recorded(); got != StateHealthy {
+			t.Errorf("the record says %s before the rules were restored", got)
+		}
+		if !strings.Contains(payload, g.Targets[0].IP.String()) || strings.Contains(payload, "--to-destination "+g.Targets[1].IP.String()) {
+			t.Errorf("the rules should send to the healthy targets only:\n%s", payload)
+		}
+		if fail {
+			return errors.New("restore failed")
+		}
+		return nil
+	}
+	mark := func() {
+		r.mu.Lock()
+		r.health[sick].State = StateUnhealthy
+		r.pending++
+		r.mu.Unlock()
+	}
+	mark()
+	r.changed(l)
+	if recorded() != StateHealthy || !r.dirty[l.Name] || r.pending != 0 {
+		t.Fatalf("a failed restore must publish nothing and leave the LB to retry: record %s, dirty %v, pending %d",
+			recorded(), r.dirty[l.Name], r.pending)
+	}
+	fail = false
+	r.mu.Lock() // the retry the LB's next probe makes
+	delete(r.dirty, l.Name)
+	r.pending++
+	r.mu.Unlock()
+	r.changed(l)
+	if recorded() != StateUnhealthy || restores != 2 || r.pending != 0 {
+		t.Errorf("after the retry: record %s, %d restores, %d pending", recorded(), restores, r.pending)
+	}
+	if left, _ := filepath.Glob(filepath.Join(Dir(labName), "lb-health-*.tmp")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }
