@@ -14,6 +14,7 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,7 +100,9 @@ func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
 			rec := &albConn{}
 			a.rememberALBConn(token, rec)
 			ctx := httptrace.WithClientTrace(context.WithValue(req.Context(), albConnKey{}, rec), &httptrace.ClientTrace{
-				GotConn: func(i httptrace.GotConnInfo) { rec.setGot(i.Conn.LocalAddr().String(), i.Conn.RemoteAddr().String()) },
+				GotConn: func(i httptrace.GotConnInfo) {
+					rec.setGot(i.Conn.LocalAddr().String(), i.Conn.RemoteAddr().String(), i.Reused, i.IdleTime)
+				},
 			})
 			req = req.WithContext(ctx)
 		}
@@ -143,13 +146,17 @@ const walkHeader = "X-Labctl-Walk"
 type albConn struct {
 	mu          sync.Mutex
 	got, dialed [2]string // local, remote
+	// kept: got was an idle connection kept alive from an earlier request,
+	// idle for idle.
+	kept bool
+	idle time.Duration
 }
 
 type albConnKey struct{}
 
-func (c *albConn) setGot(local, remote string) {
+func (c *albConn) setGot(local, remote string, kept bool, idle time.Duration) {
 	c.mu.Lock()
-	c.got = [2]string{local, remote}
+	c.got, c.kept, c.idle = [2]string{local, remote}, kept, idle
 	c.mu.Unlock()
 }
 
@@ -159,13 +166,18 @@ func (c *albConn) setDialed(local, remote string) {
 	c.mu.Unlock()
 }
 
-func (c *albConn) get() (string, string) {
+// get is the connection, and how long it had been idle if it was kept
+// alive (-1 for a new one).
+func (c *albConn) get() (string, string, time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.got[0] != "" {
-		return c.got[0], c.got[1]
+		if c.kept {
+			return c.got[0], c.got[1], c.idle
+		}
+		return c.got[0], c.got[1], -1
 	}
-	return c.dialed[0], c.dialed[1]
+	return c.dialed[0], c.dialed[1], -1
 }
 
 // albConnsKept is how many walk requests' connections the app server
@@ -200,39 +212,48 @@ func (a *agent) albConnOf(token string) string {
 	if c == nil {
 		return "none"
 	}
-	l, r := c.get()
+	l, r, idle := c.get()
 	if l == "" {
 		return "none"
 	}
-	return l + " " + r
+	if idle >= 0 {
+		return fmt.Sprintf("%s %s kept %d", l, r, idle.Milliseconds())
+	}
+	return l + " " + r + " new"
 }
 
 // albBackend asks the lab's app server which connection its ALB used for
-// the walk request with token.
-func albBackend(lab, token string) (*walk.Conn, error) {
+// the walk request with token, and how long it had been idle when it was a
+// kept-alive one (-1 for a new connection).
+func albBackend(lab, token string) (*walk.Conn, time.Duration, error) {
 	c, err := net.DialTimeout("unix", agentSocket(lab), trafficTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("reaching the app server: %w", err)
+		return nil, -1, fmt.Errorf("reaching the app server: %w", err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(trafficTimeout))
 	if _, err := fmt.Fprintln(c, "albconn", token); err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	f := strings.Fields(line)
-	if len(f) != 2 {
-		return nil, nil // the request reached no target
+	if len(f) < 3 {
+		return nil, -1, nil // the request reached no target
 	}
 	src, err1 := netip.ParseAddrPort(f[0])
 	dst, err2 := netip.ParseAddrPort(f[1])
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, fmt.Errorf("app server's answer %q: %w", strings.TrimSpace(line), err)
+	idle := time.Duration(-1)
+	if f[2] == "kept" && len(f) == 4 {
+		ms, err3 := strconv.Atoi(f[3])
+		err2, idle = errors.Join(err2, err3), time.Duration(ms)*time.Millisecond
 	}
-	return &walk.Conn{Src: src, Dst: dst}, nil
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, -1, fmt.Errorf("app server's answer %q: %w", strings.TrimSpace(line), err)
+	}
+	return &walk.Conn{Src: src, Dst: dst}, idle, nil
 }
 
 // albError answers as an ALB does: a small HTML page with the status.

@@ -86,8 +86,9 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	run.App, status, run.TrafficErr = httpDo(src, client.IP, port, dst, token, timeout, path)
 	var backend *walk.Conn
 	var backendErr error
+	backendIdle := time.Duration(-1)
 	if l.Kind == lb.ALB {
-		backend, backendErr = albBackend(s.Lab, token)
+		backend, backendIdle, backendErr = albBackend(s.Lab, token)
 	}
 	frames, pkts, traces, err := collect(caps, tr)
 	if err != nil {
@@ -113,8 +114,11 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	switch {
 	case backendErr != nil:
 		notes = append(notes, "the ALB's connection to the target is unknown: "+backendErr.Error())
+	case backend != nil && backendIdle >= 0:
+		notes = append(notes, fmt.Sprintf("the ALB's connection to the target: %s -> %s, kept alive from an earlier request (idle %v)",
+			backend.Src, backend.Dst, backendIdle))
 	case backend != nil:
-		notes = append(notes, fmt.Sprintf("the ALB's connection to the target: %s -> %s", backend.Src, backend.Dst))
+		notes = append(notes, fmt.Sprintf("the ALB's connection to the target: %s -> %s, new", backend.Src, backend.Dst))
 	}
 	run.Report.Failed = run.Report.Failed || dnsFailed
 	if picks.Target != "" {
