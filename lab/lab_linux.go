@@ -280,7 +280,7 @@ func Down(lab string) (*Removed, error) {
 		// Only what the lab recorded before creating it: a namespace someone
 		// else put under the lab's prefix stays (labctl down lists it).
 		names = slices.DeleteFunc(names, func(n string) bool { return !slices.Contains(st.Namespaces, n) })
-	case fileExists(statePath(lab)):
+	case !stateAbsent(lab):
 		// A state that cannot be read says nothing of what the lab made;
 		// taking every namespace under the prefix could take someone else's.
 		return nil, fmt.Errorf("lab %s: %w; remove that file to let down remove every namespace named %s%s.*", lab, err, spec.NSPrefix, lab)
@@ -409,7 +409,9 @@ func Load(lab string) (*spec.Topology, *State, error) {
 	return t, st, nil
 }
 
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+// stateAbsent: the lab has no state file at all (a crash before up wrote
+// it). Any other failure to see it is not absence.
+func stateAbsent(lab string) bool {
+	_, err := os.Stat(statePath(lab))
+	return errors.Is(err, fs.ErrNotExist)
 }
