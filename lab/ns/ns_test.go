@@ -3,9 +3,12 @@
 package ns
 
 import (
+	"fmt"
 	"os"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // The main thread stands for the whole process in /proc/<pid>/ns/net, which
@@ -59,5 +62,74 @@ func TestNamespaceSwitchesNeverMoveTheMainThread(t *testing.T) {
 	}
 	if after != before {
 		t.Fatalf("the main thread moved from %s to %s", before, after)
+	}
+}
+
+// openFromMain is what TestMain saw when it opened a namespace from the main
+// goroutine, which init keeps on the main thread: "" if the main thread
+// never left its namespace.
+var openFromMain string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		openFromMain = openOnMainThread()
+	}
+	os.Exit(m.Run())
+}
+
+// openOnMainThread opens a namespace many times on the main thread while a
+// goroutine watches that thread's namespace (cobra commands call Open from
+// there; NewHandleAt used to switch the calling thread in and out).
+func openOnMainThread() string {
+	const name = "lc.unit-ns-open-main"
+	n, err := Create(name)
+	if err != nil {
+		return "setting up: " + err.Error()
+	}
+	defer func() {
+		n.Close()
+		_ = Delete(name)
+	}()
+	if unix.Gettid() != unix.Getpid() {
+		return "TestMain did not run on the main thread"
+	}
+	path := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+	before, err := os.Readlink(path)
+	if err != nil {
+		return err.Error()
+	}
+	stop, seen := make(chan struct{}), make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				seen <- ""
+				return
+			default:
+			}
+			if l, err := os.Readlink(path); err == nil && l != before {
+				seen <- "the main thread entered " + l
+				return
+			}
+		}
+	}()
+	for range 300 {
+		o, err := Open(name)
+		if err != nil {
+			close(stop)
+			return err.Error()
+		}
+		o.Close()
+	}
+	close(stop)
+	return <-seen
+}
+
+func TestOpenFromTheMainThreadNeverMovesIt(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a namespace needs root")
+	}
+	if openFromMain != "" {
+		t.Fatal(openFromMain)
 	}
 }
