@@ -252,17 +252,11 @@ func (s *Session) InjectFault(name string) (*Fault, error) {
 	if s.Topo.Name != f.Topology {
 		return nil, fmt.Errorf("fault %s needs a lab of topology %s; lab %s is %s", name, f.Topology, s.Lab, s.Topo.Name)
 	}
-	// One fault change at a time per lab (and none during a pod delete):
-	// two injects would each write the record without the other's fault.
-	unlock, err := lockLab(s.Lab)
+	active, unlock, err := lockFaults(s.Lab)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	active, err := readFaults(s.Lab)
-	if err != nil {
-		return nil, err
-	}
 	for _, a := range active {
 		if a == name {
 			return nil, fmt.Errorf("fault %s is already injected", name)
@@ -290,15 +284,11 @@ func (s *Session) ClearFaults() ([]string, error) {
 		return nil, fmt.Errorf("lab %s is an exercise: find and fix the fault yourself (labctl exercise check tells you when), "+
 			"or give up with labctl down %s", s.Lab, s.Lab)
 	}
-	unlock, err := lockLab(s.Lab)
+	active, unlock, err := lockFaults(s.Lab)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	active, err := readFaults(s.Lab)
-	if err != nil {
-		return nil, err
-	}
 	var errs []error
 	for i := len(active) - 1; i >= 0; i-- {
 		if err := Faults[active[i]].clear(s); err != nil {
@@ -314,8 +304,21 @@ func (s *Session) ClearFaults() ([]string, error) {
 	return active, nil
 }
 
-// ActiveFaults lists the faults injected into a lab.
-func ActiveFaults(lab string) ([]string, error) { return readFaults(lab) }
+// lockFaults takes the lab's lock and reads the fault record under it: one
+// fault change at a time per lab (and none during a pod delete), since two
+// injects would each write the record without the other's fault.
+func lockFaults(lab string) ([]string, func(), error) {
+	unlock, err := lockLab(lab)
+	if err != nil {
+		return nil, nil, err
+	}
+	active, err := readFaults(lab)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return active, unlock, nil
+}
 
 // FirstFailure is where a walk shows a fault: used by the fault suite and
 // by labctl exercise check.

@@ -16,17 +16,24 @@ import (
 	"github.com/labctl/labctl/lab/spec"
 )
 
+// unitLabDir makes a state directory for a lab that exists only in a test,
+// removed when it ends.
+func unitLabDir(t *testing.T, name string) string {
+	t.Helper()
+	if err := os.MkdirAll(Dir(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(Dir(name)) })
+	return name
+}
+
 // Health changes are applied from every probe's goroutine at once; the
 // record they publish must always parse and end with the newest state.
 func TestConcurrentHealthChangesLeaveAWholeNewestRecord(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the record lives under " + StateRoot + ", which needs root")
 	}
-	const labName = "unit-lbhealth"
-	if err := os.MkdirAll(Dir(labName), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(Dir(labName))
+	labName := unitLabDir(t, "unit-lbhealth")
 	g := &lb.TargetGroup{Name: "alb-x-web-80"}
 	for i := range 40 {
 		g.Targets = append(g.Targets, lb.Target{Object: fmt.Sprintf("pod%d", i), IP: netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}),
@@ -77,11 +84,7 @@ func TestAnNLBsHealthIsPublishedOnlyAfterItsRulesAreRestored(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the record lives under " + StateRoot + ", which needs root")
 	}
-	const labName = "unit-nlbhealth"
-	if err := os.MkdirAll(Dir(labName), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(Dir(labName))
+	labName := unitLabDir(t, "unit-nlbhealth")
 	top, err := spec.Load("../topologies/nlb-instance.yaml")
 	if err != nil {
 		t.Fatal(err)
