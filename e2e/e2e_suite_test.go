@@ -14,10 +14,14 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/agent"
+	"github.com/labctl/labctl/lab/kernel"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
-	"golang.org/x/sys/unix"
+	"github.com/labctl/labctl/lab/state"
 )
 
 func TestE2E(t *testing.T) {
@@ -39,14 +43,13 @@ var _ = BeforeSuite(func() {
 	labctl = filepath.Join(dir, "labctl")
 	out, err := exec.Command("go", "build", "-o", labctl, "../cmd/labctl").CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), string(out))
-	lab.AgentCommand = labctl
 	// One e2e run per machine: the sweeps below remove every e2e- lab.
 	const lockFile = "/run/lock/labctl-e2e.lock"
 	Expect(os.MkdirAll(filepath.Dir(lockFile), 0o755)).To(Succeed())
 	lock, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o600)
 	Expect(err).NotTo(HaveOccurred())
-	Expect(unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)).To(Succeed(),
-		"another e2e run holds "+lockFile+"; its labs share this run's names")
+	// Another run's labs share this run's names: wait for it to end.
+	Expect(unix.Flock(int(lock.Fd()), unix.LOCK_EX)).To(Succeed(), "locking "+lockFile)
 	DeferCleanup(func() { _ = os.Remove(lockFile); lock.Close() })
 	sweep()
 })
@@ -72,7 +75,7 @@ func sweep() {
 			if _, err := lab.Down(l); err != nil {
 				// A state that does not parse makes down refuse; the suite's
 				// own labs may go by their prefix.
-				_ = os.Remove(filepath.Join(lab.Dir(l), "state.json"))
+				_ = os.Remove(filepath.Join(state.Dir(l), "state.json"))
 				_, _ = lab.Down(l)
 			}
 		}
@@ -82,7 +85,7 @@ func sweep() {
 	left, _ := ns.List(spec.NSPrefix + labPrefix)
 	for _, n := range left {
 		l, _, _ := strings.Cut(strings.TrimPrefix(n, spec.NSPrefix), ".")
-		if os.MkdirAll(lab.Dir(l), 0o755) == nil {
+		if os.MkdirAll(state.Dir(l), 0o755) == nil {
 			_, _ = lab.Down(l)
 		}
 	}
@@ -119,7 +122,7 @@ func upFile(file, name string) {
 	out, code := run(nil, "up", file, "--name", name)
 	Expect(code).To(Equal(0), out)
 	DeferCleanup(func() {
-		if _, err := os.Stat(lab.Dir(name)); err == nil {
+		if _, err := os.Stat(state.Dir(name)); err == nil {
 			out, code := run(nil, "down", name)
 			Expect(code).To(Equal(0), out)
 		}
@@ -133,8 +136,8 @@ func expectNothingLeft(name string) {
 	left, err := ns.List(spec.NSPrefix + name + ".")
 	Expect(err).NotTo(HaveOccurred())
 	Expect(left).To(BeEmpty(), "namespaces left behind")
-	Expect(lab.Dir(name)).NotTo(BeAnExistingFile(), "state left behind")
-	etc, _ := filepath.Glob(filepath.Join(lab.EtcNetns, spec.NSPrefix+name+".*"))
+	Expect(state.Dir(name)).NotTo(BeAnExistingFile(), "state left behind")
+	etc, _ := filepath.Glob(filepath.Join(kernel.EtcNetns, spec.NSPrefix+name+".*"))
 	Expect(etc).To(BeEmpty(), "resolv.conf files left behind")
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	Expect(err).NotTo(HaveOccurred())
@@ -143,7 +146,7 @@ func expectNothingLeft(name string) {
 }
 
 func agentProcesses(name string) []string {
-	want := strings.Join(append([]string{""}, lab.AgentArgs(name)...), "\x00")
+	want := strings.Join(append([]string{""}, agent.Args(name)...), "\x00")
 	var found []string
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {

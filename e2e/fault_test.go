@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/fault"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
 )
@@ -34,7 +35,7 @@ var _ = Describe("faults", Ordered, Label("faults"), func() {
 				It(name+" breaks walk "+f.Walk+" at "+f.Object+", and clearing it repairs the walk", func() {
 					before := walkOnce(s, f.Walk)
 					Expect(before.Passed()).To(BeTrue(), "the walk must pass before the fault")
-					_, err := s.InjectFault(name)
+					_, err := fault.Inject(s, name)
 					Expect(err).NotTo(HaveOccurred())
 					broken := walkOnce(s, f.Walk)
 					Expect(broken.Passed()).To(BeFalse(), "the fault did not break %s", f.Walk)
@@ -42,7 +43,7 @@ var _ = Describe("faults", Ordered, Label("faults"), func() {
 					Expect(first).NotTo(BeNil())
 					Expect(first.Point.Object).To(BeElementOf(append([]string{f.Object}, f.Also...)), describe(broken.Report))
 					Expect(first.Verdict).To(BeElementOf(walk.Missing, walk.Mismatch, walk.Unexpected))
-					cleared, err := s.ClearFaults()
+					cleared, err := fault.Clear(s)
 					Expect(err).NotTo(HaveOccurred())
 					Expect(cleared).To(Equal([]string{name}))
 					Eventually(func() bool { return walkOnce(s, f.Walk).Passed() }, "30s", "200ms").Should(BeTrue(),
@@ -56,12 +57,12 @@ var _ = Describe("faults", Ordered, Label("faults"), func() {
 var _ = Describe("fault clear and exercises", Ordered, Label("faults"), func() {
 	It("clears a fault the user already repaired by hand", func() {
 		s := session("pod-networking", labPrefix+"fhand")
-		_, err := s.InjectFault("missing-1536")
+		_, err := fault.Inject(s, "missing-1536")
 		Expect(err).NotTo(HaveOccurred())
 		out, code := run(nil, "exec", "--lab", labPrefix+"fhand", "node81", "--", "ip", "rule", "add", "from", "192.168.1.81",
 			"lookup", "2", "pref", "1536")
 		Expect(code).To(Equal(0), out)
-		_, err = s.ClearFaults()
+		_, err = fault.Clear(s)
 		Expect(err).NotTo(HaveOccurred())
 		passes(s, "A3")
 	})

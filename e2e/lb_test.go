@@ -18,6 +18,8 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/agent"
+	"github.com/labctl/labctl/lab/fault"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
@@ -44,7 +46,7 @@ func (s *syncBuffer) String() string {
 // health returns the load balancers' view of one target, "" while unknown
 // and "mixed" while the groups it is in disagree.
 func health(name, target string) string {
-	h, err := lab.ReadHealth(name)
+	h, err := agent.ReadHealth(name)
 	if err != nil {
 		return ""
 	}
@@ -304,9 +306,9 @@ var _ = Describe("alb-ingress (walk C4)", Ordered, Label("lb"), func() {
 	})
 
 	It("answers 502 when the target resets the connection, and the walk shows the RST leaving the pod", func() {
-		_, err := s.InjectFault("target-port-closed")
+		_, err := fault.Inject(s, "target-port-closed")
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { _, _ = s.ClearFaults() })
+		DeferCleanup(func() { _, _ = fault.Clear(s) })
 		run := walkOnce(s, "C4-rating")
 		Expect(run.Report.Notes).To(ContainElement("the load balancer answered HTTP 502"))
 		first := run.Report.FirstFailure()
@@ -350,9 +352,9 @@ var _ = Describe("alb-ingress (walk C4)", Ordered, Label("lb"), func() {
 			Expect(code).To(Equal(0), out)
 			Expect(out).To(Equal("200"))
 		}
-		_, err := s.InjectFault("target-blackholed")
+		_, err := fault.Inject(s, "target-blackholed")
 		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() { _, _ = s.ClearFaults() })
+		DeferCleanup(func() { _, _ = fault.Clear(s) })
 		var used []string
 		for range 2 {
 			run := walkOnce(s, "C4-rating")
@@ -401,7 +403,7 @@ var _ = Describe("internet-to-pod with cross-zone off: Route 53 answers only the
 		s, err = lab.OpenSession(name)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(s.Close)
-		h, err := lab.ReadHealth(name)
+		h, err := agent.ReadHealth(name)
 		Expect(err).NotTo(HaveOccurred())
 		for _, th := range h {
 			if strings.Contains(th.Group, "rating") && th.AZ == "us-east-1c" {
@@ -428,7 +430,7 @@ var _ = Describe("internet-to-pod with cross-zone off: Route 53 answers only the
 	It("drops us-east-1c from the answer once rating's target there fails its health checks, and takes it back when they pass", func() {
 		ip, _, _ := strings.Cut(ratingC, ":")
 		var pod string
-		h, err := lab.ReadHealth(name)
+		h, err := agent.ReadHealth(name)
 		Expect(err).NotTo(HaveOccurred())
 		for _, th := range h {
 			if th.Target == ratingC {
@@ -456,7 +458,7 @@ var _ = Describe("internet-to-pod with cross-zone off: Route 53 answers only the
 
 	It("answers us-east-1c again once rating's pod there is replaced by one with a new address (Route 53 follows the reloaded targets)", func() {
 		var old string
-		h, err := lab.ReadHealth(name)
+		h, err := agent.ReadHealth(name)
 		Expect(err).NotTo(HaveOccurred())
 		for _, th := range h {
 			if strings.Contains(th.Group, "rating") && th.AZ == "us-east-1c" {
@@ -467,7 +469,7 @@ var _ = Describe("internet-to-pod with cross-zone off: Route 53 answers only the
 		Expect(code).To(Equal(0), out)
 		// The replacement is the group's us-east-1c target now, and healthy.
 		Eventually(func() string {
-			h, _ := lab.ReadHealth(name)
+			h, _ := agent.ReadHealth(name)
 			for _, th := range h {
 				if strings.Contains(th.Group, "rating") && th.AZ == "us-east-1c" && th.Object != old {
 					return th.State

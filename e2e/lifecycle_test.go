@@ -14,8 +14,10 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/agent"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
 )
 
 // hostSysctls are every sysctl the lab writes in its namespaces, read here
@@ -137,7 +139,7 @@ var _ = Describe("labctl down after a crash", Label("lifecycle"), func() {
 			out, st := runState([]string{"LABCTL_FAULT_AT=" + phase}, "up", topology("pod-networking"), "--name", name)
 			ws := st.Sys().(syscall.WaitStatus)
 			Expect(ws.Signaled() && ws.Signal() == syscall.SIGKILL).To(BeTrue(), "up was not killed: %s", out)
-			Expect(lab.Dir(name)).To(BeADirectory(), "state must exist before anything is created")
+			Expect(state.Dir(name)).To(BeADirectory(), "state must exist before anything is created")
 			if phase != "state" {
 				left, _ := ns.List(spec.NSPrefix + name + ".")
 				Expect(left).NotTo(BeEmpty(), "the crash should have left namespaces for down to find")
@@ -186,7 +188,7 @@ var _ = Describe("labctl down after a crash", Label("lifecycle"), func() {
 		Expect(code).To(Equal(0), out)
 		Expect(out).To(ContainSubstring(fmt.Sprintf("lab %s: up; iptables nft; app server running, pid %d", name, st.AgentPID)))
 		Expect(syscall.Kill(st.AgentPID, syscall.SIGKILL)).To(Succeed())
-		Eventually(func() bool { return lab.AgentRunning(name, st.AgentPID) }).Should(BeFalse())
+		Eventually(func() bool { return agent.Running(name, st.AgentPID) }).Should(BeFalse())
 		out, _ = run(nil, "status", "--lab", name)
 		Expect(out).To(ContainSubstring(fmt.Sprintf("app server NOT running (was pid %d)", st.AgentPID)))
 	})
@@ -215,7 +217,7 @@ var _ = Describe("labctl down after a crash", Label("lifecycle"), func() {
 
 	It("refuses a lab name that is a path, so down cannot remove a directory outside its own", func() {
 		// A canary beside the state root: "../<canary>" would name it.
-		canary := filepath.Join(filepath.Dir(lab.StateRoot), labPrefix+"canary")
+		canary := filepath.Join(filepath.Dir(state.Root), labPrefix+"canary")
 		Expect(os.MkdirAll(canary, 0o755)).To(Succeed())
 		DeferCleanup(os.RemoveAll, canary)
 		for _, args := range [][]string{{"down", "../" + filepath.Base(canary)}, {"status", "--lab", "../" + filepath.Base(canary)}} {
@@ -239,7 +241,7 @@ var _ = Describe("bad input", Label("lifecycle", "bad-input"), func() {
 		GinkgoHelper()
 		left, _ := ns.List(spec.NSPrefix + name + ".")
 		Expect(left).To(BeEmpty())
-		Expect(lab.Dir(name)).NotTo(BeADirectory())
+		Expect(state.Dir(name)).NotTo(BeADirectory())
 	}
 
 	It("rejects a topology with an error, naming the file, line and object, before creating anything", func() {

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/kernel"
 	"github.com/labctl/labctl/lab/kubeproxy"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
@@ -106,7 +107,7 @@ var _ = Describe("clusterip (walks B1, B2, B4)", Ordered, Label("services"), fun
 		}
 		gone := spec.NSName(labPrefix+"cip", c.Deleted.Name)
 		Expect(ns.Path(gone)).NotTo(BeAnExistingFile(), "the deleted pod's namespace")
-		Expect(filepath.Join(lab.EtcNetns, gone)).NotTo(BeAnExistingFile(), "the deleted pod's resolv.conf")
+		Expect(filepath.Join(kernel.EtcNetns, gone)).NotTo(BeAnExistingFile(), "the deleted pod's resolv.conf")
 		// The walks still hold after the churn.
 		passes(s, "B1")
 	})

@@ -2,7 +2,6 @@ package lab
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/labctl/labctl/lab/lb"
 	"github.com/labctl/labctl/lab/spec"
@@ -28,7 +27,7 @@ func Check(t *spec.Topology) ([]string, error) {
 	}
 	if t.Internet != nil && t.Internet.DNS != nil {
 		for _, r := range t.Internet.DNS.Records {
-			if _, err := AliasTarget(m, r); err != nil {
+			if _, err := lb.AliasTarget(m, r); err != nil {
 				return nil, fmt.Errorf("%s: internet.dns record %s: %w", t.File, r.Name, err)
 			}
 		}
@@ -38,22 +37,4 @@ func Check(t *spec.Topology) ([]string, error) {
 		warnings = append(warnings, p.Owner+": no load balancer: "+p.Reason)
 	}
 	return warnings, nil
-}
-
-// AliasTarget is the load balancer an alias record points at; it must be
-// internet-facing, since only public IPs can be answered.
-func AliasTarget(m *lb.Model, r spec.AliasRecord) (*lb.LoadBalancer, error) {
-	ns, name, ok := strings.Cut(r.Alias, "/")
-	if !ok {
-		ns, name = spec.DefaultNamespace, r.Alias
-	}
-	for _, l := range m.LBs {
-		if l.Owner == "Ingress "+ns+"/"+name || l.Owner == "Service "+ns+"/"+name {
-			if l.Scheme != "internet-facing" {
-				return nil, fmt.Errorf("%s's load balancer is %s; an alias answers public IPs, so it must be internet-facing", l.Owner, l.Scheme)
-			}
-			return l, nil
-		}
-	}
-	return nil, fmt.Errorf("no load balancer for %q", r.Alias)
 }

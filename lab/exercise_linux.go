@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 
+	"github.com/labctl/labctl/lab/fault"
+	"github.com/labctl/labctl/lab/run"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
 )
 
 // Exercise is a support ticket: a lab with a hidden fault, the symptom a
@@ -52,8 +54,6 @@ func ExerciseByTicket(ticket string) (Exercise, error) {
 // ExerciseLab is the lab an exercise runs in.
 func ExerciseLab(ticket string) string { return "ex-" + ticket }
 
-func exerciseFile(lab string) string { return filepath.Join(Dir(lab), "exercise.json") }
-
 // StartExercise builds the ticket's lab and breaks it.
 func StartExercise(ctx context.Context, t *spec.Topology, e Exercise) (string, error) {
 	return StartExerciseAs(ctx, t, e, ExerciseLab(e.Ticket))
@@ -65,35 +65,35 @@ func StartExerciseAs(ctx context.Context, t *spec.Topology, e Exercise, name str
 	if _, err := Up(ctx, t, UpOptions{Name: name}); err != nil {
 		return "", err
 	}
-	s, err := OpenSession(name)
+	s, err := run.OpenSession(name)
 	if err != nil {
 		return "", err
 	}
 	defer s.Close()
-	if _, err := s.InjectFault(e.Fault); err != nil {
+	if _, err := fault.Inject(s, e.Fault); err != nil {
 		return "", err
 	}
 	b, _ := json.Marshal(e)
-	return name, os.WriteFile(exerciseFile(name), b, 0o644)
+	return name, state.WriteFileAtomic(state.ExerciseFile(name), b, 0o600)
 }
 
 // CheckExercise runs the ticket's walk; it passes once the fault is fixed,
 // whatever the fix was.
-func CheckExercise(lab, outDir string) (*Run, Exercise, error) {
+func CheckExercise(lab, outDir string) (*run.Run, Exercise, error) {
 	var e Exercise
-	b, err := os.ReadFile(exerciseFile(lab))
+	b, err := os.ReadFile(state.ExerciseFile(lab))
 	if err != nil {
 		return nil, e, fmt.Errorf("lab %s is not an exercise (labctl exercise start <ticket>)", lab)
 	}
 	if err := json.Unmarshal(b, &e); err != nil {
 		return nil, e, err
 	}
-	s, err := OpenSession(lab)
+	s, err := run.OpenSession(lab)
 	if err != nil {
 		return nil, e, err
 	}
 	defer s.Close()
-	w := s.Topo.Walk(Faults[e.Fault].Walk)
+	w := s.Topo.Walk(fault.Faults[e.Fault].Walk)
 	run, err := s.Walk(*w, outDir)
 	return run, e, err
 }

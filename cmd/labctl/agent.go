@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/agent"
 )
 
 // newAgent is the lab's app server, started by up and ended by down.
@@ -17,7 +17,7 @@ func newAgent() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return lab.ServeApps(cmd.Context(), labName, os.NewFile(3, "ready"))
+			return agent.ServeApps(cmd.Context(), labName, os.NewFile(3, "ready"))
 		},
 	}
 	c.Flags().StringVar(&labName, "lab", "", "lab name")

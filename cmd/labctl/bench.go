@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/bench"
 	"github.com/labctl/labctl/lab/spec"
 )
 
@@ -32,7 +32,7 @@ func newBench() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				r, err := lab.BenchLB(cmd.Context(), t, lbClient, requests)
+				r, err := bench.BenchLB(cmd.Context(), t, lbClient, requests)
 				if err != nil {
 					return err
 				}
@@ -64,7 +64,7 @@ func newBench() *cobra.Command {
 			fmt.Fprintln(tw, "nodes\tpods\tnamespaces\tveths\tup\tdown\tip -batch up\tip -batch down\tup/baseline\tper pod\t")
 			for _, sz := range sizes {
 				for i := 0; i < runs; i++ {
-					r, err := lab.Bench(cmd.Context(), sz[0], sz[1], azs, apps)
+					r, err := bench.Bench(cmd.Context(), sz[0], sz[1], azs, apps)
 					if err != nil {
 						return err
 					}
@@ -115,9 +115,9 @@ func benchKubeProxy(cmd *cobra.Command, services, endpoints int, backend string)
 		}
 		backends = []string{backend}
 	}
-	var results []*lab.ProxyBenchResult
+	var results []*bench.ProxyBenchResult
 	for _, b := range backends {
-		r, err := lab.BenchKubeProxy(cmd.Context(), services, endpoints, b)
+		r, err := bench.BenchKubeProxy(cmd.Context(), services, endpoints, b)
 		if err != nil {
 			return fmt.Errorf("iptables %s: %w", b, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/kernel"
 )
 
 func newDown() *cobra.Command {
@@ -47,7 +48,7 @@ func newDown() *cobra.Command {
 				}
 			}
 			if all {
-				if gone, err := lab.RemoveStrayEtcNetns(); len(gone) > 0 || err != nil {
+				if gone, err := kernel.RemoveStrayEtcNetns(); len(gone) > 0 || err != nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "removed resolv.conf files left from before a reboot: %s\n", strings.Join(gone, " "))
 					errs = append(errs, err)
 				}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/fault"
 )
 
 func newFault() *cobra.Command {
@@ -40,7 +41,7 @@ func newFault() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			f, err := s.InjectFault(args[0])
+			f, err := fault.Inject(s, args[0])
 			if err != nil {
 				return err
 			}
@@ -57,7 +58,7 @@ func newFault() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			cleared, err := s.ClearFaults()
+			cleared, err := fault.Clear(s)
 			if len(cleared) > 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "cleared: %s\n", strings.Join(cleared, ", "))
 			} else {

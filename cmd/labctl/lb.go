@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/agent"
 	"github.com/labctl/labctl/lab/lb"
 )
 
@@ -26,7 +26,7 @@ func newLB() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			health, _ := lab.ReadHealth(l)
+			health, _ := agent.ReadHealth(l)
 			w := cmd.OutOrStdout()
 			for _, p := range m.Pending {
 				fmt.Fprintf(w, "%s: pending, no load balancer: %s\n", p.Owner, p.Reason)
@@ -36,7 +36,7 @@ func newLB() *cobra.Command {
 					b.Controller, b.CrossZone)
 				// Which nodes the LB's DNS name answers, from the recorded health.
 				_, out := b.InDNS(func(g *lb.TargetGroup, tg lb.Target) bool {
-					return health[g.Name+"/"+tg.String()].State == lab.StateHealthy
+					return health[g.Name+"/"+tg.String()].State == agent.StateHealthy
 				})
 				for _, n := range b.Nodes {
 					pub := ""
@@ -84,7 +84,7 @@ func newLB() *cobra.Command {
 						if state == "" {
 							state = "unknown (app server not running?)"
 						}
-						if h.Reason != "" && h.State != lab.StateHealthy {
+						if h.Reason != "" && h.State != agent.StateHealthy {
 							state += " (" + h.Reason + ")"
 						}
 						fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", tg, tg.Object, tg.AZ, state)

@@ -9,7 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/churn"
+	"github.com/labctl/labctl/lab/kernel"
 	"github.com/labctl/labctl/lab/kubeproxy"
 )
 
@@ -48,7 +49,7 @@ func newPod() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ch, err := lab.DeletePod(cmd.Context(), l, args[0])
+			ch, err := churn.DeletePod(cmd.Context(), l, args[0])
 			if err != nil {
 				return err
 			}
@@ -68,7 +69,7 @@ func newPod() *cobra.Command {
 }
 
 // printNodeSyncs says what kube-proxy rewrote on each node after a change.
-func printNodeSyncs(w io.Writer, indent string, syncs []lab.NodeSync) {
+func printNodeSyncs(w io.Writer, indent string, syncs []kernel.NodeSync) {
 	names := func(cs []kubeproxy.Chain) string {
 		const most = 6
 		var ss []string

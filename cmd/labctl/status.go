@@ -11,8 +11,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/agent"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
 )
 
 func newStatus() *cobra.Command {
@@ -87,20 +89,20 @@ func operState(l netlink.Link) string {
 // printLabHeader says whether the lab is complete, its iptables backend,
 // and whether its app server still runs (walks need it).
 func printLabHeader(w io.Writer, l string, st *lab.State) {
-	state := "up"
+	shape := "up"
 	if !st.Complete {
-		state = "incomplete (an up was interrupted; labctl down " + l + " removes it)"
+		shape = "incomplete (an up was interrupted; labctl down " + l + " removes it)"
 	}
 	backend := st.Iptables
 	if backend == "" {
 		backend = spec.IptablesNFT
 	}
-	agent := "not started (up --no-apps)"
+	apps := "not started (up --no-apps)"
 	switch {
-	case lab.AgentRunning(l, st.AgentPID):
-		agent = fmt.Sprintf("running, pid %d, log %s", st.AgentPID, lab.AgentLog(l))
+	case agent.Running(l, st.AgentPID):
+		apps = fmt.Sprintf("running, pid %d, log %s", st.AgentPID, state.AgentLog(l))
 	case st.AgentPID > 0:
-		agent = fmt.Sprintf("NOT running (was pid %d); walks that need the pods' apps will fail; see %s", st.AgentPID, lab.AgentLog(l))
+		apps = fmt.Sprintf("NOT running (was pid %d); walks that need the pods' apps will fail; see %s", st.AgentPID, state.AgentLog(l))
 	}
-	fmt.Fprintf(w, "lab %s: %s; iptables %s; app server %s\n\n", l, state, backend, agent)
+	fmt.Fprintf(w, "lab %s: %s; iptables %s; app server %s\n\n", l, shape, backend, apps)
 }

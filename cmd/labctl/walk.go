@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/run"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
 )
@@ -103,7 +104,7 @@ func runOne(w io.Writer, s *lab.Session, wk spec.Walk, out string, verbose bool)
 	return run.Passed(), nil
 }
 
-func printSpread(w io.Writer, wk spec.Walk, s *lab.Spread) {
+func printSpread(w io.Writer, wk spec.Walk, s *run.Spread) {
 	to := wk.Service
 	if wk.LoadBalancer != "" {
 		to = "the load balancer of " + wk.LoadBalancer + " in " + wk.AZ + " " + wk.Path
@@ -137,7 +138,7 @@ func printSpread(w io.Writer, wk spec.Walk, s *lab.Spread) {
 	}
 }
 
-func printChurn(w io.Writer, wk spec.Walk, c *lab.Churn) {
+func printChurn(w io.Writer, wk spec.Walk, c *run.Churn) {
 	fmt.Fprintf(w, "walk %s: %s\n", wk.Name, wk.Title)
 	if c.Change != nil {
 		fmt.Fprintf(w, "  deleted %s (%s); its Deployment started %s (%s) on %s\n", c.Change.Deleted.Name, c.Change.Deleted.IP,

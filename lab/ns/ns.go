@@ -129,6 +129,9 @@ func Open(name string) (*NS, error) {
 	return &NS{Name: name, Handle: h, NL: nl}, nil
 }
 
+// String is the namespace's kernel name, for errors.
+func (n *NS) String() string { return n.Name }
+
 // Close releases the handles; the namespace itself stays.
 func (n *NS) Close() {
 	if n.NL != nil {

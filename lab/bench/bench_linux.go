@@ -1,23 +1,28 @@
 //go:build linux
 
-package lab
+// Package bench times labctl against its targets: up and down of many pods
+// against an `ip -batch` baseline, kube-proxy's syncs on one node, and
+// requests through a load balancer.
+package bench
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/kubeproxy"
+	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/plan"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
 )
 
 // BenchResult is one benchmark run: labctl's up and down against a plain
@@ -39,12 +44,12 @@ func Bench(ctx context.Context, nodes, podsPerNode, azs int, apps bool) (*BenchR
 	p := plan.Build(t, "bench")
 	r := &BenchResult{Nodes: nodes, Pods: len(t.Pods), Namespaces: len(p.Namespaces), Veths: len(p.Veths)}
 	start := time.Now()
-	if _, err := Up(ctx, t, UpOptions{NoApps: !apps}); err != nil {
+	if _, err := lab.Up(ctx, t, lab.UpOptions{NoApps: !apps}); err != nil {
 		return nil, err
 	}
 	r.Up = time.Since(start)
 	start = time.Now()
-	if _, err := Down("bench"); err != nil {
+	if _, err := lab.Down("bench"); err != nil {
 		return nil, err
 	}
 	r.Down = time.Since(start)
@@ -56,17 +61,17 @@ func Bench(ctx context.Context, nodes, podsPerNode, azs int, apps bool) (*BenchR
 // baseline is the same namespaces and veths through iproute2's batch mode:
 // one ip process, no per-namespace forks.
 func baseline(ctx context.Context, p *plan.Plan) (time.Duration, time.Duration, error) {
-	if err := Preflight(p.Lab, "ip"); err != nil {
+	if err := lab.Preflight(p.Lab, "ip"); err != nil {
 		return 0, 0, err
 	}
-	st := &State{Lab: p.Lab, Topology: "(iproute2 baseline)", Created: time.Now().UTC(), Namespaces: p.NSNames()}
-	if err := os.MkdirAll(Dir(p.Lab), 0o755); err != nil {
+	st := &state.State{Lab: p.Lab, Topology: "(iproute2 baseline)", Created: time.Now().UTC(), Namespaces: p.NSNames()}
+	if err := state.Create(p.Lab); err != nil {
 		return 0, 0, err
 	}
-	if err := st.write(); err != nil {
+	if err := st.Write(); err != nil {
 		return 0, 0, err
 	}
-	defer Down(p.Lab) //nolint:errcheck // a second pass after the timed one; nothing should be left
+	defer lab.Down(p.Lab) //nolint:errcheck // a second pass after the timed one; nothing should be left
 	var add, del bytes.Buffer
 	for _, n := range p.Namespaces {
 		fmt.Fprintf(&add, "netns add %s\n", n.Name)
@@ -137,15 +142,16 @@ func BenchKubeProxy(ctx context.Context, services, endpoints int, backend string
 		return nil, err
 	}
 	t.Iptables = backend
-	if _, err := Up(ctx, t, UpOptions{NoApps: true}); err != nil {
+	if _, err := lab.Up(ctx, t, lab.UpOptions{NoApps: true}); err != nil {
 		return nil, err
 	}
-	defer Down("bench-kp") //nolint:errcheck
+	defer lab.Down("bench-kp") //nolint:errcheck
 	h, err := ns.Open(spec.NSName("bench-kp", t.Nodes[0].Name))
 	if err != nil {
 		return nil, err
 	}
 	defer h.Close()
+	nf := netfilter.For(backend)
 	svcs := make([]kubeproxy.ServicePort, services)
 	for i := range svcs {
 		s := &svcs[i]
@@ -168,7 +174,7 @@ func BenchKubeProxy(ctx context.Context, services, endpoints int, backend string
 	}
 	r.Render, r.PayloadBytes, r.Rules = time.Since(start), len(full.Payload), full.NATRules
 	start = time.Now()
-	err = restore(h, string(full.Payload), true)
+	err = nf.Restore(h, string(full.Payload), true)
 	p.Applied(full, err)
 	if err != nil {
 		return nil, err
@@ -190,7 +196,7 @@ func BenchKubeProxy(ctx context.Context, services, endpoints int, backend string
 		}
 		r.PartialBytes = len(part.Payload)
 		start = time.Now()
-		err = restore(h, string(part.Payload), true)
+		err = nf.Restore(h, string(part.Payload), true)
 		p.Applied(part, err)
 		if err != nil {
 			return nil, err
@@ -211,7 +217,7 @@ func BenchKubeProxy(ctx context.Context, services, endpoints int, backend string
 	var floors []time.Duration
 	for range 5 {
 		start = time.Now()
-		if err := restore(h, "*nat\n:KUBE-MARK-MASQ - [0:0]\n"+mark+"\nCOMMIT\n", true); err != nil {
+		if err := nf.Restore(h, "*nat\n:KUBE-MARK-MASQ - [0:0]\n"+mark+"\nCOMMIT\n", true); err != nil {
 			return nil, err
 		}
 		floors = append(floors, time.Since(start))

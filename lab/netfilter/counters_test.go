@@ -1,4 +1,4 @@
-package lab
+package netfilter
 
 import (
 	"reflect"
@@ -19,7 +19,7 @@ func TestMovedChainsNamesOnlyChainsWhoseCountersGrew(t *testing.T) {
 [3:180] -A KUBE-SVC-AAA -m statistic --mode random --probability 0.5 -j KUBE-SEP-X
 [1:60] -A KUBE-SEP-Y -p tcp -j DNAT --to-destination 192.168.1.5:80
 `
-	got := movedChains(before, after, "KUBE-")
+	got := MovedChains(before, after, "KUBE-")
 	if want := []string{"KUBE-SERVICES", "KUBE-SEP-Y"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("moved %v, want %v (PREROUTING is not a KUBE chain; KUBE-SVC-AAA's counter did not grow)", got, want)
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package lab
+package bench
 
 import (
 	"context"
@@ -11,9 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/lb"
+	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/run"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/traffic"
 	"github.com/labctl/labctl/lab/walk"
 )
 
@@ -41,11 +45,11 @@ type LBBenchResult struct {
 // health checks fail. client is the host that sends.
 func BenchLB(ctx context.Context, t *spec.Topology, client string, requests int) (*LBBenchResult, error) {
 	name := t.Name + "-bench"
-	if _, err := Up(ctx, t, UpOptions{Name: name}); err != nil {
+	if _, err := lab.Up(ctx, t, lab.UpOptions{Name: name}); err != nil {
 		return nil, err
 	}
-	defer Down(name) //nolint:errcheck
-	s, err := OpenSession(name)
+	defer lab.Down(name) //nolint:errcheck
+	s, err := run.OpenSession(name)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +108,7 @@ func BenchLB(ctx context.Context, t *spec.Topology, client string, requests int)
 		}
 		r.Paths = append(r.Paths, lat)
 	}
-	r.Unhealthy, err = s.timeToUnhealthy(m)
+	r.Unhealthy, err = timeToUnhealthy(s, m)
 	return r, err
 }
 
@@ -125,7 +129,7 @@ func measure(src *ns.NS, from netip.Addr, dst netip.AddrPort, path string, n int
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		t0 := time.Now()
-		if _, status, err := httpDo(src, from, 0, dst, "", trafficTimeout, path); err != nil || status != 200 {
+		if _, status, err := traffic.HTTPDo(src, from, 0, dst, "", traffic.Timeout, path); err != nil || status != 200 {
 			l.Failures++
 			continue
 		}
@@ -143,7 +147,7 @@ func measure(src *ns.NS, from netip.Addr, dst netip.AddrPort, path string, n int
 
 // timeToUnhealthy blocks the health checks of the first instance target of
 // the first NLB and times how long until its rules no longer name it.
-func (s *Session) timeToUnhealthy(m *lb.Model) (time.Duration, error) {
+func timeToUnhealthy(s *run.Session, m *lb.Model) (time.Duration, error) {
 	for _, l := range m.LBs {
 		if l.Kind != lb.NLB {
 			continue
@@ -165,12 +169,8 @@ func (s *Session) timeToUnhealthy(m *lb.Model) (time.Duration, error) {
 		defer iptablesIn(node, append([]string{"-t", "raw", "-D"}, rule...)) //nolint:errcheck
 		start := time.Now()
 		for time.Since(start) < 30*time.Second {
-			var out []byte
-			_ = lbns.Do(func() error {
-				out, err = exec.Command(iptablesOf(lbns).Save, "-t", "nat").Output()
-				return err
-			})
-			if !strings.Contains(string(out), tg.String()) {
+			out, _ := netfilter.Of(lbns).Save(lbns, false, "nat")
+			if !strings.Contains(out, tg.String()) {
 				return time.Since(start), nil
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -182,7 +182,7 @@ func (s *Session) timeToUnhealthy(m *lb.Model) (time.Duration, error) {
 
 func iptablesIn(n *ns.NS, args []string) error {
 	return n.Do(func() error {
-		out, err := exec.Command(iptablesOf(n).Cmd, args...).CombinedOutput()
+		out, err := exec.Command(netfilter.Of(n).Cmd, args...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("iptables %v in %s: %w: %s", args, n.Name, err, out)
 		}

@@ -1,20 +1,19 @@
 //go:build linux
 
-package lab
+package run
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
-	"github.com/miekg/dns"
-
+	"github.com/labctl/labctl/lab/agent"
 	"github.com/labctl/labctl/lab/capture"
 	"github.com/labctl/labctl/lab/lb"
+	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/traffic"
 	"github.com/labctl/labctl/lab/walk"
 )
 
@@ -55,16 +54,16 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 			return nil, err
 		}
 	}
-	port, err := freePort(src, "tcp4", client.IP)
+	port, err := traffic.FreePort(src, "tcp4", client.IP)
 	if err != nil {
 		return nil, err
 	}
-	token := newToken()
+	token := traffic.NewToken()
 	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
 	var dnsNotes []string
 	dnsFailed := false
 	if w.DNSName != "" {
-		dnsPort, err := freePort(src, "udp4", netip.Addr{})
+		dnsPort, err := traffic.FreePort(src, "udp4", netip.Addr{})
 		if err != nil {
 			return nil, err
 		}
@@ -78,17 +77,17 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	run := &Run{}
 	var status int
-	timeout := trafficTimeout
+	timeout := traffic.Timeout
 	if l.Kind == lb.ALB {
 		// Long enough to see the ALB give up on a silent target (504).
-		timeout = albConnectTimeout + albIdleTimeout + trafficTimeout
+		timeout = agent.ALBConnectTimeout + agent.ALBIdleTimeout + traffic.Timeout
 	}
-	run.App, status, run.TrafficErr = httpDo(src, client.IP, port, dst, token, timeout, path)
+	run.App, status, run.TrafficErr = traffic.HTTPDo(src, client.IP, port, dst, token, timeout, path)
 	var backend *walk.Conn
 	var backendErr error
 	backendIdle := time.Duration(-1)
 	if l.Kind == lb.ALB {
-		backend, backendIdle, backendErr = albBackend(s.Lab, token)
+		backend, backendIdle, backendErr = agent.ALBConn(s.Lab, token)
 	}
 	frames, pkts, traces, err := collect(caps, tr)
 	if err != nil {
@@ -131,7 +130,7 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	case w.Expect == "drop" && run.TrafficErr == nil:
 		notes = append(notes, "traffic: answered, but this walk expects the connection to time out")
 		run.Report.Failed = true
-	case w.Expect == "drop" && !isTimeout(run.TrafficErr):
+	case w.Expect == "drop" && !traffic.IsTimeout(run.TrafficErr):
 		notes = append(notes, "traffic: "+run.TrafficErr.Error()+", but this walk expects the connection to time out")
 		run.Report.Failed = true
 	case w.Expect == "drop":
@@ -163,7 +162,7 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 			notes = append(notes, ev.Err.Error())
 			run.Report.Failed = true
 		}
-		moved := translationChains(ev.Chains)
+		moved := netfilter.TranslationChains(ev.Chains)
 		// With instance targets every node's NodePort chains also count
 		// the NLB's health checks, so only the nodes on the path are shown.
 		if n.Name == picks.Target || (e.Endpoint != nil && e.Endpoint.Instance == n.Name) || (ipTargets && len(moved) > 0) {
@@ -241,7 +240,7 @@ func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
 	sp := &Spread{Counts: map[string]int{}, Connections: w.Connections, ZoneOnly: !g.CrossZone}
 	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
 	for i := 0; i < w.Connections; i++ {
-		a, _, err := httpDo(src, client.IP, 0, dst, newToken(), trafficTimeout, path)
+		a, _, err := traffic.HTTPDo(src, client.IP, 0, dst, traffic.NewToken(), traffic.Timeout, path)
 		if err != nil || a == nil {
 			sp.Failures, sp.LastErr = sp.Failures+1, err
 			continue
@@ -274,14 +273,14 @@ func (s *Session) resolvePublic(w spec.Walk, src *ns.NS, port uint16, l *lb.Load
 	// A health change between reading the record and the query would
 	// show as a mismatch; the second try sees it settled.
 	for try := 0; try < 2 && !answerMatch; try++ {
-		health, err := ReadHealth(s.Lab)
+		health, err := agent.ReadHealth(s.Lab)
 		if err != nil {
 			return node.Public, []string{"dns: the load balancers' target health: " + err.Error()}, false
 		}
 		in, out = l.InDNS(func(g *lb.TargetGroup, t lb.Target) bool {
-			return health[g.Name+"/"+t.String()].State == StateHealthy
+			return health[g.Name+"/"+t.String()].State == agent.StateHealthy
 		})
-		if answers, ttl, err = queryA(src, port, server, w.DNSName); err != nil {
+		if answers, ttl, err = traffic.QueryA(src, port, server, w.DNSName); err != nil {
 			return node.Public, []string{"dns: " + err.Error()}, false
 		}
 		want, wantList = map[netip.Addr]bool{}, nil
@@ -310,41 +309,4 @@ func (s *Session) resolvePublic(w spec.Walk, src *ns.NS, port uint16, l *lb.Load
 		notes = append(notes, fmt.Sprintf("dns: the walk's node in %s is not in DNS; only a client holding an older answer still sends to it", node.AZ))
 	}
 	return node.Public, notes, ok
-}
-
-// queryA asks one DNS server for the A records of a name, from inside a namespace.
-func queryA(n *ns.NS, port uint16, server netip.AddrPort, name string) ([]netip.Addr, uint32, error) {
-	c, err := dialFrom(n, "udp4", netip.Addr{}, port, server)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer c.Close()
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
-	co := &dns.Conn{Conn: c}
-	_ = c.SetDeadline(time.Now().Add(trafficTimeout))
-	if err := co.WriteMsg(m); err != nil {
-		return nil, 0, err
-	}
-	r, err := co.ReadMsg()
-	if err != nil {
-		return nil, 0, fmt.Errorf("asking %s for %s: %w", server, name, err)
-	}
-	var out []netip.Addr
-	var ttl uint32
-	for _, rr := range r.Answer {
-		if a, ok := rr.(*dns.A); ok {
-			ip, _ := netip.AddrFromSlice(a.A.To4())
-			out = append(out, ip)
-			ttl = a.Hdr.Ttl
-		}
-	}
-	return out, ttl, nil
-}
-
-// isTimeout reports whether err is a network timeout: a connection that got
-// no answer, rather than one refused or reset.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package lab
+package kernel
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
 )
 
 // EtcNetns is where `ip netns exec` finds per-namespace files to bind over
@@ -17,9 +18,9 @@ import (
 // the pod does (kubelet's resolv.conf, dnsPolicy ClusterFirst).
 var EtcNetns = "/etc/netns"
 
-// writeResolvConf gives one pod its resolv.conf. It reports whether it had
+// WriteResolvConf gives one pod its resolv.conf. It reports whether it had
 // to create EtcNetns, which down then removes once empty.
-func writeResolvConf(t *spec.Topology, lab string, pod spec.Pod) (created bool, err error) {
+func WriteResolvConf(t *spec.Topology, lab string, pod spec.Pod) (created bool, err error) {
 	if _, err := os.Stat(EtcNetns); errors.Is(err, os.ErrNotExist) {
 		created = true
 	}
@@ -30,9 +31,9 @@ func writeResolvConf(t *spec.Topology, lab string, pod spec.Pod) (created bool, 
 	return created, os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(cluster.ResolvConf(t, pod.Namespace)), 0o644)
 }
 
-// removeResolvConfs removes the lab's files under EtcNetns, and EtcNetns
+// RemoveResolvConfs removes the lab's files under EtcNetns, and EtcNetns
 // itself if the lab created it and nothing else is there.
-func removeResolvConfs(lab string, createdDir bool) error {
+func RemoveResolvConfs(lab string, createdDir bool) error {
 	dirs, _ := filepath.Glob(filepath.Join(EtcNetns, spec.NSPrefix+lab+".*"))
 	var errs []error
 	for _, d := range dirs {
@@ -48,7 +49,7 @@ func removeResolvConfs(lab string, createdDir bool) error {
 // state. /etc survives a reboot and /run does not, so these can only be
 // left from labs that were up when the machine went down.
 func StrayEtcNetns() []string {
-	labs, _ := Labs()
+	labs, _ := state.Labs()
 	up := map[string]bool{}
 	for _, l := range labs {
 		up[l] = true

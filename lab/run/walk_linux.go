@@ -1,45 +1,30 @@
 //go:build linux
 
-package lab
+package run
 
 import (
-	"bufio"
-	"bytes"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
+	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/labctl/labctl/lab/capture"
+	"github.com/labctl/labctl/lab/churn"
 	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/draw"
+	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
+	"github.com/labctl/labctl/lab/traffic"
 	"github.com/labctl/labctl/lab/walk"
 )
-
-// trafficTimeout bounds one exchange. Expiry is a functional failure (the
-// path is broken), never a speed check: a working path answers in well
-// under a millisecond.
-const trafficTimeout = 3 * time.Second
 
 // Run is one walk run: its report and where its capture went.
 type Run struct {
@@ -48,7 +33,7 @@ type Run struct {
 	// TrafficErr is set when the exchange itself failed (no answer).
 	TrafficErr error
 	// App is what the server app answered, when it answered.
-	App *AppAnswer
+	App *traffic.AppAnswer
 	// Ladder is the run's ladder diagram, an HTML page beside the pcapng.
 	Ladder string
 	// Explain holds, by hop index, the kernel's decisions for that hop.
@@ -80,11 +65,13 @@ type Session struct {
 	// Explain traces every decision of the walks this session runs.
 	Explain bool
 	open    map[string]*ns.NS
+	// nf is the backend the lab's rules were written with.
+	nf netfilter.Backend
 }
 
 // OpenSession loads a lab that is up.
 func OpenSession(lab string) (*Session, error) {
-	t, st, err := Load(lab)
+	t, st, err := state.Load(lab)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +81,7 @@ func OpenSession(lab string) (*Session, error) {
 	if st.Iptables != "" { // the backend the rules were written with, even if the file changed since
 		t.Iptables = st.Iptables
 	}
-	return &Session{Lab: lab, Topo: t, open: map[string]*ns.NS{}}, nil
+	return &Session{Lab: lab, Topo: t, open: map[string]*ns.NS{}, nf: netfilter.For(t.Iptables)}, nil
 }
 
 // NS opens (once) the namespace of a topology object.
@@ -129,7 +116,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	if w.LoadBalancer != "" {
 		return s.lbWalk(w, outDir)
 	}
-	port := randomPort()
+	port := traffic.RandomPort()
 	svc := walk.ServiceOf(s.Topo, w)
 	var pts []walk.Point
 	var dst netip.AddrPort
@@ -162,21 +149,21 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		}
 	}
 
-	token := newToken()
+	token := traffic.NewToken()
 	cl := &walk.Classifier{Proto: w.Protocol, Token: []byte(token)}
 	run := &Run{}
 	src, err := s.NS(w.From)
 	if err != nil {
 		return nil, err
 	}
-	timeout := trafficTimeout
+	timeout := traffic.Timeout
 	if w.Expect == "drop" {
 		timeout = dropTimeout
 	}
 	var answer string
 	switch w.Protocol {
 	case "tcp", "udp":
-		if port, err = freePort(src, w.Protocol+"4", netip.Addr{}); err != nil {
+		if port, err = traffic.FreePort(src, w.Protocol+"4", netip.Addr{}); err != nil {
 			return nil, err
 		}
 	}
@@ -184,17 +171,17 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	case w.Kind == spec.WalkDNS:
 		cl.DNS = true
 		first := port
-		cl.DNSID, port, answer, run.TrafficErr = resolve(src, port, dst, w.Query, cluster.SearchPath(s.podNamespace(w.From)))
+		cl.DNSID, port, answer, run.TrafficErr = traffic.Resolve(src, port, dst, w.Query, cluster.SearchPath(s.podNamespace(w.From)))
 		if port != first {
 			run.notes = append(run.notes, "the resolver asked the search path's names first (ndots:5), each from a new port; "+
 				"the hops below are the answered query's")
 		}
 	case w.Protocol == "icmp":
-		run.TrafficErr = ping(src, dst.Addr(), port, token)
+		run.TrafficErr = traffic.Ping(src, dst.Addr(), port, token)
 	case w.Protocol == "tcp":
-		run.App, run.TrafficErr = httpGet(src, client.IP, port, dst, token, timeout, "/")
+		run.App, run.TrafficErr = traffic.HTTPGet(src, client.IP, port, dst, token, timeout, "/")
 	case w.Protocol == "udp":
-		run.App, run.TrafficErr = udpEcho(src, port, dst, token, timeout)
+		run.App, run.TrafficErr = traffic.UDPEcho(src, port, dst, token, timeout)
 	}
 	frames, pkts, traces, err := collect(caps, tr)
 	if err != nil {
@@ -275,69 +262,12 @@ func (s *Session) podNamespace(object string) string {
 // svcAddr is the ClusterIP a name resolves to under a pod's search path.
 func svcAddr(t *spec.Topology, name, namespace string) string {
 	recs := cluster.DNSRecords(t)
-	for _, cand := range searchNames(name, cluster.SearchPath(namespace)) {
+	for _, cand := range traffic.SearchNames(name, cluster.SearchPath(namespace)) {
 		if ip, ok := recs[cand]; ok {
 			return ip.String()
 		}
 	}
 	return ""
-}
-
-// searchNames is the order a resolver with ndots:5 tries a name in.
-func searchNames(name string, search []string) []string {
-	if strings.HasSuffix(name, ".") {
-		return []string{name}
-	}
-	var out []string
-	if strings.Count(name, ".") >= 5 {
-		out = append(out, name+".")
-	}
-	for _, s := range search {
-		out = append(out, name+"."+s+".")
-	}
-	if strings.Count(name, ".") < 5 {
-		out = append(out, name+".")
-	}
-	return out
-}
-
-// resolve asks the cluster DNS from inside the pod, trying the search path
-// as the pod's resolver would; it returns the ID and source port of the
-// query that was answered, and the address.
-func resolve(n *ns.NS, port uint16, server netip.AddrPort, name string, search []string) (uint16, uint16, string, error) {
-	var lastPort uint16
-	for i, q := range searchNames(name, search) {
-		if i > 0 { // each name from a new source port, as a stub resolver does
-			var err error
-			if port, err = freePort(n, "udp4", netip.Addr{}); err != nil {
-				return 0, lastPort, "", err
-			}
-		}
-		c, err := dialFrom(n, "udp4", netip.Addr{}, port, server)
-		if err != nil {
-			return 0, port, "", err
-		}
-		lastPort = port
-		m := new(dns.Msg)
-		m.SetQuestion(q, dns.TypeA)
-		co := &dns.Conn{Conn: c}
-		_ = c.SetDeadline(time.Now().Add(trafficTimeout))
-		err = co.WriteMsg(m)
-		var r *dns.Msg
-		if err == nil {
-			r, err = co.ReadMsg()
-		}
-		c.Close()
-		if err != nil {
-			return m.Id, lastPort, "", fmt.Errorf("asking %s for %s: %w", server, q, err)
-		}
-		for _, rr := range r.Answer {
-			if a, ok := rr.(*dns.A); ok {
-				return m.Id, lastPort, a.A.String(), nil
-			}
-		}
-	}
-	return 0, lastPort, "", fmt.Errorf("%s: no name in the search path resolved", name)
 }
 
 // spread opens many connections to a Service and counts which endpoint
@@ -353,7 +283,7 @@ func (s *Session) spread(w spec.Walk) (*Run, error) {
 	}
 	from := s.Topo.Pod(w.From)
 	counts := map[string]int{}
-	failures, lastErr := countAnswers(src, from.IP, svc.Dest(s.Topo, w), w.Connections, counts)
+	failures, lastErr := traffic.CountAnswers(src, from.IP, svc.Dest(s.Topo, w), w.Connections, counts)
 	run := &Run{Spread: &Spread{Counts: counts, Failures: failures, Connections: w.Connections, LastErr: lastErr}}
 	for _, pod := range svc.Endpoints(s.Topo) {
 		p := s.Topo.Pod(pod)
@@ -412,195 +342,18 @@ func (r *Run) Passed() bool {
 	return r.Report.Passed()
 }
 
-// freePort asks the kernel for a port no socket of the namespace holds,
-// TIME_WAIT included, so a walk can bind its client to a port known before
-// the first packet (and so find its SYN) without colliding with an earlier
-// connection to the same destination.
-func freePort(n *ns.NS, network string, src netip.Addr) (uint16, error) {
-	var port uint16
-	err := n.Do(func() error {
-		host := ""
-		if src.IsValid() {
-			host = src.String()
-		}
-		if network == "udp4" {
-			c, err := net.ListenPacket(network, net.JoinHostPort(host, "0"))
-			if err != nil {
-				return err
-			}
-			port = uint16(c.LocalAddr().(*net.UDPAddr).Port)
-			return c.Close()
-		}
-		l, err := net.Listen(network, net.JoinHostPort(host, "0"))
-		if err != nil {
-			return err
-		}
-		port = uint16(l.Addr().(*net.TCPAddr).Port)
-		return l.Close()
-	})
-	return port, err
-}
-
-// randomPort is an ICMP echo identifier.
-func randomPort() uint16 {
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	return 20000 + binary.BigEndian.Uint16(b[:])%40000
-}
-
-func newToken() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return "labctl-walk-" + hex.EncodeToString(b[:])
-}
-
-// ping sends one ICMP echo request with the token as payload from inside
-// the source namespace and waits for the matching reply.
-func ping(n *ns.NS, dst netip.Addr, id uint16, token string) error {
-	var c *icmp.PacketConn
-	err := n.Do(func() error {
-		var err error
-		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("icmp socket in %s: %w", n.Name, err)
-	}
-	defer c.Close()
-	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: int(id), Seq: 1, Data: []byte(token)}}
-	b, _ := msg.Marshal(nil)
-	if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-		return fmt.Errorf("sending echo request to %s: %w", dst, err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(trafficTimeout))
-	buf := make([]byte, 1500)
-	for {
-		k, _, err := c.ReadFrom(buf)
-		if err != nil {
-			return fmt.Errorf("no echo reply from %s: %w", dst, err)
-		}
-		m, err := icmp.ParseMessage(1, buf[:k])
-		if err != nil {
-			continue
-		}
-		if e, ok := m.Body.(*icmp.Echo); ok && m.Type == ipv4.ICMPTypeEchoReply && string(e.Data) == token {
-			return nil
-		}
-	}
-}
-
-// dialFrom opens a socket in the namespace, bound to the chosen source port
-// so the walk can find its SYN.
-func dialFrom(n *ns.NS, network string, src netip.Addr, port uint16, dst netip.AddrPort, timeout ...time.Duration) (net.Conn, error) {
-	var c net.Conn
-	err := n.Do(func() error {
-		d := net.Dialer{Timeout: trafficTimeout}
-		if len(timeout) > 0 {
-			d.Timeout = timeout[0]
-		}
-		if network == "tcp4" {
-			d.LocalAddr = &net.TCPAddr{IP: src.AsSlice(), Port: int(port)}
-		} else {
-			d.LocalAddr = &net.UDPAddr{Port: int(port)}
-		}
-		var err error
-		c, err = d.Dial(network, dst.String())
-		return err
-	})
-	return c, err
-}
-
-// countAnswers makes n requests, each on a new connection, and counts the
-// pods that answered: how a spread over a Service's endpoints is seen.
-func countAnswers(src *ns.NS, from netip.Addr, dst netip.AddrPort, n int, counts map[string]int) (failures int, lastErr error) {
-	for i := 0; i < n; i++ {
-		a, err := httpGet(src, from, 0, dst, newToken(), trafficTimeout, "/")
-		if err != nil {
-			failures, lastErr = failures+1, err
-			continue
-		}
-		counts[a.Object]++
-	}
-	return failures, lastErr
-}
-
-// httpGet makes one HTTP request over a fresh connection and decodes the
-// app's answer.
-func httpGet(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token string, timeout time.Duration, path string) (*AppAnswer, error) {
-	a, status, err := httpDo(n, src, port, dst, token, timeout, path)
-	if err == nil && a == nil {
-		// A walk's app answers 200; anything else is the walk's failure,
-		// never a nil answer for the caller to trip on.
-		return nil, fmt.Errorf("%s answered HTTP %d, not the app's 200", dst, status)
-	}
-	return a, err
-}
-
-// httpDo makes one HTTP request over a fresh connection and returns the
-// app's answer when the status is 200, and the status.
-func httpDo(n *ns.NS, src netip.Addr, port uint16, dst netip.AddrPort, token string, timeout time.Duration, path string) (*AppAnswer, int, error) {
-	c, err := dialFrom(n, "tcp4", src, port, dst, timeout)
-	if err != nil {
-		return nil, 0, fmt.Errorf("connecting to %s: %w", dst, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	walkLine := ""
-	if token != "" { // a walk's request, which the ALB tracks; a bench's is plain
-		walkLine = walkHeader + ": " + token + "\r\n"
-	}
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n", path, dst, walkLine)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return nil, 0, fmt.Errorf("reading the answer from %s: %w", dst, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-		return nil, resp.StatusCode, nil
-	}
-	var a AppAnswer
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&a); err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("decoding the answer from %s (HTTP %d): %w", dst, resp.StatusCode, err)
-	}
-	return &a, resp.StatusCode, nil
-}
-
-func udpEcho(n *ns.NS, port uint16, dst netip.AddrPort, token string, timeout time.Duration) (*AppAnswer, error) {
-	c, err := dialFrom(n, "udp4", netip.Addr{}, port, dst, timeout)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte(token)); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 4096)
-	k, err := c.Read(buf)
-	if err != nil {
-		return nil, fmt.Errorf("no UDP answer from %s: %w", dst, err)
-	}
-	var a AppAnswer
-	if err := json.Unmarshal(buf[:k], &a); err != nil {
-		return nil, err
-	}
-	return &a, nil
-}
-
 // writePcap writes the run's frames, one interface block per capture point,
 // with each flow packet's leg as a frame comment.
 func writePcap(dir, lab, walkName string, e *walk.Expectation, cl *walk.Classifier, frames []capture.Frame, pkts []walk.Packet) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
 	name := fmt.Sprintf("%s-%s-%s.pcapng", lab, walkName, time.Now().UTC().Format("20060102T150405.000"))
-	path := filepath.Join(dir, strings.ReplaceAll(name, ":", ""))
-	f, err := os.Create(path)
+	// root writes into a directory its caller may own: never through a
+	// name someone planted there (state.CreateIn).
+	f, err := state.CreateIn(dir, strings.ReplaceAll(name, ":", ""), 0o644)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	path := f.Name()
 	pw, err := capture.NewPcapngWriter(f, fmt.Sprintf("labctl walk %s of lab %s: %s", walkName, lab, e.Walk.Title))
 	if err != nil {
 		return "", err
@@ -625,26 +378,6 @@ func writePcap(dir, lab, walkName string, e *walk.Expectation, cl *walk.Classifi
 	return path, pw.Flush()
 }
 
-var errNoLab = errors.New("no lab is up")
-
-// Resolve picks the lab to act on: the one named, or the only one up.
-func Resolve(name string) (string, error) {
-	if name != "" {
-		return name, spec.ValidateLabName(name)
-	}
-	labs, err := Labs()
-	if err != nil {
-		return "", err
-	}
-	switch len(labs) {
-	case 0:
-		return "", fmt.Errorf("%w: labctl up <topology> first", errNoLab)
-	case 1:
-		return labs[0], nil
-	}
-	return "", fmt.Errorf("%d labs are up (%s): say which with --lab", len(labs), strings.Join(labs, ", "))
-}
-
 // natNodes are the nodes whose kube-proxy rules translate a Service walk:
 // the client pod's node for a ClusterIP, the via node for a NodePort.
 func (s *Session) natNodes(w spec.Walk, svc *walk.Service) []string {
@@ -667,23 +400,14 @@ func (s *Session) natSave(node string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var out bytes.Buffer
-	err = h.Do(func() error {
-		cmd := exec.Command(iptablesOf(h).Save, "-c")
-		cmd.Stdout = &out
-		return cmd.Run()
-	})
-	if err != nil {
-		return "", fmt.Errorf("iptables-save -c in %s: %w", h.Name, err)
-	}
-	return out.String(), nil
+	return s.nf.Save(h, true)
 }
 
 // natEvidence reads what a node's kernel recorded of the walk's flow.
 func (s *Session) natEvidence(node, before string, client netip.Addr, port uint16) NATEvidence {
 	ev := NATEvidence{Node: node}
 	if after, err := s.natSave(node); err == nil {
-		ev.Chains = traversalOrder(movedChains(before, after, "KUBE-"))
+		ev.Chains = netfilter.TraversalOrder(netfilter.MovedChains(before, after, "KUBE-"))
 	} else {
 		ev.Err = fmt.Errorf("reading %s's counters: %w", node, err)
 	}
@@ -717,7 +441,15 @@ func conntrackLine(f *netlink.ConntrackFlow) string {
 func writeLadder(run *Run, w spec.Walk) (string, error) {
 	path := strings.TrimSuffix(run.Pcap, ".pcapng") + ".html"
 	title := fmt.Sprintf("walk %s: %s", w.Name, w.Title)
-	return path, os.WriteFile(path, []byte(draw.Ladder(run.Report, title, filepath.Base(run.Pcap))), 0o644)
+	f, err := state.CreateIn(filepath.Dir(path), filepath.Base(path), 0o644)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.WriteString(draw.Ladder(run.Report, title, filepath.Base(run.Pcap)))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return path, err
 }
 
 // observe opens the captures of a walk run and, with Explain, the traces:
@@ -736,4 +468,63 @@ func (s *Session) observe(pts []walk.Point) (*capture.Set, *tracer, error) {
 		return nil, nil, err
 	}
 	return caps, tr, nil
+}
+
+// Churn is the outcome of a churn walk (B4).
+type Churn struct {
+	Change        *churn.PodChange
+	Before, After map[string]int
+	Failures      int
+	LastErr       error
+	Connections   int
+}
+
+// Passed: every request was answered, none after the change by the deleted
+// pod, and the new pod took its share.
+func (c *Churn) Passed() bool {
+	return c.Failures == 0 && c.Change != nil && c.After[c.Change.Deleted.Name] == 0 && c.After[c.Change.Started.Name] > 0
+}
+
+// churn is walk B4: requests to a Service before and after one of its
+// Deployment's pods is deleted and replaced.
+func (s *Session) churn(w spec.Walk) (*Run, error) {
+	svc := walk.ServiceOf(s.Topo, w)
+	src, err := s.NS(w.From)
+	if err != nil {
+		return nil, err
+	}
+	from := s.Topo.Pod(w.From)
+	ask := func(n int, counts map[string]int, c *Churn) {
+		f, err := traffic.CountAnswers(src, from.IP, svc.Dest(s.Topo, w), n, counts)
+		if f > 0 {
+			c.Failures, c.LastErr = c.Failures+f, err
+		}
+	}
+	c := &Churn{Before: map[string]int{}, After: map[string]int{}, Connections: w.Connections}
+	ask(w.Connections/2, c.Before, c)
+	var victim string
+	eps := svc.Endpoints(s.Topo)
+	for _, ip := range walk.SortedAddrs(eps) {
+		if p := s.Topo.Pod(eps[ip]); p != nil && strings.HasPrefix(p.Manifest, "Deployment ") && p.Name != w.From {
+			victim = p.Name
+			break
+		}
+	}
+	if victim == "" {
+		return nil, fmt.Errorf("walk %s: no endpoint of %s/%s belongs to a Deployment", w.Name, svc.Namespace, svc.Name)
+	}
+	if h, ok := s.open[victim]; ok { // an open handle would keep the old pod's namespace alive
+		h.Close()
+		delete(s.open, victim)
+	}
+	if c.Change, err = churn.DeletePod(context.Background(), s.Lab, victim); err != nil {
+		return nil, err
+	}
+	t, _, err := state.Load(s.Lab)
+	if err != nil {
+		return nil, err
+	}
+	s.Topo = t
+	ask(w.Connections, c.After, c)
+	return &Run{Churn: c}, nil
 }

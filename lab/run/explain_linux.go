@@ -1,6 +1,6 @@
 //go:build linux
 
-package lab
+package run
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
@@ -76,7 +77,7 @@ func (s *Session) startTrace(objs []string) (*tracer, error) {
 		}
 		rules := fmt.Sprintf("*raw\n-I PREROUTING 1 -m comment --comment %q -j TRACE\n-I OUTPUT 1 -m comment --comment %q -j TRACE\nCOMMIT\n",
 			traceComment, traceComment)
-		if err := restore(h, rules, true); err != nil {
+		if err := s.nf.Restore(h, rules, true); err != nil {
 			t.stop()
 			return nil, err
 		}
@@ -164,7 +165,7 @@ func (t *tracer) stopNow() map[string][]*TracedPacket {
 		}
 		rules := fmt.Sprintf("*raw\n-D PREROUTING -m comment --comment %q -j TRACE\n-D OUTPUT -m comment --comment %q -j TRACE\nCOMMIT\n",
 			traceComment, traceComment)
-		_ = restore(m.h, rules, true)
+		_ = netfilter.Of(m.h).Restore(m.h, rules, true)
 		m.mu.Lock()
 		out[o] = parseTrace(m.lines)
 		m.mu.Unlock()

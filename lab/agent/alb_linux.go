@@ -1,9 +1,8 @@
 //go:build linux
 
-package lab
+package agent
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,8 +12,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
-	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,15 +19,15 @@ import (
 
 	"github.com/labctl/labctl/lab/lb"
 	"github.com/labctl/labctl/lab/ns"
-	"github.com/labctl/labctl/lab/walk"
+	"github.com/labctl/labctl/lab/traffic"
 )
 
 // How long the lab's ALB waits to connect to a target, and then for its
 // answer, before it answers 504: the ALB's own timeouts, scaled like the
 // health checks (lb.TimeScale), so a 504 takes 0.5 s or 3 s, not 10 or 60.
 const (
-	albConnectTimeout = lb.ALBConnectTimeout / lb.TimeScale
-	albIdleTimeout    = lb.ALBIdleTimeout / lb.TimeScale
+	ALBConnectTimeout = lb.ALBConnectTimeout / lb.TimeScale
+	ALBIdleTimeout    = lb.ALBIdleTimeout / lb.TimeScale
 )
 
 // albHandler is one ALB node: a full HTTP proxy that terminates the client's
@@ -49,7 +46,7 @@ func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
 			var err error
 			for range 3 {
 				var port uint16
-				if port, err = freePort(h, "tcp4", node.IP); err != nil {
+				if port, err = traffic.FreePort(h, "tcp4", node.IP); err != nil {
 					return nil, err
 				}
 				local := &net.TCPAddr{IP: node.IP.AsSlice(), Port: int(port)}
@@ -57,7 +54,7 @@ func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
 					rec.setDialed(local.String(), addr)
 				}
 				err = h.Do(func() error {
-					d := net.Dialer{Timeout: albConnectTimeout, LocalAddr: local}
+					d := net.Dialer{Timeout: ALBConnectTimeout, LocalAddr: local}
 					var err error
 					c, err = d.DialContext(ctx, "tcp4", addr)
 					return err
@@ -69,8 +66,8 @@ func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
 			return c, err
 		},
 		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       albIdleTimeout,
-		ResponseHeaderTimeout: albIdleTimeout,
+		IdleConnTimeout:       ALBIdleTimeout,
+		ResponseHeaderTimeout: ALBIdleTimeout,
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r, l := a.lbFor(lbName)
@@ -94,7 +91,7 @@ func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
 			return
 		}
 		client, _, _ := net.SplitHostPort(req.RemoteAddr)
-		if token := req.Header.Get(walkHeader); token != "" {
+		if token := req.Header.Get(traffic.WalkHeader); token != "" {
 			// A walk's request: remember the connection that carries it
 			// to the target, a new one (DialContext) or a reused one.
 			rec := &albConn{}
@@ -134,9 +131,6 @@ func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
 		proxy.ServeHTTP(w, req)
 	})
 }
-
-// walkHeader carries a walk's token in its HTTP request.
-const walkHeader = "X-Labctl-Walk"
 
 // albConn is the connection an ALB node used, or tried, for one request:
 // got is the one the request was sent on (httptrace's GotConn, the last
@@ -220,40 +214,6 @@ func (a *agent) albConnOf(token string) string {
 		return fmt.Sprintf("%s %s kept %d", l, r, idle.Milliseconds())
 	}
 	return l + " " + r + " new"
-}
-
-// albBackend asks the lab's app server which connection its ALB used for
-// the walk request with token, and how long it had been idle when it was a
-// kept-alive one (-1 for a new connection).
-func albBackend(lab, token string) (*walk.Conn, time.Duration, error) {
-	c, err := net.DialTimeout("unix", agentSocket(lab), trafficTimeout)
-	if err != nil {
-		return nil, -1, fmt.Errorf("reaching the app server: %w", err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(trafficTimeout))
-	if _, err := fmt.Fprintln(c, "albconn", token); err != nil {
-		return nil, -1, err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return nil, -1, err
-	}
-	f := strings.Fields(line)
-	if len(f) < 3 {
-		return nil, -1, nil // the request reached no target
-	}
-	src, err1 := netip.ParseAddrPort(f[0])
-	dst, err2 := netip.ParseAddrPort(f[1])
-	idle := time.Duration(-1)
-	if f[2] == "kept" && len(f) == 4 {
-		ms, err3 := strconv.Atoi(f[3])
-		err2, idle = errors.Join(err2, err3), time.Duration(ms)*time.Millisecond
-	}
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, -1, fmt.Errorf("app server's answer %q: %w", strings.TrimSpace(line), err)
-	}
-	return &walk.Conn{Src: src, Dst: dst}, idle, nil
 }
 
 // albError answers as an ALB does: a small HTML page with the status.

@@ -1,6 +1,6 @@
 //go:build linux
 
-package lab
+package agent
 
 import (
 	"bufio"
@@ -27,20 +27,9 @@ import (
 	"github.com/labctl/labctl/lab/lb"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
+	"github.com/labctl/labctl/lab/traffic"
 )
-
-// AppAnswer is what every pod's and host's app answers: who it is and the
-// addresses it saw, so a walk can prove what NAT did by the time the
-// packet arrived.
-type AppAnswer struct {
-	Object    string              `json:"object"`
-	Namespace string              `json:"namespace,omitempty"`
-	Node      string              `json:"node,omitempty"`
-	Local     string              `json:"local"`
-	Remote    string              `json:"remote"`
-	Headers   map[string][]string `json:"headers,omitempty"`
-	Echo      string              `json:"echo,omitempty"`
-}
 
 // coreDNS is the Deployment whose pods serve cluster DNS.
 const coreDNS = "Deployment kube-system/coredns"
@@ -96,9 +85,14 @@ func ServeApps(ctx context.Context, lab string, ready *os.File) error {
 	if err := a.reconcile(); err != nil {
 		return err
 	}
-	_ = os.Remove(agentSocket(lab))
-	ctl, err := net.Listen("unix", agentSocket(lab))
+	_ = os.Remove(state.AgentSocket(lab))
+	ctl, err := net.Listen("unix", state.AgentSocket(lab))
 	if err != nil {
+		return err
+	}
+	// Whatever the caller's umask: only root may command the app server.
+	if err := os.Chmod(state.AgentSocket(lab), 0o600); err != nil {
+		ctl.Close()
 		return err
 	}
 	go func() {
@@ -208,7 +202,7 @@ func want(t *spec.Topology) []listener {
 // reconcile reloads the lab and opens and closes listeners until the app
 // server serves exactly what the topology (with its churn) calls for.
 func (a *agent) reconcile() error {
-	t, _, err := Load(a.lab)
+	t, _, err := state.Load(a.lab)
 	if err != nil {
 		return err
 	}
@@ -300,7 +294,7 @@ func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error
 	if err != nil {
 		return nil, err
 	}
-	base := AppAnswer{Object: l.Object}
+	base := traffic.AppAnswer{Object: l.Object}
 	if p := t.Pod(l.Object); p != nil {
 		base.Namespace, base.Node = p.Namespace, p.Node
 	}
@@ -411,7 +405,7 @@ func serveHTTP(l net.Listener, h http.Handler) {
 	_ = srv.Serve(l)
 }
 
-func appHandler(base AppAnswer) http.Handler {
+func appHandler(base traffic.AppAnswer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a := base
 		a.Remote = r.RemoteAddr
@@ -427,7 +421,7 @@ func appHandler(base AppAnswer) http.Handler {
 // serveUDP echoes each datagram with what the app saw. It reads each
 // datagram's destination address (IP_PKTINFO), which is the address the
 // packet arrived for after any NAT, and answers from it.
-func serveUDP(c net.PacketConn, base AppAnswer) {
+func serveUDP(c net.PacketConn, base traffic.AppAnswer) {
 	pc := ipv4.NewPacketConn(c)
 	_ = pc.SetControlMessage(ipv4.FlagDst, true)
 	port := c.LocalAddr().(*net.UDPAddr).Port
@@ -478,7 +472,7 @@ func (a *agent) route53Handler(t *spec.Topology) dns.Handler {
 	records := map[string]alias{}
 	if m, err := lb.Build(t); err == nil {
 		for _, r := range t.Internet.DNS.Records {
-			if l, err := AliasTarget(m, r); err == nil {
+			if l, err := lb.AliasTarget(m, r); err == nil {
 				records[dns.Fqdn(strings.ToLower(r.Name))] = alias{l.Name, l.Nodes}
 			}
 		}

@@ -1,14 +1,12 @@
 //go:build linux
 
-package lab
+package kernel
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,6 +17,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/labctl/labctl/lab/internal/crash"
+	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/plan"
 )
@@ -51,9 +51,9 @@ func (h *handles) close() {
 // scale with cores, and more goroutines only contend on the RTNL lock.
 func workers() int { return 2 * runtime.NumCPU() }
 
-// apply creates everything in the plan. Each phase runs in parallel across
+// Apply creates everything in the plan. Each phase runs in parallel across
 // namespaces; a goroutine only ever uses the handle of the namespace it owns.
-func apply(ctx context.Context, p *plan.Plan) error {
+func Apply(ctx context.Context, p *plan.Plan, nf netfilter.Backend) error {
 	hs := &handles{m: map[string]*ns.NS{}}
 	defer hs.close()
 
@@ -67,7 +67,7 @@ func apply(ctx context.Context, p *plan.Plan) error {
 	}); err != nil {
 		return err
 	}
-	faultPoint(ctx, "namespaces")
+	crash.Point(ctx, "namespaces")
 	for _, n := range p.Namespaces {
 		for _, br := range n.Bridges {
 			if err := addBridge(hs.get(n.Name), br); err != nil {
@@ -95,7 +95,7 @@ func apply(ctx context.Context, p *plan.Plan) error {
 	}); err != nil {
 		return err
 	}
-	faultPoint(ctx, "veths")
+	crash.Point(ctx, "veths")
 	for _, n := range p.Namespaces {
 		if len(n.Bridges) > 0 {
 			if err := enslavePorts(hs.get(n.Name), n, p.Veths); err != nil {
@@ -104,7 +104,7 @@ func apply(ctx context.Context, p *plan.Plan) error {
 		}
 	}
 	return each(ctx, p.Namespaces, func(n *plan.Namespace) error {
-		return configure(hs.get(n.Name), n)
+		return Configure(hs.get(n.Name), n, nf)
 	})
 }
 
@@ -205,10 +205,10 @@ func linkMap(n *ns.NS) (map[string]netlink.Link, error) {
 	return m, nil
 }
 
-// configure brings one namespace to its planned state, in the order the
+// Configure brings one namespace to its planned state, in the order the
 // VPC CNI and the OS do it: sysctls, links up, addresses, routes (and the
 // removal of a secondary ENI's subnet route), rules, neighbours, iptables.
-func configure(n *ns.NS, p *plan.Namespace) error {
+func Configure(n *ns.NS, p *plan.Namespace, nf netfilter.Backend) error {
 	links, err := linkMap(n)
 	if err != nil {
 		return err
@@ -267,7 +267,7 @@ func configure(n *ns.NS, p *plan.Namespace) error {
 		}
 	}
 	if p.Iptables != "" {
-		if err := restore(n, p.Iptables, false); err != nil {
+		if err := nf.Restore(n, p.Iptables, false); err != nil {
 			return err
 		}
 	}
@@ -405,40 +405,4 @@ func txChecksumOff(fd int, dev string) error {
 		return errno
 	}
 	return nil
-}
-
-// restore applies an iptables-restore payload in the namespace, as one
-// transaction. noflush keeps chains the payload does not declare.
-func restore(n *ns.NS, payload string, noflush bool) error {
-	args := []string{"-w"}
-	if noflush {
-		args = append(args, "--noflush")
-	}
-	var stderr bytes.Buffer
-	err := n.Do(func() error {
-		cmd := exec.Command(iptablesOf(n).Restore, args...)
-		cmd.Stdin = strings.NewReader(payload)
-		cmd.Stderr = &stderr
-		return cmd.Run()
-	})
-	if err != nil {
-		return fmt.Errorf("iptables-restore in %s: %w: %s%s", n.Name, err, strings.TrimSpace(stderr.String()),
-			offendingLine(stderr.String(), payload))
-	}
-	return nil
-}
-
-// offendingLine quotes the payload line iptables-restore complained about.
-func offendingLine(stderr, payload string) string {
-	var line int
-	for _, f := range strings.Fields(stderr) {
-		if _, err := fmt.Sscanf(f, "%d", &line); err == nil && line > 0 {
-			break
-		}
-	}
-	lines := strings.Split(payload, "\n")
-	if line <= 0 || line > len(lines) {
-		return ""
-	}
-	return fmt.Sprintf("\n  line %d: %s", line, lines[line-1])
 }

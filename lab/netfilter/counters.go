@@ -1,4 +1,4 @@
-package lab
+package netfilter
 
 import (
 	"sort"
@@ -6,9 +6,9 @@ import (
 	"strings"
 )
 
-// ruleCounters reads `iptables-save -c` output into packet counts per rule
+// RuleCounters reads `iptables-save -c` output into packet counts per rule
 // (the rule text without its counter).
-func ruleCounters(save string) map[string]uint64 {
+func RuleCounters(save string) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, l := range strings.Split(save, "\n") {
 		if !strings.HasPrefix(l, "[") {
@@ -28,10 +28,10 @@ func ruleCounters(save string) map[string]uint64 {
 	return out
 }
 
-// movedChains lists the chains (prefix filtered) with a rule whose packet
+// MovedChains lists the chains (prefix filtered) with a rule whose packet
 // counter grew between two dumps, in the order they appear in after.
-func movedChains(before, after string, prefix string) []string {
-	b := ruleCounters(before)
+func MovedChains(before, after string, prefix string) []string {
+	b := RuleCounters(before)
 	seen := map[string]bool{}
 	var out []string
 	for _, l := range strings.Split(after, "\n") {
@@ -40,7 +40,7 @@ func movedChains(before, after string, prefix string) []string {
 			continue
 		}
 		rule := strings.TrimSpace(l[end+1:])
-		if ruleCounters(l)[rule] <= b[rule] {
+		if RuleCounters(l)[rule] <= b[rule] {
 			continue
 		}
 		f := strings.Fields(rule)
@@ -53,10 +53,10 @@ func movedChains(before, after string, prefix string) []string {
 	return out
 }
 
-// traversalOrder sorts kube-proxy chains in the order a new connection
+// TraversalOrder sorts kube-proxy chains in the order a new connection
 // walks them: KUBE-SERVICES, KUBE-NODEPORTS, KUBE-EXT, KUBE-FW, KUBE-MARK-MASQ,
 // KUBE-SVC/SVL, KUBE-SEP, then KUBE-POSTROUTING.
-func traversalOrder(chains []string) []string {
+func TraversalOrder(chains []string) []string {
 	rank := func(c string) int {
 		for i, p := range []string{"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-EXT-", "KUBE-FW-", "KUBE-MARK-MASQ",
 			"KUBE-SVC-", "KUBE-SVL-", "KUBE-SEP-", "KUBE-POSTROUTING"} {
@@ -71,11 +71,11 @@ func traversalOrder(chains []string) []string {
 	return out
 }
 
-// translationChains keeps the kube-proxy chains that translate a Service
+// TranslationChains keeps the kube-proxy chains that translate a Service
 // flow (KUBE-SERVICES, KUBE-NODEPORTS, KUBE-EXT/SVC/SVL/SEP/FW, KUBE-MARK-MASQ),
 // leaving out KUBE-POSTROUTING and KUBE-FORWARD, whose first rules count
 // every forwarded connection or packet whatever its destination.
-func translationChains(chains []string) []string {
+func TranslationChains(chains []string) []string {
 	var out []string
 	for _, c := range chains {
 		if c != "KUBE-POSTROUTING" && c != "KUBE-FORWARD" && !strings.HasPrefix(c, "KUBE-PROXY") {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package lab
+package agent
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,8 +17,10 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/lab/lb"
+	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
 )
 
 // Target health states, as the ELB API names them.
@@ -38,13 +39,9 @@ type TargetHealth struct {
 	ok, fail                      int
 }
 
-// HealthFile is where the app server records target health for labctl lb
-// and the walks.
-func HealthFile(lab string) string { return filepath.Join(Dir(lab), "lb-health.json") }
-
 // ReadHealth loads the recorded target health, keyed "group/target".
 func ReadHealth(lab string) (map[string]TargetHealth, error) {
-	b, err := os.ReadFile(HealthFile(lab))
+	b, err := os.ReadFile(state.HealthFile(lab))
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +345,7 @@ var applyNLB = func(lab, name, payload string) error {
 		return err
 	}
 	defer h.Close()
-	return restore(h, payload, false)
+	return netfilter.Of(h).Restore(h, payload, false)
 }
 
 // snapshot copies the health of l's targets (of every target for nil).
@@ -391,7 +388,7 @@ func (r *lbRuntime) publish(snap map[string]TargetHealth) {
 	r.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].Group+list[i].Target < list[j].Group+list[j].Target })
 	b, _ := json.MarshalIndent(list, "", "  ")
-	f, err := os.CreateTemp(Dir(r.lab), "lb-health-*.tmp")
+	f, err := os.CreateTemp(state.Dir(r.lab), "lb-health-*.tmp")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lb:", err)
 		return
@@ -404,7 +401,7 @@ func (r *lbRuntime) publish(snap map[string]TargetHealth) {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), HealthFile(r.lab))
+		err = os.Rename(f.Name(), state.HealthFile(r.lab))
 	}
 	if err != nil {
 		os.Remove(f.Name())

@@ -1,6 +1,9 @@
 //go:build linux
 
-package lab
+// Package fault breaks a running lab the way real outages do (one kernel
+// change in one namespace, which a walk shows at one hop) and repairs it.
+// The faults injected are recorded in the lab's state, under its lock.
+package fault
 
 import (
 	"encoding/json"
@@ -9,8 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -18,10 +19,18 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/labctl/labctl/lab/agent"
+	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/run"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
 	"github.com/labctl/labctl/lab/walk"
 )
+
+// session is a walk session seen by the faults: the lab's namespaces and
+// its topology as it is now.
+type session struct{ *run.Session }
 
 // Fault is a realistic break of the data path, as outages really happen:
 // one kernel change in one namespace, which a walk shows at one hop.
@@ -39,9 +48,9 @@ type Fault struct {
 	// objects, if set, finds the namespaces to change in the running lab
 	// (a Deployment's pods get new names when they are replaced); else
 	// Object and Also.
-	objects func(s *Session) []string
-	inject  func(s *Session) error
-	clear   func(s *Session) error
+	objects func(s *session) []string
+	inject  func(s *session) error
+	clear   func(s *session) error
 }
 
 // Faults are the faults labctl can inject, by name.
@@ -63,22 +72,22 @@ func init() {
 	register(&Fault{Name: "pod-static-arp", Topology: "pod-networking", Walk: "A1", Object: "pod51",
 		Summary: "pod51's PERMANENT neighbour entry for 169.254.1.1 is gone",
 		Symptom: "pod51 cannot reach anything, not even a pod on its own node",
-		inject: func(s *Session) error {
+		inject: func(s *session) error {
 			return s.neigh("pod51", "eth0", spec.PodGateway, nil, false)
 		},
-		clear: func(s *Session) error {
+		clear: func(s *session) error {
 			p := s.Topo.Pod("pod51")
 			return s.neigh("pod51", "eth0", spec.PodGateway, spec.HostVethMAC(p.Namespace, p.Name), true)
 		}})
 	register(&Fault{Name: "missing-1536", Topology: "pod-networking", Walk: "A3", Object: "node81",
 		Summary: "node81 lost rule 1536 for pod81, the pod on its second ENI",
 		Symptom: "pods on other nodes cannot talk to pod81; pod81's answers leave the wrong ENI",
-		inject:  func(s *Session) error { return s.rule("node81", 1536, "192.168.1.81", 2, false) },
-		clear:   func(s *Session) error { return s.rule("node81", 1536, "192.168.1.81", 2, true) }})
+		inject:  func(s *session) error { return s.rule("node81", 1536, "192.168.1.81", 2, false) },
+		clear:   func(s *session) error { return s.rule("node81", 1536, "192.168.1.81", 2, true) }})
 	register(&Fault{Name: "secondary-ip-unassigned", Topology: "pod-networking", Walk: "A3", Object: "node51",
 		Summary: "pod81's IP is no longer a secondary IP of node81's eth1 (the VPC does not deliver it)",
 		Symptom: "pod81 is unreachable from other nodes, fine from its own node",
-		inject: func(s *Session) error {
+		inject: func(s *session) error {
 			ip := netip.MustParseAddr("192.168.1.81")
 			if err := s.proxyNeigh("node81", "eth1", ip, false); err != nil {
 				return err
@@ -89,14 +98,14 @@ func init() {
 			}
 			return s.forgetNeigh(spec.RouterName, ip)
 		},
-		clear: func(s *Session) error {
+		clear: func(s *session) error {
 			return s.proxyNeigh("node81", "eth1", netip.MustParseAddr("192.168.1.81"), true)
 		}})
 	register(&Fault{Name: "rp-filter-strict", Topology: "nodeport-local", Walk: "B3-local-secondary", Object: "node81",
 		Summary: "rp_filter is strict (1) on node81's eth0",
 		Symptom: "the NodePort answers on node71 but not on node81, whose pod sits on a secondary ENI",
-		inject:  func(s *Session) error { return s.sysctl("node81", "net/ipv4/conf/eth0/rp_filter", "1") },
-		clear:   func(s *Session) error { return s.sysctl("node81", "net/ipv4/conf/eth0/rp_filter", "2") }})
+		inject:  func(s *session) error { return s.sysctl("node81", "net/ipv4/conf/eth0/rp_filter", "1") },
+		clear:   func(s *session) error { return s.sysctl("node81", "net/ipv4/conf/eth0/rp_filter", "2") }})
 	register(ruleFault(&Fault{Name: "external-snat", Topology: "pod-egress", Walk: "D2", Object: "node51",
 		Summary: "AWS_VPC_K8S_CNI_EXTERNALSNAT=true on node51 without a NAT gateway: no SNAT to the node's IP",
 		Symptom: "pods on node51 cannot reach the internet; the node itself can"},
@@ -112,16 +121,16 @@ func init() {
 	register(&Fault{Name: "health-check-blocked", Topology: "nlb-instance", Walk: "C1-b", Object: "nlb-web",
 		Summary: "node71 drops the NLB's health checks to its NodePort",
 		Symptom: "clients of the NLB in us-east-1b get connection resets; us-east-1a is fine",
-		inject: func(s *Session) error {
+		inject: func(s *session) error {
 			err := s.restoreIn("node71", "*raw\n-I PREROUTING 1 -s 192.168.96.0/19 -p tcp --dport 30080 -m comment --comment \"lab fault: health checks\" -j DROP\nCOMMIT\n")
 			if err != nil {
 				return err
 			}
-			return s.awaitHealth("node71", StateUnhealthy)
+			return s.awaitHealth("node71", agent.StateUnhealthy)
 		},
-		clear: func(s *Session) error {
+		clear: func(s *session) error {
 			_ = s.restoreIn("node71", "*raw\n-D PREROUTING -s 192.168.96.0/19 -p tcp --dport 30080 -m comment --comment \"lab fault: health checks\" -j DROP\nCOMMIT\n")
-			return s.awaitHealth("node71", StateHealthy) // healthy again is what counts, however it got there
+			return s.awaitHealth("node71", agent.StateHealthy) // healthy again is what counts, however it got there
 		}})
 	// The rating Service's two pods, behind the ALB's rule for /rating, as
 	// up names them; deployPods finds them after a pod delete too.
@@ -139,13 +148,13 @@ func init() {
 	register(&Fault{Name: "router-port-down", Topology: "pod-networking", Walk: "A4-subnet", Object: "vpc",
 		Summary: "the VPC router's port towards the client instance is down (an ENI detached)",
 		Symptom: "pods reach each other, but not the client instance in the other subnet",
-		inject:  func(s *Session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), false) },
-		clear:   func(s *Session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), true) }})
+		inject:  func(s *session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), false) },
+		clear:   func(s *session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), true) }})
 }
 
 // deployPods lists a Deployment's pods in the running lab.
-func deployPods(manifest string) func(s *Session) []string {
-	return func(s *Session) []string {
+func deployPods(manifest string) func(s *session) []string {
+	return func(s *session) []string {
 		var out []string
 		for _, p := range s.Topo.Pods {
 			if p.Manifest == manifest {
@@ -163,25 +172,21 @@ func deployPods(manifest string) func(s *Session) []string {
 // hand can still clear it. rule is in iptables-save's canonical form, so
 // its presence is read from iptables-save.
 func ruleFault(f *Fault, table, chain, rule string, add bool, pos int) *Fault {
-	present := func(s *Session, obj string) (bool, error) {
+	present := func(s *session, obj string) (bool, error) {
 		h, err := s.NS(obj)
 		if err != nil {
 			return false, err
 		}
-		var out []byte
-		err = h.Do(func() error {
-			out, err = exec.Command(iptablesOf(h).Save, "-t", table).Output()
-			return err
-		})
-		return strings.Contains(string(out), "-A "+chain+" "+rule+"\n"), err
+		out, err := netfilter.Of(h).Save(h, false, table)
+		return strings.Contains(out, "-A "+chain+" "+rule+"\n"), err
 	}
 	put := fmt.Sprintf("*%s\n-A %s %s\nCOMMIT\n", table, chain, rule)
 	if pos > 0 {
 		put = fmt.Sprintf("*%s\n-I %s %d %s\nCOMMIT\n", table, chain, pos, rule)
 	}
 	del := fmt.Sprintf("*%s\n-D %s %s\nCOMMIT\n", table, chain, rule)
-	ensure := func(want bool) func(*Session) error {
-		return func(s *Session) error {
+	ensure := func(want bool) func(*session) error {
+		return func(s *session) error {
 			objs := append([]string{f.Object}, f.Also...)
 			if f.objects != nil {
 				objs = f.objects(s)
@@ -212,14 +217,11 @@ func ruleFault(f *Fault, table, chain, rule string, add bool, pos int) *Fault {
 	return f
 }
 
-// faultFile records the faults injected into a lab, so clear can undo them.
-func faultFile(lab string) string { return filepath.Join(Dir(lab), "faults.json") }
-
 // readFaults lists the recorded faults. A record that does not parse is an
 // error, not "none": clear would otherwise forget faults still in the kernel.
 func readFaults(lab string) ([]string, error) {
 	var out []string
-	b, err := os.ReadFile(faultFile(lab))
+	b, err := os.ReadFile(state.FaultsFile(lab))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -227,7 +229,7 @@ func readFaults(lab string) ([]string, error) {
 		err = json.Unmarshal(b, &out)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", faultFile(lab), err)
+		return nil, fmt.Errorf("reading %s: %w", state.FaultsFile(lab), err)
 	}
 	return out, nil
 }
@@ -235,16 +237,17 @@ func readFaults(lab string) ([]string, error) {
 // writeFaults replaces the record whole (a temporary file, then rename).
 func writeFaults(lab string, names []string) error {
 	b, _ := json.Marshal(names)
-	tmp := faultFile(lab) + ".tmp"
+	tmp := state.FaultsFile(lab) + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp, faultFile(lab))
+	return os.Rename(tmp, state.FaultsFile(lab))
 }
 
-// InjectFault breaks the lab as the fault describes. The lab must be built
+// Inject breaks the lab as the fault describes. The lab must be built
 // from the fault's topology.
-func (s *Session) InjectFault(name string) (*Fault, error) {
+func Inject(rs *run.Session, name string) (*Fault, error) {
+	s := &session{rs}
 	f := Faults[name]
 	if f == nil {
 		return nil, fmt.Errorf("no fault %q (labctl fault list shows them)", name)
@@ -277,10 +280,11 @@ func (s *Session) InjectFault(name string) (*Fault, error) {
 	return f, nil
 }
 
-// ClearFaults undoes every injected fault, newest first. It refuses in an
+// Clear undoes every injected fault, newest first. It refuses in an
 // exercise's lab: that would give the ticket's answer away.
-func (s *Session) ClearFaults() ([]string, error) {
-	if _, err := os.Stat(exerciseFile(s.Lab)); err == nil {
+func Clear(rs *run.Session) ([]string, error) {
+	s := &session{rs}
+	if _, err := os.Stat(state.ExerciseFile(s.Lab)); err == nil {
 		return nil, fmt.Errorf("lab %s is an exercise: find and fix the fault yourself (labctl exercise check tells you when), "+
 			"or give up with labctl down %s", s.Lab, s.Lab)
 	}
@@ -298,7 +302,7 @@ func (s *Session) ClearFaults() ([]string, error) {
 	if len(errs) > 0 {
 		return active, errors.Join(errs...)
 	}
-	if err := os.Remove(faultFile(s.Lab)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(state.FaultsFile(s.Lab)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return active, err
 	}
 	return active, nil
@@ -308,7 +312,7 @@ func (s *Session) ClearFaults() ([]string, error) {
 // fault change at a time per lab (and none during a pod delete), since two
 // injects would each write the record without the other's fault.
 func lockFaults(lab string) ([]string, func(), error) {
-	unlock, err := lockLab(lab)
+	unlock, err := state.Lock(lab)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -330,7 +334,7 @@ func FirstFailure(r *walk.Report) string {
 }
 
 // link is an object's namespace and one of its links.
-func (s *Session) link(obj, dev string) (*ns.NS, netlink.Link, error) {
+func (s *session) link(obj, dev string) (*ns.NS, netlink.Link, error) {
 	h, err := s.NS(obj)
 	if err != nil {
 		return nil, nil, err
@@ -342,7 +346,7 @@ func (s *Session) link(obj, dev string) (*ns.NS, netlink.Link, error) {
 	return h, l, nil
 }
 
-func (s *Session) neigh(obj, dev string, ip netip.Addr, mac net.HardwareAddr, add bool) error {
+func (s *session) neigh(obj, dev string, ip netip.Addr, mac net.HardwareAddr, add bool) error {
 	h, l, err := s.link(obj, dev)
 	if err != nil {
 		return err
@@ -354,7 +358,7 @@ func (s *Session) neigh(obj, dev string, ip netip.Addr, mac net.HardwareAddr, ad
 	return already(h.NL.NeighDel(n))
 }
 
-func (s *Session) proxyNeigh(obj, dev string, ip netip.Addr, add bool) error {
+func (s *session) proxyNeigh(obj, dev string, ip netip.Addr, add bool) error {
 	h, l, err := s.link(obj, dev)
 	if err != nil {
 		return err
@@ -368,10 +372,10 @@ func (s *Session) proxyNeigh(obj, dev string, ip netip.Addr, add bool) error {
 
 // awaitHealth waits until the load balancers see a target in a state: a
 // health check fault takes effect only once the checks notice it.
-func (s *Session) awaitHealth(target, state string) error {
+func (s *session) awaitHealth(target, state string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if h, err := ReadHealth(s.Lab); err == nil {
+		if h, err := agent.ReadHealth(s.Lab); err == nil {
 			// Every group's view of the target: it may be in more than one.
 			seen, done := false, true
 			for _, th := range h {
@@ -389,7 +393,7 @@ func (s *Session) awaitHealth(target, state string) error {
 }
 
 // forgetNeigh drops a namespace's cached neighbour entries for ip.
-func (s *Session) forgetNeigh(obj string, ip netip.Addr) error {
+func (s *session) forgetNeigh(obj string, ip netip.Addr) error {
 	h, err := s.NS(obj)
 	if err != nil {
 		return err
@@ -407,7 +411,7 @@ func (s *Session) forgetNeigh(obj string, ip netip.Addr) error {
 	return nil
 }
 
-func (s *Session) rule(obj string, prio int, src string, table int, add bool) error {
+func (s *session) rule(obj string, prio int, src string, table int, add bool) error {
 	h, err := s.NS(obj)
 	if err != nil {
 		return err
@@ -430,7 +434,7 @@ func already(err error) error {
 	return err
 }
 
-func (s *Session) sysctl(obj, key, value string) error {
+func (s *session) sysctl(obj, key, value string) error {
 	h, err := s.NS(obj)
 	if err != nil {
 		return err
@@ -438,15 +442,15 @@ func (s *Session) sysctl(obj, key, value string) error {
 	return h.Do(func() error { return ns.WriteSysctl(key, value) })
 }
 
-func (s *Session) restoreIn(obj, payload string) error {
+func (s *session) restoreIn(obj, payload string) error {
 	h, err := s.NS(obj)
 	if err != nil {
 		return err
 	}
-	return restore(h, payload, true)
+	return netfilter.Of(h).Restore(h, payload, true)
 }
 
-func (s *Session) linkState(obj, dev string, up bool) error {
+func (s *session) linkState(obj, dev string, up bool) error {
 	h, l, err := s.link(obj, dev)
 	if err != nil {
 		return err

@@ -1,0 +1,109 @@
+//go:build linux
+
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/labctl/labctl/lab/cluster"
+	"github.com/labctl/labctl/lab/internal/crash"
+	"github.com/labctl/labctl/lab/kubeproxy"
+	"github.com/labctl/labctl/lab/netfilter"
+	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/spec"
+)
+
+// NodeSync is what kube-proxy did on one node after a change.
+type NodeSync struct {
+	Node string
+	// Full is true when the partial restore failed and kube-proxy fell back
+	// to rewriting every chain, as upstream does after a failed restore;
+	// Fallback says why.
+	Full     bool
+	Fallback string
+	Bytes    int
+	// Written are the per-Service chains the payload (re)wrote; Deleted
+	// the stale ones it removed with -X.
+	Written, Deleted []kubeproxy.Chain
+}
+
+// SyncKubeProxy is kube-proxy's sync on every node after the Services'
+// endpoints changed from before to those of t. A running kube-proxy has
+// before applied, so each node's Proxier is primed with it (no restore)
+// and the change is a partial sync (KEP-3453): the top-level chains, the
+// changed Services' chains, and -X for chains no longer used. Chains that
+// iptables-save shows beyond those are leftovers, and are deleted too.
+func SyncKubeProxy(t *spec.Topology, lab string, nf netfilter.Backend, before []cluster.ServicePort) ([]NodeSync, error) {
+	sps := cluster.Endpoints(t)
+	var out []NodeSync
+	for _, n := range t.Nodes {
+		h, err := ns.Open(spec.NSName(lab, n.Name))
+		if err != nil {
+			return nil, err
+		}
+		s, err := syncNode(h, nf, t, n.Name, before, sps)
+		h.Close()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+		// A kill -9 here leaves some nodes synced and the rest not.
+		crash.Point(context.Background(), "pod-synced-"+n.Name)
+	}
+	return out, nil
+}
+
+func syncNode(h *ns.NS, nf netfilter.Backend, t *spec.Topology, node string, before, after []cluster.ServicePort) (NodeSync, error) {
+	s := NodeSync{Node: node}
+	p, err := kubeproxy.NewProxier(cluster.ProxyConfig(t, node))
+	if err != nil {
+		return s, err
+	}
+	primed, err := p.Sync(cluster.ProxyServices(before, node))
+	if err != nil {
+		return s, err
+	}
+	p.Applied(primed, nil)
+	save, err := nf.Save(h, false, "nat")
+	if err != nil {
+		return s, err
+	}
+	p.SetExistingChains(kubeproxy.ChainsFromSave([]byte(save), kubeproxy.TableNAT))
+	services := cluster.ProxyServices(after, node)
+	res, err := p.Sync(services)
+	if err != nil {
+		return s, err
+	}
+	if err := nf.Restore(h, string(res.Payload), true); err != nil {
+		// kube-proxy counts a failed partial restore and retries in full.
+		s.Fallback = err.Error()
+		p.Applied(res, err)
+		if res, err = p.Sync(services); err != nil {
+			return s, err
+		}
+		if err2 := nf.Restore(h, string(res.Payload), true); err2 != nil {
+			return s, errors.Join(fmt.Errorf("partial sync: %w", err), fmt.Errorf("full sync after it: %w", err2))
+		}
+		// A full sync also ensures the jumps from the built-in chains.
+		if err := ensureJumps(h, nf); err != nil {
+			return s, err
+		}
+	}
+	s.Full, s.Bytes, s.Written, s.Deleted = res.Full, len(res.Payload), res.WrittenChains, res.DeletedChains
+	return s, nil
+}
+
+// ensureJumps puts back kube-proxy's jump rules that a node lacks, as
+// kube-proxy does on every full sync.
+func ensureJumps(h *ns.NS, nf netfilter.Backend) error {
+	save, err := nf.Save(h, false)
+	if err != nil {
+		return err
+	}
+	if payload := kubeproxy.EnsureJumps([]byte(save)); payload != "" {
+		return nf.Restore(h, payload, true)
+	}
+	return nil
+}
