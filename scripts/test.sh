@@ -9,7 +9,7 @@ export PATH="/usr/local/go/bin:$PATH:$(go env GOPATH)/bin"
 export GOTOOLCHAIN=auto
 
 echo "== gofmt, go vet"
-unformatted=$(gofmt -l cmd lab e2e)
+unformatted=$(gofmt -l cmd lab e2e examples)
 if [ -n "$unformatted" ]; then
   echo "test.sh: not gofmt-formatted: $unformatted" >&2
   exit 1
@@ -17,19 +17,20 @@ fi
 go vet ./...
 echo "== unit tests"
 go test -count=1 ./lab/... ./cmd/...
-echo "== e2e suites (ginkgo)"
+echo "== e2e suites and the library examples (ginkgo)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-ginkgo -r --keep-going --no-color ./e2e 2>&1 | tee "$log"
+ginkgo -r --keep-going --no-color ./e2e ./examples 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # Nothing of a lab may outlive the tests.
-left=$(ip netns list | awk '{print $1}' | grep '^lc\.e2e-' || true)
+left=$(ip netns list | awk '{print $1}' | grep -E '^lc\.(e2e|example)-' || true)
 if [ -n "$left" ]; then
   echo "test.sh: the e2e suites left namespaces behind: $left" >&2
   rc=1
 fi
-# One plain closing line: "e2e: N passed, N failed, N skipped".
-sed -nE 's/.*-- ([0-9]+) Passed \| ([0-9]+) Failed \| ([0-9]+) Pending \| ([0-9]+) Skipped.*/e2e: \1 passed, \2 failed, \4 skipped/p' "$log" | tail -1
+# One plain closing line over every suite: "e2e: N passed, N failed, N skipped".
+sed -nE 's/.*-- ([0-9]+) Passed \| ([0-9]+) Failed \| ([0-9]+) Pending \| ([0-9]+) Skipped.*/\1 \2 \4/p' "$log" |
+  awk '{p+=$1; f+=$2; s+=$3} END {printf "e2e: %d passed, %d failed, %d skipped\n", p, f, s}'
 exit $rc

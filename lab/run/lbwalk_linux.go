@@ -10,7 +10,6 @@ import (
 	"github.com/labctl/labctl/lab/agent"
 	"github.com/labctl/labctl/lab/capture"
 	"github.com/labctl/labctl/lab/lb"
-	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/traffic"
@@ -157,26 +156,22 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	ipTargets := li.Group != nil && li.Group.TargetType == lb.TargetIP || l.Kind == lb.ALB
 	for _, n := range s.Topo.Nodes {
-		ev := s.natEvidence(n.Name, before[n.Name], client.IP, port)
-		if ev.Err != nil { // "no chain counted the flow" would mean nothing
-			notes = append(notes, ev.Err.Error())
-			run.Report.Failed = true
-		}
-		moved := netfilter.TranslationChains(ev.Chains)
-		// With instance targets every node's NodePort chains also count
-		// the NLB's health checks, so only the nodes on the path are shown.
-		if n.Name == picks.Target || (e.Endpoint != nil && e.Endpoint.Instance == n.Name) || (ipTargets && len(moved) > 0) {
+		ev := s.natEvidence(n.Name, before[n.Name], FlowTuples(cl, pkts, n.Name))
+		// The chains are shown for the nodes on the path; with instance
+		// targets every node's NodePort chains also count the NLB's health
+		// checks, so a counter says nothing of this flow by itself.
+		if n.Name == picks.Target || (e.Endpoint != nil && e.Endpoint.Instance == n.Name) || ev.Translated {
 			run.NATEvidence = append(run.NATEvidence, ev)
 		}
-		// With ip targets the load balancer reaches the pod itself: no node's
-		// kube-proxy translates the flow, so none of its chains may count it.
-		if ipTargets && len(moved) > 0 {
-			notes = append(notes, fmt.Sprintf("ip targets, yet %s's kube-proxy translation chains moved: %v", n.Name, moved))
+		// With ip targets the load balancer reaches the pod itself: no node
+		// translates the flow, which the flow's own conntrack entries show.
+		if ipTargets && ev.Translated {
+			notes = append(notes, fmt.Sprintf("ip targets, yet %s translated the flow: %v", n.Name, ev.Conntrack))
 			run.Report.Failed = true
 		}
 	}
 	if ipTargets && !run.Report.Failed {
-		notes = append(notes, "no node's kube-proxy translation chain (KUBE-SERVICES, KUBE-SVC, KUBE-SEP, ...) counted the flow")
+		notes = append(notes, "no node translated the flow (its conntrack entries on every node it crossed are untranslated)")
 	}
 	run.Report.Notes = append(run.Report.Notes, notes...)
 	if run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts); err != nil {

@@ -53,8 +53,10 @@ type NATEvidence struct {
 	Node      string
 	Chains    []string // KUBE-* chains with a rule whose counter grew
 	Conntrack []string // entries of the client's flow, as conntrack -L prints them
-	// Err is set when the counters could not be read: then Chains says
-	// nothing, and a walk that relies on it fails.
+	// Translated: one of the flow's own conntrack entries on the node shows
+	// a translation (DNAT or SNAT).
+	Translated bool
+	// Err is set when the counters could not be read.
 	Err error
 }
 
@@ -213,7 +215,7 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	}
 	run.Report.Notes = append(run.Report.Notes, run.notes...)
 	for _, n := range natNodes {
-		ev := s.natEvidence(n, before[n], client.IP, port)
+		ev := s.natEvidence(n, before[n], FlowTuples(cl, pkts, n))
 		if ev.Err != nil {
 			run.Report.Notes, run.Report.Failed = append(run.Report.Notes, ev.Err.Error()), true
 		}
@@ -403,8 +405,12 @@ func (s *Session) natSave(node string) (string, error) {
 	return s.nf.Save(h, true)
 }
 
-// natEvidence reads what a node's kernel recorded of the walk's flow.
-func (s *Session) natEvidence(node, before string, client netip.Addr, port uint16) NATEvidence {
+// natEvidence reads what a node's kernel recorded of the walk's flow: the
+// KUBE-* chains whose counters moved since before (shown, never judged:
+// health checks and other walks move them too) and the node's conntrack
+// entries of the flow's own tuples (flow), which say whether the node
+// translated it.
+func (s *Session) natEvidence(node, before string, flow map[Tuple]bool) NATEvidence {
 	ev := NATEvidence{Node: node}
 	if after, err := s.natSave(node); err == nil {
 		ev.Chains = netfilter.TraversalOrder(netfilter.MovedChains(before, after, "KUBE-"))
@@ -420,12 +426,26 @@ func (s *Session) natEvidence(node, before string, client netip.Addr, port uint1
 		ev.Conntrack = []string{"(conntrack table not readable: " + err.Error() + ")"}
 		return ev
 	}
+	var entries []Entry
 	for _, f := range flows {
-		if f.Forward.SrcIP.Equal(client.AsSlice()) && f.Forward.SrcPort == port {
-			ev.Conntrack = append(ev.Conntrack, conntrackLine(f))
-		}
+		entries = append(entries, entryOf(f))
+	}
+	for _, e := range FlowEntries(entries, flow) {
+		ev.Conntrack = append(ev.Conntrack, e.String())
+		ev.Translated = ev.Translated || e.Translated()
 	}
 	return ev
+}
+
+// entryOf is a kernel conntrack entry as the pure checks read it.
+func entryOf(f *netlink.ConntrackFlow) Entry {
+	proto := map[uint8]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_ICMP: "icmp"}[f.Forward.Protocol]
+	t := func(x netlink.IPTuple) Tuple {
+		a, _ := netip.AddrFromSlice(x.SrcIP.To4())
+		b, _ := netip.AddrFromSlice(x.DstIP.To4())
+		return Tuple{proto, netip.AddrPortFrom(a, x.SrcPort), netip.AddrPortFrom(b, x.DstPort)}
+	}
+	return Entry{Orig: t(f.Forward), Reply: t(f.Reverse)}
 }
 
 // conntrackLine prints a flow as conntrack -L does.
