@@ -49,11 +49,13 @@ Each run writes a pcapng with one interface per namespace/interface.`,
 			}
 			failed := 0
 			for _, w := range walks {
+				// A walk that could not run is a failed walk: say why and go
+				// on, so the summary covers every walk asked for.
 				ok, err := runOne(cmd.OutOrStdout(), s, w, out, verbose)
 				if err != nil {
-					return err
+					fmt.Fprintf(cmd.OutOrStdout(), "ERROR %s: %v\n\n", w.Name, err)
 				}
-				if !ok {
+				if err != nil || !ok {
 					failed++
 				}
 			}
@@ -153,7 +155,7 @@ func printChurn(w io.Writer, wk spec.Walk, c *run.Churn) {
 	if c.Passed() {
 		fmt.Fprintf(w, "PASS %s: the Service kept answering; the new pod serves, the deleted one never again\n\n", wk.Name)
 	} else {
-		fmt.Fprintf(w, "FAIL %s\n\n", wk.Name)
+		fmt.Fprintf(w, "FAIL %s: %s\n\n", wk.Name, c.Why())
 	}
 }
 

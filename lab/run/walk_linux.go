@@ -283,13 +283,16 @@ func (s *Session) spread(w spec.Walk) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	from := s.Topo.Pod(w.From)
+	from, err := walk.EndpointOf(s.Topo, w.From) // a pod or a host
+	if err != nil {
+		return nil, err
+	}
 	counts := map[string]int{}
 	failures, lastErr := traffic.CountAnswers(src, from.IP, svc.Dest(s.Topo, w), w.Connections, counts)
 	run := &Run{Spread: &Spread{Counts: counts, Failures: failures, Connections: w.Connections, LastErr: lastErr}}
 	for _, pod := range svc.Endpoints(s.Topo) {
 		p := s.Topo.Pod(pod)
-		run.Spread.Endpoints = append(run.Spread.Endpoints, SpreadEndpoint{Pod: pod, Node: p.Node, Local: p.Node == from.Node})
+		run.Spread.Endpoints = append(run.Spread.Endpoints, SpreadEndpoint{Pod: pod, Node: p.Node, Local: p.Node == from.Instance})
 	}
 	sort.Slice(run.Spread.Endpoints, func(i, j int) bool { return run.Spread.Endpoints[i].Pod < run.Spread.Endpoints[j].Pod })
 	return run, nil
@@ -501,8 +504,21 @@ type Churn struct {
 
 // Passed: every request was answered, none after the change by the deleted
 // pod, and the new pod took its share.
-func (c *Churn) Passed() bool {
-	return c.Failures == 0 && c.Change != nil && c.After[c.Change.Deleted.Name] == 0 && c.After[c.Change.Started.Name] > 0
+func (c *Churn) Passed() bool { return c.Why() == "" }
+
+// Why is the reason a churn walk failed, empty when it passed.
+func (c *Churn) Why() string {
+	switch {
+	case c.Change == nil:
+		return "no pod was deleted"
+	case c.Failures > 0:
+		return fmt.Sprintf("%d of the requests failed, the last with: %v", c.Failures, c.LastErr)
+	case c.After[c.Change.Deleted.Name] > 0:
+		return fmt.Sprintf("the deleted pod %s still answered %d requests after the change", c.Change.Deleted.Name, c.After[c.Change.Deleted.Name])
+	case c.After[c.Change.Started.Name] == 0:
+		return fmt.Sprintf("the new pod %s answered none of the %d requests after the change", c.Change.Started.Name, c.Connections)
+	}
+	return ""
 }
 
 // churn is walk B4: requests to a Service before and after one of its
@@ -513,7 +529,10 @@ func (s *Session) churn(w spec.Walk) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	from := s.Topo.Pod(w.From)
+	from, err := walk.EndpointOf(s.Topo, w.From) // a pod or a host
+	if err != nil {
+		return nil, err
+	}
 	ask := func(n int, counts map[string]int, c *Churn) {
 		f, err := traffic.CountAnswers(src, from.IP, svc.Dest(s.Topo, w), n, counts)
 		if f > 0 {
