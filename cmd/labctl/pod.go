@@ -94,6 +94,9 @@ func printNodeSyncs(w io.Writer, indent string, syncs []kernel.NodeSync) {
 		if len(s.Deleted) > 0 {
 			fmt.Fprintf(w, "; deleted %s", names(s.Deleted))
 		}
+		if s.ConntrackDeleted > 0 {
+			fmt.Fprintf(w, "; removed %d stale UDP conntrack entries", s.ConntrackDeleted)
+		}
 		fmt.Fprintln(w)
 	}
 }

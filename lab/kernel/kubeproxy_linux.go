@@ -6,6 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/internal/crash"
@@ -27,6 +31,9 @@ type NodeSync struct {
 	// Written are the per-Service chains the payload (re)wrote; Deleted
 	// the stale ones it removed with -X.
 	Written, Deleted []kubeproxy.Chain
+	// ConntrackDeleted counts the stale UDP entries the sync's conntrack
+	// cleanup removed.
+	ConntrackDeleted int
 }
 
 // SyncKubeProxy is kube-proxy's sync on every node after the Services'
@@ -92,7 +99,50 @@ func syncNode(h *ns.NS, nf netfilter.Backend, t *spec.Topology, node string, bef
 		}
 	}
 	s.Full, s.Bytes, s.Written, s.Deleted = res.Full, len(res.Payload), res.WrittenChains, res.DeletedChains
-	return s, nil
+	n, err := CleanStaleUDP(h, services)
+	s.ConntrackDeleted = n
+	return s, err
+}
+
+// CleanStaleUDP deletes the node's UDP conntrack entries that no serving
+// endpoint answers, as kube-proxy does after every sync
+// (kubeproxy.StaleUDPFlows); it returns how many went.
+func CleanStaleUDP(h *ns.NS, services []kubeproxy.ServicePort) (int, error) {
+	flows, err := h.NL.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
+	if err != nil {
+		return 0, fmt.Errorf("conntrack -L in %s: %w", h.Name, err)
+	}
+	var udp []kubeproxy.UDPFlow
+	for _, f := range flows {
+		if f.Forward.Protocol == unix.IPPROTO_UDP {
+			udp = append(udp, udpFlow(f))
+		}
+	}
+	stale := map[kubeproxy.UDPFlow]bool{}
+	for _, f := range kubeproxy.StaleUDPFlows(services, udp) {
+		stale[f] = true
+	}
+	if len(stale) == 0 {
+		return 0, nil
+	}
+	n, err := h.NL.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.FAMILY_V4, staleFilter(stale))
+	if err != nil {
+		return int(n), fmt.Errorf("conntrack -D in %s: %w", h.Name, err)
+	}
+	return int(n), nil
+}
+
+func udpFlow(f *netlink.ConntrackFlow) kubeproxy.UDPFlow {
+	dst, _ := netip.AddrFromSlice(f.Forward.DstIP.To4())
+	src, _ := netip.AddrFromSlice(f.Reverse.SrcIP.To4())
+	return kubeproxy.UDPFlow{OrigDst: netip.AddrPortFrom(dst, f.Forward.DstPort), ReplySrc: src}
+}
+
+// staleFilter matches the UDP entries found stale.
+type staleFilter map[kubeproxy.UDPFlow]bool
+
+func (s staleFilter) MatchConntrackFlow(f *netlink.ConntrackFlow) bool {
+	return f.Forward.Protocol == unix.IPPROTO_UDP && s[udpFlow(f)]
 }
 
 // ensureJumps puts back kube-proxy's jump rules that a node lacks, as
