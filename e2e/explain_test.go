@@ -1,12 +1,19 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/spec"
 )
 
 func explained(run *lab.Run) string {
@@ -41,5 +48,39 @@ var _ = Describe("walk --explain", Ordered, Label("explain"), func() {
 		Expect(text).To(ContainSubstring("-j MASQUERADE --random-fully"))
 		Expect(text).To(MatchRegexp(`node51: conntrack tcp src=192\.168\.2\.10 dst=192\.168\.1\.50 sport=\d+ dport=30080 src=192\.168\.1\.71`))
 		Expect(text).NotTo(ContainSubstring("reported no trace"))
+	})
+
+	It("a walk --explain killed with its TRACE rules in leaves none and no xtables-monitor after the next labctl status", func() {
+		name := labPrefix + "xkill"
+		up("pod-networking", name)
+		traces := func() (rules, monitors int) {
+			for _, n := range []string{"node51", "node71", "node81", "vpc"} {
+				out, err := exec.Command("ip", "netns", "exec", spec.NSName(name, n), "iptables-save", "-t", "raw").CombinedOutput()
+				Expect(err).NotTo(HaveOccurred(), string(out))
+				rules += strings.Count(string(out), "-j TRACE")
+				ino, err := ns.Inode(spec.NSName(name, n))
+				Expect(err).NotTo(HaveOccurred())
+				procs, _ := filepath.Glob("/proc/[0-9]*/comm")
+				for _, c := range procs {
+					b, _ := os.ReadFile(c)
+					link, _ := os.Readlink(filepath.Join(filepath.Dir(c), "ns", "net"))
+					if strings.TrimSpace(string(b)) == "xtables-monitor" && link == fmt.Sprintf("net:[%d]", ino) {
+						monitors++
+					}
+				}
+			}
+			return rules, monitors
+		}
+		_, st := runState([]string{"LABCTL_FAULT_AT=walk-traced"}, "walk", "--lab", name, "-x", "-o", GinkgoT().TempDir(), "A3")
+		Expect(st.Sys().(syscall.WaitStatus).Signal()).To(Equal(syscall.SIGKILL))
+		rules, monitors := traces()
+		Expect(rules).To(BeNumerically(">", 0), "the killed walk left no TRACE rule: the spec proves nothing")
+		Expect(monitors).To(BeNumerically(">", 0), "the killed walk left no monitor: the spec proves nothing")
+		out, code := run(nil, "status", "--lab", name)
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(ContainSubstring("removed the TRACE rules"))
+		rules, monitors = traces()
+		Expect(rules).To(BeZero(), "TRACE rules left after status")
+		Expect(monitors).To(BeZero(), "xtables-monitor left after status")
 	})
 })

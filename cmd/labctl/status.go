@@ -33,6 +33,7 @@ func newStatus() *cobra.Command {
 			}
 			if len(args) == 0 {
 				printLabHeader(cmd.OutOrStdout(), l, st)
+				tidyTraces(cmd.OutOrStdout(), l, st)
 			}
 			want := map[string]bool{}
 			for _, a := range args {
@@ -105,4 +106,24 @@ func printLabHeader(w io.Writer, l string, st *lab.State) {
 		apps = fmt.Sprintf("NOT running (was pid %d); walks that need the pods' apps will fail; see %s", st.AgentPID, state.AgentLog(l))
 	}
 	fmt.Fprintf(w, "lab %s: %s; iptables %s; app server %s\n\n", l, shape, backend, apps)
+}
+
+// tidyTraces removes the TRACE rules and monitors of a walk --explain that
+// was killed, and says so.
+func tidyTraces(w io.Writer, l string, st *lab.State) {
+	if !st.Complete {
+		return
+	}
+	s, err := lab.OpenSession(l)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	cleaned, err := s.ClearStaleTraces()
+	if len(cleaned) > 0 {
+		fmt.Fprintf(w, "removed the TRACE rules of a walk --explain that did not finish, in %s\n\n", strings.Join(cleaned, ", "))
+	}
+	if err != nil {
+		fmt.Fprintf(w, "could not check for leftover TRACE rules: %v\n\n", err)
+	}
 }

@@ -36,6 +36,9 @@ Each run writes a pcapng with one interface per namespace/interface.`,
 			defer s.Close()
 			l := s.Lab
 			s.Explain = explain
+			if cleaned, err := s.ClearStaleTraces(); len(cleaned) > 0 || err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "removed the TRACE rules of a walk --explain that did not finish, in %v (%v)\n", cleaned, err)
+			}
 			walks := s.Topo.Walks
 			if len(args) > 0 {
 				walks = nil

@@ -62,3 +62,54 @@ func HasArgs(pid int, args string) bool {
 	parts := strings.SplitN(string(cmdline), "\x00", 2)
 	return len(parts) == 2 && strings.TrimRight(parts[1], "\x00") == args
 }
+
+// KillOrphans ends the processes named comm that live in namespace nsName
+// and whose parent is none of keep: helpers (xtables-monitor) a killed
+// labctl left running. It returns how many it ended.
+func KillOrphans(nsName, comm string, keep map[int]bool) int {
+	ino, err := ns.Inode(nsName)
+	if err != nil {
+		return 0
+	}
+	want := fmt.Sprintf("net:[%d]", ino)
+	n := 0
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if strings.TrimSpace(string(c)) != comm {
+			continue
+		}
+		if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); link != want {
+			continue
+		}
+		if keep[ppid(pid)] {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// ppid is a process's parent, from /proc/<pid>/stat (0 if unknown).
+func ppid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command may hold spaces and parentheses: fields start after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	var state string
+	var parent int
+	fmt.Sscanf(s[i+1:], " %s %d", &state, &parent)
+	return parent
+}

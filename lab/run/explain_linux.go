@@ -4,25 +4,98 @@ package run
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/labctl/labctl/lab/kernel"
+	"github.com/labctl/labctl/lab/lb"
 	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
 )
 
+// traceComment starts the comment of every TRACE rule a walk --explain
+// adds; the rest names the labctl process that added it, so a later
+// command can tell the rules of a walk that was killed from those of one
+// still running (ClearStaleTraces).
 const traceComment = "labctl explain"
+
+func traceTag() string { return fmt.Sprintf("%s pid=%d", traceComment, os.Getpid()) }
+
+var traceRule = regexp.MustCompile(`(?m)^-A (PREROUTING|OUTPUT) -m comment --comment "?(labctl explain(?: pid=(\d+))?)"? -j TRACE$`)
+
+// ClearStaleTraces removes what a killed walk --explain left in the lab:
+// TRACE rules whose labctl process is gone (they would trace every packet
+// for the lab's lifetime) and xtables-monitor processes no live walk
+// reads. It returns the namespaces it cleaned.
+func (s *Session) ClearStaleTraces() ([]string, error) {
+	var cleaned []string
+	var errs []error
+	for _, o := range s.traceable() {
+		h, err := s.NS(o)
+		if err != nil {
+			continue // a namespace the lab no longer has
+		}
+		save, err := s.nf.Save(h, false, "raw")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var del strings.Builder
+		live := map[int]bool{}
+		for _, m := range traceRule.FindAllStringSubmatch(save, -1) {
+			pid, _ := strconv.Atoi(m[3])
+			if pid > 0 && syscall.Kill(pid, 0) == nil {
+				live[pid] = true
+				continue
+			}
+			fmt.Fprintf(&del, "-D %s -m comment --comment %q -j TRACE\n", m[1], m[2])
+		}
+		n := kernel.KillOrphans(h.Name, "xtables-monitor", live)
+		if del.Len() > 0 {
+			if err := s.nf.Restore(h, "*raw\n"+del.String()+"COMMIT\n", true); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if del.Len() > 0 || n > 0 {
+			cleaned = append(cleaned, o)
+		}
+	}
+	return cleaned, errors.Join(errs...)
+}
+
+// traceable are the namespaces walk --explain may add TRACE rules to.
+func (s *Session) traceable() []string {
+	var out []string
+	for _, n := range s.Topo.Nodes {
+		out = append(out, n.Name)
+	}
+	out = append(out, spec.RouterName)
+	if m, err := lb.Build(s.Topo); err == nil {
+		for _, l := range m.LBs {
+			out = append(out, l.Name)
+		}
+	}
+	if s.Topo.Internet != nil {
+		out = append(out, spec.GatewayName, spec.InternetName)
+	}
+	return out
+}
 
 // tracer runs xtables-monitor --trace in the namespaces that take
 // decisions, with a TRACE rule on everything for the length of one walk.
@@ -68,6 +141,9 @@ func (s *Session) startTrace(objs []string) (*tracer, error) {
 	if s.Topo.Iptables == spec.IptablesLegacy {
 		return nil, fmt.Errorf("explain traces with nf_tables (xtables-monitor --trace); lab %s uses iptables-legacy", s.Lab)
 	}
+	if _, err := s.ClearStaleTraces(); err != nil {
+		return nil, err
+	}
 	t := &tracer{mons: map[string]*monitor{}}
 	for _, o := range objs {
 		h, err := s.NS(o)
@@ -76,7 +152,7 @@ func (s *Session) startTrace(objs []string) (*tracer, error) {
 			return nil, err
 		}
 		rules := fmt.Sprintf("*raw\n-I PREROUTING 1 -m comment --comment %q -j TRACE\n-I OUTPUT 1 -m comment --comment %q -j TRACE\nCOMMIT\n",
-			traceComment, traceComment)
+			traceTag(), traceTag())
 		if err := s.nf.Restore(h, rules, true); err != nil {
 			t.stop()
 			return nil, err
@@ -164,7 +240,7 @@ func (t *tracer) stopNow() map[string][]*TracedPacket {
 			_ = m.cmd.Wait()
 		}
 		rules := fmt.Sprintf("*raw\n-D PREROUTING -m comment --comment %q -j TRACE\n-D OUTPUT -m comment --comment %q -j TRACE\nCOMMIT\n",
-			traceComment, traceComment)
+			traceTag(), traceTag())
 		_ = netfilter.Of(m.h).Restore(m.h, rules, true)
 		m.mu.Lock()
 		out[o] = parseTrace(m.lines)

@@ -18,6 +18,7 @@ import (
 	"github.com/labctl/labctl/lab/churn"
 	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/draw"
+	"github.com/labctl/labctl/lab/internal/crash"
 	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
@@ -490,6 +491,7 @@ func (s *Session) observe(pts []walk.Point) (*capture.Set, *tracer, error) {
 		caps.Close()
 		return nil, nil, err
 	}
+	crash.Point(context.Background(), "walk-traced") // a walk --explain killed with its TRACE rules in
 	return caps, tr, nil
 }
 
