@@ -80,6 +80,17 @@ var _ = Describe("pod delete after a crash", Ordered, Label("services", "lifecyc
 			Expect(err).NotTo(HaveOccurred())
 			Expect(st.Churn.Pending).NotTo(BeNil(), "the killed delete left no record")
 			Expect(st.Churn.Pending.Deleted.Name).To(Equal(gone.Name))
+			// status and pod list say the delete is pending and how to finish it.
+			status, code := run(nil, "status", "--lab", name)
+			Expect(code).To(Equal(0), status)
+			Expect(status).To(ContainSubstring("pod delete pending: " + gone.Name))
+			Expect(status).To(ContainSubstring("pod delete --lab " + name + " " + gone.Name + " finishes it"))
+			list, code := run(nil, "pod", "list", "--lab", name)
+			Expect(code).To(Equal(0), list)
+			Expect(list).To(MatchRegexp(st.Churn.Pending.Started.Name + `\s.*being started`))
+			if step != "done" {
+				Expect(list).To(MatchRegexp(gone.Name + `\s.*being deleted`))
+			}
 			if strings.HasPrefix(step, "start-") {
 				// The replacement is half made, as the fault point says.
 				repl := st.Churn.Pending.Started

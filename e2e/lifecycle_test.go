@@ -191,6 +191,23 @@ var _ = Describe("labctl down after a crash", Label("lifecycle"), func() {
 		Eventually(func() bool { return agent.Running(name, st.AgentPID) }).Should(BeFalse())
 		out, _ = run(nil, "status", "--lab", name)
 		Expect(out).To(ContainSubstring(fmt.Sprintf("app server NOT running (was pid %d)", st.AgentPID)))
+		Expect(out).To(ContainSubstring("labctl up --resume " + name))
+		out, code = run(nil, "walk", "--lab", name, "-o", GinkgoT().TempDir(), "A2")
+		Expect(code).NotTo(Equal(0), "A2 needs pod71's app, which died with the app server: "+out)
+
+		out, code = run(nil, "up", "--resume", name)
+		Expect(code).To(Equal(0), out)
+		st, err = lab.ReadState(name)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(agent.Running(name, st.AgentPID)).To(BeTrue(), "the restarted app server")
+		out, code = run(nil, "walk", "--lab", name, "-o", GinkgoT().TempDir(), "A2")
+		Expect(code).To(Equal(0), "A2 after up --resume: "+out)
+	})
+
+	It("refuses an empty --name rather than taking the topology's name", func() {
+		out, code := run(nil, "up", topology("pod-networking"), "--name", "")
+		Expect(code).NotTo(Equal(0))
+		Expect(out).To(ContainSubstring("--name is empty"))
 	})
 
 	It("never removes namespaces it did not make", func() {

@@ -265,3 +265,32 @@ outer:
 	}
 	return out, nil
 }
+
+// RestartApps starts a lab's app server again (it died, or was killed):
+// the pods' apps, cluster DNS, kube-proxy's health servers, the load
+// balancers' health checks and the ALB. A running one is ended first.
+func RestartApps(ctx context.Context, lab string) (int, error) {
+	unlock, err := state.TryLock(lab, DownWait)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	st, err := state.Read(lab)
+	if err != nil {
+		return 0, err
+	}
+	if !st.Complete {
+		return 0, fmt.Errorf("lab %s is %w: labctl down %s", lab, ErrIncomplete, lab)
+	}
+	if st.Churn.Pending != nil {
+		return 0, fmt.Errorf("lab %s: the delete of pod %s stopped half-way; run `labctl pod delete %s` to finish it first",
+			lab, st.Churn.Pending.Deleted.Name, st.Churn.Pending.Deleted.Name)
+	}
+	kernel.KillProcesses(nil, strings.Join(agent.Args(lab), "\x00"))
+	pid, err := agent.Start(ctx, lab)
+	if err != nil {
+		return 0, err
+	}
+	st.AgentPID = pid
+	return pid, st.Write()
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/churn"
 	"github.com/labctl/labctl/lab/kernel"
 	"github.com/labctl/labctl/lab/kubeproxy"
@@ -23,20 +24,39 @@ func newPod() *cobra.Command {
 		Short: "List pods with their node, ENI, IP and owner",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, t, err := lf.topology()
+			l, err := lf.resolve()
 			if err != nil {
 				return err
 			}
+			t, st, err := lab.Load(l)
+			if err != nil {
+				return err
+			}
+			// A delete that stopped half-way: the old pod may still serve and
+			// the replacement may not exist yet; say so rather than show the
+			// change as done.
+			status := map[string]string{}
 			pods := t.Pods
+			if pd := st.Churn.Pending; pd != nil {
+				status[pd.Started.Name] = "being started (delete of " + pd.Deleted.Name + " pending: labctl pod delete " + pd.Deleted.Name + ")"
+				if pd.Step != "done" {
+					status[pd.Deleted.Name] = "being deleted (after step " + pd.Step + ")"
+					pods = append(pods, pd.Deleted)
+				}
+			}
 			sort.Slice(pods, func(i, j int) bool { return pods[i].Namespace+pods[i].Name < pods[j].Namespace+pods[j].Name })
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAMESPACE\tPOD\tNODE\tENI\tIP\tOWNER")
+			fmt.Fprintln(tw, "NAMESPACE\tPOD\tNODE\tENI\tIP\tOWNER\tSTATUS")
 			for _, p := range pods {
 				owner := p.Manifest
 				if owner == "" {
 					owner = "(lab document)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\teth%d\t%s\t%s\n", p.Namespace, p.Name, p.Node, p.ENI, p.IP, owner)
+				ps := status[p.Name]
+				if ps == "" {
+					ps = "running"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\teth%d\t%s\t%s\t%s\n", p.Namespace, p.Name, p.Node, p.ENI, p.IP, owner, ps)
 			}
 			return tw.Flush()
 		},

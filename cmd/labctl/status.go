@@ -105,7 +105,15 @@ func printLabHeader(w io.Writer, l string, st *lab.State) {
 	case st.AgentPID > 0:
 		apps = fmt.Sprintf("NOT running (was pid %d); walks that need the pods' apps will fail; see %s", st.AgentPID, state.AgentLog(l))
 	}
-	fmt.Fprintf(w, "lab %s: %s; iptables %s; app server %s\n\n", l, shape, backend, apps)
+	if st.AgentPID > 0 && !agent.Running(l, st.AgentPID) {
+		apps += "; sudo labctl up --resume " + l + " starts it again"
+	}
+	fmt.Fprintf(w, "lab %s: %s; iptables %s; app server %s\n", l, shape, backend, apps)
+	if pd := st.Churn.Pending; pd != nil {
+		fmt.Fprintf(w, "pod delete pending: %s (%s) is being replaced by %s (%s); it stopped after step %q; "+
+			"sudo labctl pod delete --lab %s %s finishes it\n", pd.Deleted.Name, pd.Deleted.IP, pd.Started.Name, pd.Started.IP, pd.Step, l, pd.Deleted.Name)
+	}
+	fmt.Fprintln(w)
 }
 
 // tidyTraces removes the TRACE rules and monitors of a walk --explain that

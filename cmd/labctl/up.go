@@ -15,15 +15,30 @@ import (
 
 func newUp() *cobra.Command {
 	var name string
-	var noApps bool
+	var noApps, resume bool
 	c := &cobra.Command{
-		Use:   "up <topology>",
+		Use:   "up <topology> | up --resume <lab>",
 		Short: "Build a lab from a topology (a name in topologies/ or a path)",
 		Example: `  sudo labctl up pod-networking
-  sudo labctl up ./my-topology.yaml --name mine`,
+  sudo labctl up ./my-topology.yaml --name mine
+  sudo labctl up --resume mine      # start a lab's app server again`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeTopologies,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if resume {
+				if err := needRoot(); err != nil {
+					return err
+				}
+				pid, err := lab.RestartApps(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "lab %s: app server started again, pid %d\n", args[0], pid)
+				return nil
+			}
+			if cmd.Flags().Changed("name") && name == "" {
+				return fmt.Errorf("--name is empty: give the lab a name, or leave --name out to use the topology's")
+			}
 			t, err := loadTopology(args[0])
 			if err != nil {
 				return err
@@ -43,6 +58,7 @@ func newUp() *cobra.Command {
 	}
 	c.Flags().StringVar(&name, "name", "", "lab name (default: the topology's name)")
 	c.Flags().BoolVar(&noApps, "no-apps", false, "do not start the pods' app servers")
+	c.Flags().BoolVar(&resume, "resume", false, "start the app server of a lab that is up again (it died or was killed)")
 	return c
 }
 
