@@ -25,7 +25,19 @@ type Endpoint struct {
 	Node string
 	IP   netip.Addr
 	Port int
+	// Phase is the pod's (spec.PodStarting, spec.PodTerminating, or empty
+	// for running); the EndpointSlice conditions follow from it.
+	Phase string
 }
+
+// Ready: the endpoint takes new connections (EndpointSlice ready).
+func (e Endpoint) Ready() bool { return e.Phase == "" }
+
+// Serving: the pod's app answers (ready, or terminating but still up).
+func (e Endpoint) Serving() bool { return e.Phase != spec.PodStarting }
+
+// Terminating: the pod is being deleted.
+func (e Endpoint) Terminating() bool { return e.Phase == spec.PodTerminating }
 
 // ServicePort is one port of a Service with its endpoints.
 type ServicePort struct {
@@ -56,7 +68,7 @@ func Endpoints(t *spec.Topology) []ServicePort {
 					continue
 				}
 				if port := spec.ServicePortTarget(p, pod); port != 0 {
-					sp.Endpoints = append(sp.Endpoints, Endpoint{Pod: pod.Name, Node: pod.Node, IP: pod.IP, Port: port})
+					sp.Endpoints = append(sp.Endpoints, Endpoint{Pod: pod.Name, Node: pod.Node, IP: pod.IP, Port: port, Phase: pod.Phase})
 				}
 			}
 			sort.Slice(sp.Endpoints, func(i, j int) bool {
@@ -111,8 +123,13 @@ func ProxyServices(sps []ServicePort, node string) []kubeproxy.ServicePort {
 			}
 		}
 		for _, e := range sp.Endpoints {
+			// A starting pod has no endpoint kube-proxy sees: the endpoint
+			// controller publishes it not ready, and it is skipped.
+			if e.Phase == spec.PodStarting {
+				continue
+			}
 			k.Endpoints = append(k.Endpoints, kubeproxy.Endpoint{IP: e.IP, Port: int32(e.Port), Local: e.Node == node,
-				Ready: true, Serving: true})
+				Ready: e.Ready(), Serving: e.Serving(), Terminating: e.Terminating()})
 		}
 		out = append(out, k)
 	}

@@ -31,6 +31,8 @@ type NodeSync struct {
 	// Written are the per-Service chains the payload (re)wrote; Deleted
 	// the stale ones it removed with -X.
 	Written, Deleted []kubeproxy.Chain
+	// Step is the pod delete step the sync was for.
+	Step string
 	// ConntrackDeleted counts the stale UDP entries the sync's conntrack
 	// cleanup removed.
 	ConntrackDeleted int

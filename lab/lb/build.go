@@ -106,6 +106,11 @@ func (b *builder) podTargets(s *corev1.Service, p corev1.ServicePort) []Target {
 			continue
 		}
 		for _, e := range sp.Endpoints {
+			// The controller registers a pod once it is ready and
+			// deregisters it as it starts terminating.
+			if !e.Ready() {
+				continue
+			}
 			out = append(out, Target{Object: e.Pod, IP: e.IP, Port: e.Port, AZ: b.azOf(e.Node)})
 		}
 	}

@@ -22,14 +22,46 @@ type Churn struct {
 }
 
 // PendingDelete is a pod deletion in progress: the pod, its replacement,
-// and the last step done (the lab package names the steps).
+// and the last step done.
 type PendingDelete struct {
 	Deleted Pod    `json:"deleted"`
 	Started Pod    `json:"started"`
 	Step    string `json:"step"`
 }
 
-// ApplyChurn removes deleted pods and adds their replacements.
+// The steps of a pod delete, in order, as Kubernetes takes them: the
+// deleted pod's endpoint turns terminating (no new connections while other
+// endpoints are ready), the replacement starts, its app listens, only then
+// is its endpoint added as ready (and registered with the load balancers),
+// then the old endpoint is removed and the old pod goes.
+const (
+	StepRecorded    = "recorded"    // the change is in the state; nothing made yet
+	StepTerminating = "terminating" // kube-proxy: the old endpoint terminating
+	StepStarted     = "started"     // the replacement's CNI ADD is done
+	StepListening   = "listening"   // the replacement's app listens (its readiness)
+	StepReady       = "ready"       // kube-proxy: the new endpoint ready
+	StepRegistered  = "registered"  // load balancers: the new pod a target, the old one not
+	StepRemoved     = "removed"     // kube-proxy: the old endpoint gone
+	StepDone        = "done"        // the old pod's CNI DEL is done
+)
+
+// DeleteSteps are the steps in order.
+var DeleteSteps = []string{StepRecorded, StepTerminating, StepStarted, StepListening, StepReady, StepRegistered, StepRemoved, StepDone}
+
+// StepIndex is a step's place in DeleteSteps (-1 if unknown).
+func StepIndex(step string) int {
+	for i, s := range DeleteSteps {
+		if s == step {
+			return i
+		}
+	}
+	return -1
+}
+
+// ApplyChurn removes deleted pods and adds their replacements. The two
+// pods of a pending delete stand as its last step left them: the deleted
+// pod stays, terminating, until its endpoint is removed; the replacement
+// is starting (not Ready) until its endpoint is added.
 func (t *Topology) ApplyChurn(c Churn) {
 	gone := map[string]bool{}
 	for _, d := range c.Deleted {
@@ -46,7 +78,36 @@ func (t *Topology) ApplyChurn(c Churn) {
 			pods = append(pods, p)
 		}
 	}
+	if pd := c.Pending; pd != nil {
+		step := StepIndex(pd.Step)
+		if step < StepIndex(StepRemoved) {
+			old := pd.Deleted
+			if step >= StepIndex(StepTerminating) {
+				old.Phase = PodTerminating
+			}
+			pods = append(pods, old)
+		}
+		for i := range pods {
+			if pods[i].Name == pd.Started.Name && step < StepIndex(StepReady) {
+				pods[i].Phase = PodStarting
+			}
+		}
+	}
 	t.Pods = pods
+}
+
+// At is the topology raw (as written, no churn) with churn c applied, the
+// pending delete of c standing at step.
+func (raw *Topology) At(c Churn, step string) *Topology {
+	v := *raw
+	v.Pods = append([]Pod(nil), raw.Pods...)
+	if c.Pending != nil {
+		pd := *c.Pending
+		pd.Step = step
+		c.Pending = &pd
+	}
+	v.ApplyChurn(c)
+	return &v
 }
 
 // Replacement is the pod a Deployment starts when one of its pods is

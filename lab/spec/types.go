@@ -105,7 +105,18 @@ type Pod struct {
 	Ports []Port `yaml:"ports"`
 	// Manifest names the Pod or Deployment a pod came from, if any.
 	Manifest string `yaml:"-"`
+	// Phase is set on the two pods of a pod delete in progress (ApplyChurn):
+	// PodStarting for the replacement until its app listens (not Ready),
+	// PodTerminating for the deleted pod until its endpoint is removed.
+	// Empty: running and Ready.
+	Phase string `yaml:"-" json:"-"`
 }
+
+// Pod phases during a pod delete, as its endpoints' conditions show them.
+const (
+	PodStarting    = "starting"    // EndpointSlice: not ready, not serving
+	PodTerminating = "terminating" // EndpointSlice: not ready, serving, terminating
+)
 
 // Host is an instance outside the cluster with one ENI, such as a client
 // in the VPC. It has no VPC CNI plumbing.

@@ -164,6 +164,16 @@ func Resolve(name string) (string, error) {
 // Load reads the topology a lab was built from (its own copy), with the
 // pods deleted and started since up applied.
 func Load(lab string) (*spec.Topology, *State, error) {
+	t, st, err := LoadRaw(lab)
+	if err != nil {
+		return nil, nil, err
+	}
+	t.ApplyChurn(st.Churn)
+	return t, st, nil
+}
+
+// LoadRaw is the lab's topology as written, before any pod churn.
+func LoadRaw(lab string) (*spec.Topology, *State, error) {
 	st, err := Read(lab)
 	if err != nil {
 		return nil, nil, err
@@ -176,6 +186,5 @@ func Load(lab string) (*spec.Topology, *State, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	t.ApplyChurn(st.Churn)
 	return t, st, nil
 }
