@@ -129,22 +129,6 @@ func TestNFAcctComesFromTheProbedKernel(t *testing.T) {
 	}
 }
 
-func TestVPCCNIVersionIsCheckedAgainstTheBackend(t *testing.T) {
-	for _, c := range []struct {
-		version, backend string
-		ok               bool
-	}{
-		{"v1.22", spec.IptablesNFT, true}, {"v1.16.0", spec.IptablesLegacy, true}, {"v1.23", spec.IptablesLegacy, true},
-		{"v1.23.1", spec.IptablesNFT, false}, {"v1.15", spec.IptablesNFT, false}, {"v1.24", spec.IptablesLegacy, false},
-		{"1.22", spec.IptablesNFT, false}, {"v1.22x", spec.IptablesNFT, false}, {"", spec.IptablesNFT, false},
-	} {
-		err := spec.ValidateVPCCNI(spec.VPCCNI{Version: c.version}, c.backend)
-		if (err == nil) != c.ok {
-			t.Errorf("%q on %s: error %v, want ok=%v", c.version, c.backend, err, c.ok)
-		}
-	}
-}
-
 func sysctlValue(n *Namespace, key string) (string, bool) {
 	if n == nil {
 		return "", false
