@@ -54,8 +54,11 @@ func conntrackSysctls() []Sysctl {
 // do not touch it, so systemd's /usr/lib/sysctl.d/50-default.conf decides:
 // "net.ipv4.conf.default.rp_filter = 2", "net.ipv4.conf.*.rp_filter = 2"
 // (re-applied by udev to every new interface) and "-net.ipv4.conf.all.rp_filter",
-// which leaves all at the kernel's 0. A lab namespace instead copies the
-// host's values (devconf_inherit_init_net), so they are written.
+// which leaves all at the kernel's 0 (users moving to AL2023 report that
+// default=0 no longer reaches new interfaces: aws-samples/
+// aws-gateway-load-balancer-tunnel-handler issue 23). A lab namespace
+// instead copies the host's values (devconf_inherit_init_net), so they are
+// written.
 const (
 	amiRPFilterAll = "0"
 	amiRPFilterIf  = "2"
