@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"sort"
-	"strings"
 
 	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/kubeproxy"
@@ -135,13 +134,19 @@ type Neigh struct {
 	Proxy bool
 }
 
-// Build renders the plan for topology t under lab name lab.
+// Build renders the plan for topology t under lab name lab, for a node
+// kernel without optional features (Kernel{}).
 func Build(t *spec.Topology, lab string) *Plan {
+	return BuildFor(t, lab, Kernel{})
+}
+
+// BuildFor renders the plan for nodes whose kernel the caller probed.
+func BuildFor(t *spec.Topology, lab string, k Kernel) *Plan {
 	p := &Plan{Lab: lab}
 	p.router(t)
 	sps := cluster.Endpoints(t)
 	for i := range t.Nodes {
-		p.node(t, &t.Nodes[i], sps)
+		p.node(t, &t.Nodes[i], sps, k)
 	}
 	for i := range t.Pods {
 		p.pod(t, &t.Pods[i])
@@ -226,20 +231,11 @@ func (p *Plan) attach(t *spec.Topology, ns *Namespace, instance string, eni int,
 
 // node renders a worker: ENIs as the OS and ipamd configure them, and the
 // VPC CNI's node-wide rules, sysctls and iptables.
-func (p *Plan) node(t *spec.Topology, n *spec.Node, sps []cluster.ServicePort) {
+func (p *Plan) node(t *spec.Topology, n *spec.Node, sps []cluster.ServicePort, k Kernel) {
 	ns := p.add(n.Name, RoleNode)
-	ns.Sysctls = []Sysctl{
-		// The EKS AMI turns forwarding on (99-kubernetes-cri.conf).
-		{Key: "net/ipv4/ip_forward", Value: "1"},
-		// Two ENIs on one subnet: answer ARP only for the ENI's own address,
-		// as EC2 answers ARP per ENI.
-		{Key: "net/ipv4/conf/all/arp_ignore", Value: "1"},
-		{Key: "net/ipv4/conf/all/arp_announce", Value: "2"},
-		// kube-proxy sets it for localhost NodePorts (localhostNodePorts=true).
-		{Key: "net/ipv4/conf/all/route_localnet", Value: "1"},
-	}
 	enis := append([]spec.ENI(nil), n.ENIs...)
 	sort.Slice(enis, func(i, j int) bool { return *enis[i].Index < *enis[j].Index })
+	ns.Sysctls = nodeSysctls(enis)
 	for _, e := range enis {
 		idx := *e.Index
 		dev := spec.ENIName(idx)
@@ -253,8 +249,6 @@ func (p *Plan) node(t *spec.Topology, n *spec.Node, sps []cluster.ServicePort) {
 		if idx == 0 {
 			// DHCP on the primary ENI: the subnet route and the default route.
 			ns.Routes = append(ns.Routes, Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: gw, Dev: dev})
-			// aws-vpc-cni-init: loose reverse path filtering on the primary ENI.
-			ns.Sysctls = append(ns.Sysctls, Sysctl{Key: "net/ipv4/conf/" + dev + "/rp_filter", Value: "2"})
 			continue
 		}
 		// setupENINetwork: table device+1 with exactly two routes, the
@@ -270,13 +264,18 @@ func (p *Plan) node(t *spec.Topology, n *spec.Node, sps []cluster.ServicePort) {
 	// SetupHostNetwork: NodePort and SNAT replies marked 0x80 use main.
 	ns.Rules = append(ns.Rules, Rule{Priority: 1024, Mark: 0x80, Mask: 0x80, Table: 254})
 	primary := n.ENI(0)
-	ns.Iptables = mergeRestore(KubeProxyRules(t, n.Name, sps), VPCCNIRules(t.VPC.CIDR, primary.IP, spec.ENIName(0)))
+	// kubelet starts first and creates its chains; kube-proxy prepends its
+	// jumps; aws-node appends its rules.
+	ns.Iptables = mergeRestore(KubeletChains(), KubeProxyRules(t, n.Name, sps, k),
+		VPCCNIRules(t.VPC.CIDR, primary.IP, spec.ENIName(0), t.VPCCNI.Version))
 }
 
 // KubeProxyRules is kube-proxy's first full sync on a node, with the jumps
 // from the built-in chains it ensures on start.
-func KubeProxyRules(t *spec.Topology, node string, sps []cluster.ServicePort) string {
-	payload, err := kubeproxy.Render(cluster.ProxyConfig(t, node), cluster.ProxyServices(sps, node))
+func KubeProxyRules(t *spec.Topology, node string, sps []cluster.ServicePort, k Kernel) string {
+	cfg := cluster.ProxyConfig(t, node)
+	cfg.NFAcct = k.NFAcct
+	payload, err := kubeproxy.Render(cfg, cluster.ProxyServices(sps, node))
 	if err != nil {
 		panic(fmt.Sprintf("plan: kube-proxy render on %s: %v", node, err)) // validation guarantees valid input
 	}
@@ -311,9 +310,17 @@ func (p *Plan) pod(t *spec.Topology, pd *spec.Pod) {
 	ns.Sysctls = []Sysctl{
 		{Key: "net/ipv4/conf/all/accept_local", Value: "0"},
 		{Key: "net/ipv4/conf/eth0/accept_local", Value: "0"},
+		// The runtime creates the pod's namespace on an AL2023 node, so it
+		// copies that node's all and default; eth0 takes default's value.
+		{Key: "net/ipv4/conf/all/rp_filter", Value: amiRPFilterAll},
+		{Key: "net/ipv4/conf/default/rp_filter", Value: amiRPFilterIf},
+		{Key: "net/ipv4/conf/eth0/rp_filter", Value: amiRPFilterIf},
 	}
 
 	host := netip.PrefixFrom(pd.IP, 32)
+	// The host veth is a new interface on the node: it takes default's
+	// rp_filter and systemd's udev rule writes the wildcard value again.
+	node.Sysctls = append(node.Sysctls, Sysctl{Key: "net/ipv4/conf/" + veth + "/rp_filter", Value: amiRPFilterIf})
 	node.Routes = append(node.Routes, Route{Dst: host, Dev: veth, Link: true})
 	node.Rules = append(node.Rules, Rule{Priority: 512, Dst: host, Table: 254})
 	if pd.ENI != 0 {
@@ -342,32 +349,4 @@ func (p *Plan) host(t *spec.Topology, h *spec.Host) {
 	ns.Sysctls = []Sysctl{{Key: "net/ipv4/conf/all/arp_ignore", Value: "1"}}
 	ns.Addrs = []Addr{{Dev: "eth0", Prefix: netip.PrefixFrom(h.IP, s.CIDR.Bits())}}
 	ns.Routes = []Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: spec.Gateway(s.CIDR), Dev: "eth0"}}
-}
-
-// VPCCNIRules is the iptables-restore payload aws-node installs on a node
-// with default settings (SNAT on, NodePort support on, prng random SNAT),
-// in iptables-save form so a dump of the node diffs cleanly against it.
-func VPCCNIRules(vpc netip.Prefix, nodeIP netip.Addr, primaryIF string) string {
-	var b strings.Builder
-	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	w("*mangle")
-	w(":PREROUTING ACCEPT [0:0]")
-	w(`-A PREROUTING -i %s -m comment --comment "AWS, primary ENI" -m addrtype --dst-type LOCAL --limit-iface-in -j CONNMARK --set-xmark 0x80/0x80`, primaryIF)
-	w(`-A PREROUTING -i eni+ -m comment --comment "AWS, primary ENI" -j CONNMARK --restore-mark --nfmask 0x80 --ctmask 0x80`)
-	w(`-A PREROUTING -i vlan+ -m comment --comment "AWS, primary ENI" -j CONNMARK --restore-mark --nfmask 0x80 --ctmask 0x80`)
-	w("COMMIT")
-	w("*nat")
-	w(":PREROUTING ACCEPT [0:0]")
-	w(":POSTROUTING ACCEPT [0:0]")
-	w(":AWS-CONNMARK-CHAIN-0 - [0:0]")
-	w(":AWS-SNAT-CHAIN-0 - [0:0]")
-	w(`-A PREROUTING -i eni+ -m comment --comment "AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0`)
-	w(`-A PREROUTING -m comment --comment "AWS, CONNMARK" -j CONNMARK --restore-mark --nfmask 0x80 --ctmask 0x80`)
-	w(`-A POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0`)
-	w(`-A AWS-CONNMARK-CHAIN-0 -d %s -m comment --comment "AWS CONNMARK CHAIN" -j RETURN`, vpc)
-	w(`-A AWS-CONNMARK-CHAIN-0 -m comment --comment "AWS, CONNMARK" -j CONNMARK --set-xmark 0x80/0x80`)
-	w(`-A AWS-SNAT-CHAIN-0 -d %s -m comment --comment "AWS SNAT CHAIN" -j RETURN`, vpc)
-	w(`-A AWS-SNAT-CHAIN-0 ! -o vlan+ -m comment --comment "AWS, SNAT" -m addrtype ! --dst-type LOCAL -j SNAT --to-source %s --random-fully`, nodeIP)
-	w("COMMIT")
-	return b.String()
 }

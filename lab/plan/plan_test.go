@@ -46,12 +46,12 @@ func rulesByTable(dump string) map[string][]string {
 	return out
 }
 
-func TestVPCCNIRulesMatchTheReferenceIptablesSave(t *testing.T) {
+func TestVPCCNIv123RulesMatchTheReferenceIptablesSave(t *testing.T) {
 	want, err := os.ReadFile("testdata/vpc-cni-iptables-save.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := rulesByTable(VPCCNIRules(netip.MustParsePrefix("10.0.0.0/16"), netip.MustParseAddr("10.0.0.20"), "eth0"))
+	got := rulesByTable(VPCCNIRules(netip.MustParsePrefix("10.0.0.0/16"), netip.MustParseAddr("10.0.0.20"), "eth0", "v1.23"))
 	ref := rulesByTable(string(want))
 	for _, table := range []string{"nat", "mangle"} {
 		if strings.Join(got[table], "\n") != strings.Join(ref[table], "\n") {

@@ -181,6 +181,9 @@ func (t *Topology) applyDefaults() {
 	if t.Iptables == "" {
 		t.Iptables = IptablesNFT
 	}
+	if t.VPCCNI.Version == "" {
+		t.VPCCNI.Version = DefaultVPCCNIVersion
+	}
 	if t.VPC.MTU == 0 {
 		t.VPC.MTU = DefaultMTU
 	}

@@ -4,7 +4,10 @@
 // on any OS, so all of it is unit-tested without root.
 package spec
 
-import "net/netip"
+import (
+	"fmt"
+	"net/netip"
+)
 
 // Topology is one lab description: a VPC with subnets in AZs, nodes with
 // ENIs, pods on those ENIs, hosts outside the cluster, and the walks that
@@ -25,6 +28,8 @@ type Topology struct {
 	// Iptables is the nodes' iptables backend: "nft" (default, as on AL2023
 	// nodes; walk --explain needs it) or "legacy" (as on AL2 nodes).
 	Iptables string `yaml:"iptables"`
+	// VPCCNI is the Amazon VPC CNI release whose node rules the lab writes.
+	VPCCNI VPCCNI `yaml:"vpcCNI"`
 	// LoadBalancerController says whether the AWS Load Balancer Controller
 	// is installed (default true): it owns LoadBalancer Services and ALB
 	// Ingresses. Without it only the legacy controller's NLB is built.
@@ -222,6 +227,39 @@ type Walk struct {
 	// DNSName makes the client resolve this name at the internet's
 	// authoritative DNS first and send to an address it answered (walk D1).
 	DNSName string `yaml:"dnsName"`
+}
+
+// VPCCNI names the aws-node release the lab models.
+type VPCCNI struct {
+	// Version is "v1.16" to "v1.23" (a patch, "v1.22.4", is accepted and
+	// ignored); it defaults to DefaultVPCCNIVersion. v1.23 needs iptables:
+	// legacy, since on nf_tables nodes it builds a native nft table.
+	Version string `yaml:"version"`
+}
+
+// DefaultVPCCNIVersion is the newest release whose rules are iptables rules
+// on both backends.
+const DefaultVPCCNIVersion = "v1.22"
+
+// VPCCNIMinor returns the minor release of a VPC CNI version ("v1.22.4"
+// gives 22), or an error naming what the lab models.
+func VPCCNIMinor(version string) (int, error) {
+	var minor, patch int
+	n, _ := fmt.Sscanf(version, "v1.%d.%d", &minor, &patch)
+	if n < 1 || (version != fmt.Sprintf("v1.%d", minor) && version != fmt.Sprintf("v1.%d.%d", minor, patch)) ||
+		minor < 16 || minor > 23 {
+		return 0, fmt.Errorf("VPC CNI version %q: use v1.16 to v1.23 (the iptables layout of #2697 on)", version)
+	}
+	return minor, nil
+}
+
+// ValidateVPCCNI checks a VPC CNI version against the nodes' backend.
+func ValidateVPCCNI(c VPCCNI, backend string) error {
+	minor, err := VPCCNIMinor(c.Version)
+	if err == nil && minor >= 23 && backend == IptablesNFT {
+		err = fmt.Errorf("VPC CNI %s builds a native nft table (ip aws-cni) on nf_tables nodes, which the lab does not model: use v1.22 or iptables: legacy", c.Version)
+	}
+	return err
 }
 
 // iptables backends.

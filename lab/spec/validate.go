@@ -101,6 +101,9 @@ func (t *Topology) Validate() Errors {
 	if err := ValidateIptables(t.Iptables); err != nil {
 		v.add("iptables", "%v", err)
 	}
+	if err := ValidateVPCCNI(t.VPCCNI, t.Iptables); err != nil {
+		v.add("vpcCNI.version", "%v", err)
+	}
 	v.vpc()
 	subnets := v.subnets()
 	owners := map[netip.Addr]string{} // every address in the VPC, to catch duplicates
