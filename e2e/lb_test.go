@@ -87,13 +87,13 @@ var _ = Describe("nlb-instance (walk C1) and NLB health", Ordered, Label("lb"), 
 		passes(s, "C1-b")
 	})
 
-	It("sets the NLB's TCP idle timeout, 350 s, as its namespace's conntrack timeout, and no node's", func() {
+	It("sets the NLB's TCP idle timeout, 350 s, as its namespace's conntrack timeout; a node has kube-proxy's 24 h", func() {
 		nlb, err := inNS(name, "nlb-web", "cat", "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established")
 		Expect(err).NotTo(HaveOccurred(), nlb)
 		Expect(strings.TrimSpace(nlb)).To(Equal("350"))
 		node, err := inNS(name, "node51", "cat", "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established")
 		Expect(err).NotTo(HaveOccurred(), node)
-		Expect(strings.TrimSpace(node)).To(Equal("432000"), "a node keeps the kernel's default, five days")
+		Expect(strings.TrimSpace(node)).To(Equal("86400"), "kube-proxy's conntrack.tcpEstablishedTimeout on EKS")
 	})
 
 	It("C1-hairpin: a pod that lands on its own node through the NLB gets the answer over its veth, and times out", func() {
