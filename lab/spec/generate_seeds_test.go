@@ -16,9 +16,8 @@ import (
 )
 
 // FixedSeeds are the generated topologies the unit tests and the e2e suite
-// (e2e/generated_test.go keeps the same list) run; together they hold every
-// feature TestFixedSeedsCoverEveryFeature lists.
-var FixedSeeds = []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24}
+// run; together they hold every feature TestFixedSeedsCoverEveryFeature lists.
+var FixedSeeds = spec.GeneratedSeeds
 
 // deriveAll derives every walk of a topology for every choice a run can
 // make (each endpoint of a Service, each target of a load balancer), as a
