@@ -259,8 +259,12 @@ func (t *Topology) nextFree(node string, eni int, used map[netip.Addr]bool) neti
 	if len(n.ENI(eni).Prefixes) > 0 {
 		return netip.Addr{}
 	}
+	lbs := map[netip.Addr]bool{} // load balancer nodes' (LBAddrs)
+	for _, a := range t.LBAddrs(s) {
+		lbs[a] = true
+	}
 	for a := s.CIDR.Masked().Addr(); s.CIDR.Contains(a); a = a.Next() {
-		if !used[a] && !Reserved(s.CIDR, a) {
+		if !used[a] && !lbs[a] && !Reserved(s.CIDR, a) {
 			return a
 		}
 	}
