@@ -595,6 +595,11 @@ func (g *gen) deriveWalks() {
 			from, dns = "inet1", fmt.Sprintf(", dnsName: %s.example.com", l.name)
 		}
 		if !l.alb {
+			if !l.internet {
+				if from = g.nlbClient(l); from == "" {
+					continue // every host shares a subnet with a target: not modelled
+				}
+			}
 			g.walk("nlb", "from: %s, loadBalancer: %s, port: 80, az: %s%s", from, l.name, g.lbAZ(l, l.app, !l.ip), dns)
 			continue
 		}
@@ -627,6 +632,31 @@ func (g *gen) deriveWalks() {
 			g.walk("egress-drop", "from: %s, to: inet1, protocol: tcp, expect: drop", without[g.pick(len(without))].name)
 		}
 	}
+}
+
+// nlbClient is a host that may walk to an NLB: when the NLB preserves the
+// client's address, none in the subnet of a target's eth0, which would
+// answer it on-link, past the NLB (walk.LBOf rejects that walk).
+func (g *gen) nlbClient(l *genLB) string {
+	onLink := map[*genSubnet]bool{}
+	switch {
+	case !l.ip:
+		for _, n := range g.nodes {
+			onLink[n.enis[0].subnet] = true
+		}
+	case l.preserve:
+		for _, pd := range g.allPods() {
+			if pd.app == l.app && pd.eni.index == 0 {
+				onLink[pd.eni.subnet] = true
+			}
+		}
+	}
+	for _, h := range g.hosts {
+		if !onLink[h.s] {
+			return h.name
+		}
+	}
+	return ""
 }
 
 // nodesWith splits the nodes by whether they run a pod of app.

@@ -34,6 +34,7 @@ walks:
   - {name: nlb-udp, from: client, loadBalancer: nlb, port: 9000}
   - {name: nlb-udp-proto, from: client, loadBalancer: nlb, port: 80, protocol: udp}
   - {name: nlb-inet, from: inet1, loadBalancer: nlb, port: 80}
+  - {name: nlb-pip-onlink, from: client, loadBalancer: nlb-pip, port: 80}
 ---
 apiVersion: v1
 kind: Service
@@ -58,6 +59,19 @@ spec:
   ports:
     - {name: http, port: 80, targetPort: 8080, protocol: TCP}
     - {name: echo, port: 9000, targetPort: 9000, protocol: UDP}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nlb-pip
+  annotations:
+    service.beta.kubernetes.io/aws-load-balancer-type: external
+    service.beta.kubernetes.io/aws-load-balancer-nlb-target-type: ip
+    service.beta.kubernetes.io/aws-load-balancer-target-group-attributes: preserve_client_ip.enabled=true
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -197,6 +211,8 @@ func TestLBWalksTheEngineCannotRunAreRejected(t *testing.T) {
 		"nlb-udp":       "walks[3].port (line ",
 		"nlb-udp-proto": "walks[4].protocol (line ",
 		"nlb-inet":      "walks[5].dnsName (line ",
+		// e2e seed 23: web1 on n2's eth0 answers the client on-link.
+		"nlb-pip-onlink": "walks[6].from (line ",
 	} {
 		_, _, _, _, err := LBOf(top, *top.Walk(name))
 		if err == nil || !strings.Contains(err.Error(), want) {

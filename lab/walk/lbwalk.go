@@ -51,6 +51,9 @@ func LBOf(t *spec.Topology, w spec.Walk) (*lb.Model, *lb.LoadBalancer, lb.Node, 
 					return nil, nil, lb.Node{}, nil, fmt.Errorf("%s: %s's listener on port %d is %s; a load balancer walk sends TCP only",
 						walkField(t, w, "port"), l.Owner, w.Port, p)
 				}
+				if err := preservedOnLink(t, w, l.Listeners[i].Group); err != nil {
+					return nil, nil, lb.Node{}, nil, err
+				}
 				return m, l, node, &l.Listeners[i], nil
 			}
 		}
@@ -71,6 +74,33 @@ func runnableLBWalk(t *spec.Topology, w spec.Walk) error {
 	if t.InternetHost(w.From) != nil && w.DNSName == "" {
 		return fmt.Errorf("%s: %s is on the internet: set dnsName to a record of internet.dns that aliases %s, "+
 			"so the walk sends to a public IP the answer holds", walkField(t, w, "dnsName"), w.From, w.LoadBalancer)
+	}
+	return nil
+}
+
+// preservedOnLink rejects a walk from a VPC host to a target group that
+// preserves the client's address when a target answers from its eth0 in
+// the host's own subnet: the target sends the reply straight to the host,
+// switched, so the lab's VPC router never returns it through the NLB (as
+// AWS's VPC does), and the connection fails. The lab does not model that
+// return path; the walk would fail on a lab limitation, not a finding.
+func preservedOnLink(t *spec.Topology, w spec.Walk, g *lb.TargetGroup) error {
+	h := t.Host(w.From)
+	if h == nil || g == nil || !g.PreserveClientIP {
+		return nil
+	}
+	for _, tg := range g.Targets {
+		node, eni := tg.Object, 0
+		if p := t.Pod(tg.Object); p != nil {
+			node, eni = p.Node, p.ENI
+		}
+		n := t.Node(node)
+		if n == nil || eni != 0 || n.ENI(0).Subnet != h.Subnet {
+			continue
+		}
+		return fmt.Errorf("%s: %s shares subnet %s with target %s, and %s preserves the client's address: the target would "+
+			"answer %s on-link, past the load balancer, which the lab's VPC does not return through it; walk from a host in another subnet",
+			walkField(t, w, "from"), h.Name, h.Subnet, tg.Object, g.Name, h.Name)
 	}
 	return nil
 }
