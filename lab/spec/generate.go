@@ -600,7 +600,9 @@ func (g *gen) deriveWalks() {
 					continue // every host shares a subnet with a target: not modelled
 				}
 			}
-			g.walk("nlb", "from: %s, loadBalancer: %s, port: 80, az: %s%s", from, l.name, g.lbAZ(l, l.app, !l.ip), dns)
+			if az := g.lbAZ(l, l.app, !l.ip); az != "" {
+				g.walk("nlb", "from: %s, loadBalancer: %s, port: 80, az: %s%s", from, l.name, az, dns)
+			}
 			continue
 		}
 		for _, pt := range l.paths {
@@ -608,13 +610,17 @@ func (g *gen) deriveWalks() {
 			if pt.typ == "Prefix" && g.coin(0.5) {
 				path += "/x"
 			}
-			g.walk("alb", "from: %s, loadBalancer: %s, path: %s, az: %s%s", from, l.name, path, g.lbAZ(l, pt.svc, false), dns)
+			if az := g.lbAZ(l, pt.svc, false); az != "" {
+				g.walk("alb", "from: %s, loadBalancer: %s, path: %s, az: %s%s", from, l.name, path, az, dns)
+			}
 		}
 		app := l.def
 		if app == "" {
 			app = "web"
 		}
-		g.walk("alb-nomatch", "from: %s, loadBalancer: %s, path: /nothing, az: %s%s", from, l.name, g.lbAZ(l, app, false), dns)
+		if az := g.lbAZ(l, app, false); az != "" {
+			g.walk("alb-nomatch", "from: %s, loadBalancer: %s, path: /nothing, az: %s%s", from, l.name, az, dns)
+		}
 	}
 	if g.internet {
 		var with, without []*genPod
@@ -682,12 +688,26 @@ func (g *gen) nodesWith(app string) (with, without []string) {
 // cross-zone or fail-open behaviour, which a walk does not model.
 func (g *gen) lbAZ(l *genLB, app string, instance bool) string {
 	var cands []string
+	apps := []string{app}
+	if l.alb && l.crossZoneOff {
+		// Every target group of the ALB needs a target in the AZ, or its
+		// node leaves DNS and cannot serve the group without one.
+		apps = nil
+		for _, pt := range l.paths {
+			apps = append(apps, pt.svc)
+		}
+		if l.def != "" {
+			apps = append(apps, l.def)
+		}
+	}
 	for a, az := range g.azs {
-		ok := false
-		for _, pd := range g.allPods() {
-			if pd.node.az == a && (pd.app == app) {
-				ok = true
+		ok := true
+		for _, want := range apps {
+			has := false
+			for _, pd := range g.allPods() {
+				has = has || pd.node.az == a && pd.app == want
 			}
+			ok = ok && has
 		}
 		if instance && !l.local {
 			ok = false
@@ -700,7 +720,7 @@ func (g *gen) lbAZ(l *genLB, app string, instance bool) string {
 		}
 	}
 	if len(cands) == 0 {
-		return g.azs[0]
+		return ""
 	}
 	return cands[g.pick(len(cands))]
 }
