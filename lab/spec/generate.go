@@ -153,7 +153,6 @@ type gen struct {
 	lbs      []*genLB
 	internet bool
 	api      []string // nodes of the api Deployment
-	apiENI   int
 	solo     bool
 	udp      bool // web's Service has a UDP port
 	nodePort string
@@ -524,7 +523,7 @@ func (g *gen) writeLab() {
 }
 
 func (g *gen) walk(kind, format string, args ...any) {
-	g.walks = append(g.walks, fmt.Sprintf("{name: w%d-%s, ", len(g.walks)+1, kind)+fmt.Sprintf(format, args...)+"}")
+	g.walks = append(g.walks, fmt.Sprintf("{name: w%d-%s, ", len(g.walks), kind)+fmt.Sprintf(format, args...)+"}")
 }
 
 // deriveWalks writes a walk for every path kind the topology holds.
