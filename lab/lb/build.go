@@ -195,6 +195,12 @@ func (b *builder) alb(in *netv1.Ingress) (*LoadBalancer, error) {
 		}
 		targetType = v
 	}
+	if targetType == TargetInstance {
+		// The lab's ALB proxies to pods only; a walk through a node's
+		// NodePort would be derived for a path the ALB never takes.
+		return nil, fmt.Errorf("annotation %starget-type: instance (the controller's default when the annotation is absent) "+
+			"is not modelled: the lab's ALB sends to pods only; set %starget-type: ip", annIngress, annIngress)
+	}
 	tgAttrs, err := stringMap(annIngress+"target-group-attributes", a[annIngress+"target-group-attributes"])
 	if err != nil {
 		return nil, err
@@ -299,6 +305,19 @@ func (b *builder) alb(in *netv1.Ingress) (*LoadBalancer, error) {
 			l.Rules = append(l.Rules, rule)
 		}
 	}
+	if d := in.Spec.DefaultBackend; d != nil {
+		// The listener's default action forwards to the default backend
+		// instead of the fixed 404 (aws-load-balancer-controller
+		// pkg/ingress/model_build_listener.go, model_build_actions.go).
+		if d.Service == nil {
+			return nil, fmt.Errorf("spec.defaultBackend: only a Service backend is modelled")
+		}
+		g, err := group(d.Service.Name, d.Service.Port, "spec.defaultBackend")
+		if err != nil {
+			return nil, err
+		}
+		l.Default = &Rule{Group: g, Service: d.Service.Name, Paths: []string{"/*"}}
+	}
 	l.Listeners = []Listener{{Port: 80, Protocol: "HTTP"}}
 	return l, nil
 }
@@ -322,7 +341,8 @@ func portString(p netv1.ServiceBackendPort) string {
 
 // Match is an ALB's rule choice for a request path: the first rule in
 // priority order whose pattern matches (case-sensitive; * matches anything,
-// ? one character), or nil for the default action (404).
+// ? one character), else the default action: the Ingress's defaultBackend
+// (Default), or nil for the fixed 404.
 func (l *LoadBalancer) Match(path string) *Rule {
 	for i := range l.Rules {
 		for _, pat := range l.Rules[i].Paths {
@@ -331,7 +351,7 @@ func (l *LoadBalancer) Match(path string) *Rule {
 			}
 		}
 	}
-	return nil
+	return l.Default
 }
 
 // globMatch matches ALB path patterns.
@@ -395,6 +415,9 @@ func (l *LoadBalancer) Groups() []*TargetGroup {
 	}
 	for _, ru := range l.Rules {
 		add(ru.Group)
+	}
+	if l.Default != nil {
+		add(l.Default.Group)
 	}
 	return out
 }

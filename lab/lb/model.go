@@ -75,8 +75,11 @@ type LoadBalancer struct {
 	// CrossZone is the LB attribute load_balancing.cross_zone.enabled
 	// (NLB default off; an ALB is always cross-zone at the LB level).
 	CrossZone bool
-	// Rules are an ALB's listener rules in priority order, then the default.
+	// Rules are an ALB's listener rules in priority order.
 	Rules []Rule
+	// Default is the listener's default action when an Ingress sets
+	// spec.defaultBackend (priority 0: after every rule); nil is the 404.
+	Default *Rule
 }
 
 // Node is the load balancer's ENI in one AZ.
@@ -252,7 +255,7 @@ func ShortName(kind, namespace, name string) string {
 
 // nodes places an LB's ENIs: one per AZ, in the subnet tagged for the
 // scheme (kubernetes.io/role/elb for internet-facing, internal-elb for
-// internal), at the lowest free address; internet-facing nodes get an
+// internal), at the lowest address spec.LBAddrs sets aside; internet-facing nodes get an
 // Elastic IP from the documentation range.
 func (b *builder) nodes(name, scheme string) ([]Node, error) {
 	role := "internal-elb"
@@ -266,9 +269,11 @@ func (b *builder) nodes(name, scheme string) ([]Node, error) {
 				continue
 			}
 			s.AZ = az.Name
+			// The addresses spec set aside for load balancer nodes, which
+			// no pod takes: the same whatever pods come and go.
 			ip := netip.Addr{}
-			for a := s.CIDR.Masked().Addr(); s.CIDR.Contains(a); a = a.Next() {
-				if !b.used[a] && !spec.Reserved(s.CIDR, a) {
+			for _, a := range b.t.LBAddrs(s) {
+				if !b.used[a] {
 					ip = a
 					break
 				}

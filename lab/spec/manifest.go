@@ -248,8 +248,23 @@ func (t *Topology) nextFree(node string, eni int, used map[netip.Addr]bool) neti
 	if !ok {
 		return netip.Addr{}
 	}
+	// With prefix delegation ipamd hands out /32s of the ENI's prefixes.
+	for _, pf := range n.ENI(eni).Prefixes {
+		for a := pf.Masked().Addr(); pf.Contains(a); a = a.Next() {
+			if !used[a] && !Reserved(s.CIDR, a) {
+				return a
+			}
+		}
+	}
+	if len(n.ENI(eni).Prefixes) > 0 {
+		return netip.Addr{}
+	}
+	lbs := map[netip.Addr]bool{} // load balancer nodes' (LBAddrs)
+	for _, a := range t.LBAddrs(s) {
+		lbs[a] = true
+	}
 	for a := s.CIDR.Masked().Addr(); s.CIDR.Contains(a); a = a.Next() {
-		if !used[a] && !Reserved(s.CIDR, a) {
+		if !used[a] && !lbs[a] && !Reserved(s.CIDR, a) {
 			return a
 		}
 	}

@@ -160,6 +160,25 @@ func (m *model) clusterIP(svc *Service, from, ep Endpoint, sport, target uint16)
 			rep[i].NAT = fmt.Sprintf("%s un-DNAT %s:%d -> %s:%d (conntrack)", node, ep.IP, target, svc.IP, svc.Port)
 		}
 	}
+	if from.Pod != nil && ep.Object == from.Object {
+		// Hairpin: the endpoint is the caller. The KUBE-SEP chain marks
+		// traffic from the endpoint's own address for masquerade, so the
+		// pod sees the node's address, not its own: MASQUERADE takes an
+		// address of the outgoing device, and the host veth has none, so
+		// the kernel picks the node's first, eth0's primary IP. The port is
+		// rewritten too (--random-fully), so it is not checked.
+		nodeIP := nodeEndpoint(m.t, node).IP
+		for i := 2; i < len(req); i++ {
+			req[i].Src, req[i].SrcPort = nodeIP, 0
+		}
+		req[2].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (KUBE-SERVICES -> %s -> %s); the source is the endpoint itself, "+
+			"so KUBE-SEP marks it and KUBE-POSTROUTING masquerades it to %s (hairpin)", node, svc.IP, svc.Port,
+			ep.IP, target, svc.SVCChain, svc.SEPChain(ep.IP, target), nodeIP)
+		for i := 0; i < n-2; i++ {
+			rep[i].Dst, rep[i].DstPort = nodeIP, 0
+		}
+		rep[n-2].NAT = fmt.Sprintf("%s un-SNAT and un-DNAT %s:%d -> %s:%d (conntrack)", node, ep.IP, target, svc.IP, svc.Port)
+	}
 	return append(req, rep...)
 }
 
@@ -279,7 +298,10 @@ func (m *model) path(leg Leg, a, b Endpoint, sport, dport uint16) []Hop {
 	egress := a.ENI
 	sub := m.eniSubnet(a.Instance, egress)
 	gw := spec.Gateway(sub.CIDR)
-	direct := egress == 0 && sub.CIDR.Contains(b.IP)
+	// A load balancer node's traffic always takes its ENI's own table,
+	// default via the subnet's router, even to its own subnet (plan's rules
+	// "from <node IP> lookup 10+k" and "iif ethk lookup 10+k").
+	direct := egress == 0 && sub.CIDR.Contains(b.IP) && !m.isLB(a.Instance)
 	var why string
 	switch {
 	case a.Pod != nil && egress != 0:

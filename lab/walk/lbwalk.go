@@ -18,10 +18,14 @@ type Picks struct {
 }
 
 // LBOf finds a walk's load balancer, its node for the walk's AZ and, for an
-// NLB, the listener on the walk's port.
+// NLB, the listener on the walk's port. A walk the engine cannot run is an
+// error here, which lab.Check reports before anything is built.
 func LBOf(t *spec.Topology, w spec.Walk) (*lb.Model, *lb.LoadBalancer, lb.Node, *lb.Listener, error) {
 	m, err := lb.Build(t)
 	if err != nil {
+		return nil, nil, lb.Node{}, nil, err
+	}
+	if err := runnableLBWalk(t, w); err != nil {
 		return nil, nil, lb.Node{}, nil, err
 	}
 	ns, name, ok := strings.Cut(w.LoadBalancer, "/")
@@ -43,12 +47,76 @@ func LBOf(t *spec.Topology, w spec.Walk) (*lb.Model, *lb.LoadBalancer, lb.Node, 
 		}
 		for i := range l.Listeners {
 			if l.Listeners[i].Port == w.Port {
+				if p := l.Listeners[i].Protocol; p != "TCP" {
+					return nil, nil, lb.Node{}, nil, fmt.Errorf("%s: %s's listener on port %d is %s; a load balancer walk sends TCP only",
+						walkField(t, w, "port"), l.Owner, w.Port, p)
+				}
+				if err := preservedOnLink(t, w, l.Listeners[i].Group); err != nil {
+					return nil, nil, lb.Node{}, nil, err
+				}
 				return m, l, node, &l.Listeners[i], nil
 			}
 		}
 		return nil, nil, lb.Node{}, nil, fmt.Errorf("%s has no listener on port %d", l.Owner, w.Port)
 	}
 	return nil, nil, lb.Node{}, nil, fmt.Errorf("no load balancer for %q (is its Service a LoadBalancer, or its Ingress class alb?)", w.LoadBalancer)
+}
+
+// runnableLBWalk rejects load balancer walks the format accepts but the
+// engine cannot run: it sends TCP (HTTP for an ALB) only, and an internet
+// client knows the load balancer by its DNS name only, since its nodes'
+// private addresses are not reachable from the internet.
+func runnableLBWalk(t *spec.Topology, w spec.Walk) error {
+	if w.Protocol != "tcp" {
+		return fmt.Errorf("%s: protocol %s: a load balancer walk sends TCP only (UDP listeners are built but not walked)",
+			walkField(t, w, "protocol"), w.Protocol)
+	}
+	if t.InternetHost(w.From) != nil && w.DNSName == "" {
+		return fmt.Errorf("%s: %s is on the internet: set dnsName to a record of internet.dns that aliases %s, "+
+			"so the walk sends to a public IP the answer holds", walkField(t, w, "dnsName"), w.From, w.LoadBalancer)
+	}
+	return nil
+}
+
+// preservedOnLink rejects a walk from a VPC host to a target group that
+// preserves the client's address when a target answers from its eth0 in
+// the host's own subnet: the target sends the reply straight to the host,
+// switched, so the lab's VPC router never returns it through the NLB (as
+// AWS's VPC does), and the connection fails. The lab does not model that
+// return path; the walk would fail on a lab limitation, not a finding.
+func preservedOnLink(t *spec.Topology, w spec.Walk, g *lb.TargetGroup) error {
+	h := t.Host(w.From)
+	if h == nil || g == nil || !g.PreserveClientIP {
+		return nil
+	}
+	for _, tg := range g.Targets {
+		node, eni := tg.Object, 0
+		if p := t.Pod(tg.Object); p != nil {
+			node, eni = p.Node, p.ENI
+		}
+		n := t.Node(node)
+		if n == nil || eni != 0 || n.ENI(0).Subnet != h.Subnet {
+			continue
+		}
+		return fmt.Errorf("%s: %s shares subnet %s with target %s, and %s preserves the client's address: the target would "+
+			"answer %s on-link, past the load balancer, which the lab's VPC does not return through it; walk from a host in another subnet",
+			walkField(t, w, "from"), h.Name, h.Subnet, tg.Object, g.Name, h.Name)
+	}
+	return nil
+}
+
+// walkField names a walk's field as "walks[i].field (line N)".
+func walkField(t *spec.Topology, w spec.Walk, field string) string {
+	for i := range t.Walks {
+		if t.Walks[i].Name == w.Name {
+			p := fmt.Sprintf("walks[%d].%s", i, field)
+			if l := t.Line(p); l > 0 {
+				return fmt.Sprintf("%s (line %d)", p, l)
+			}
+			return p
+		}
+	}
+	return "walk " + w.Name + " " + field
 }
 
 // lbEndpoint is a load balancer node as one end of a leg; ip is the address
@@ -282,8 +350,12 @@ func (m *model) deriveALB(t *spec.Topology, w spec.Walk, e *Expectation, l *lb.L
 		}
 		e.Endpoint = &pod
 		back := m.path(Request, front, pod, 0, uint16(target.Port))
-		back[0].NAT = fmt.Sprintf("%s (%s) proxies: rule %d %v -> %s; its own connection from %s to %s (X-Forwarded-For: %s)",
-			l.Name, node.AZ, rule.Priority, rule.Paths, rule.Group.Name, node.IP, target, from.IP)
+		which := fmt.Sprintf("rule %d %v", rule.Priority, rule.Paths)
+		if rule == l.Default {
+			which = fmt.Sprintf("no rule matches %s: the default action (the Ingress's defaultBackend)", w.Path)
+		}
+		back[0].NAT = fmt.Sprintf("%s (%s) proxies: %s -> %s; its own connection from %s to %s (X-Forwarded-For: %s)",
+			l.Name, node.AZ, which, rule.Group.Name, node.IP, target, from.IP)
 		e.Hops = append(e.Hops, back...)
 		e.Hops = append(e.Hops, m.path(Reply, pod, front, uint16(target.Port), 0)...)
 	}
@@ -316,9 +388,7 @@ func LBCandidates(t *spec.Topology, w spec.Walk) ([]Point, map[netip.Addr]string
 	}
 	var gs []*lb.TargetGroup
 	if l.Kind == lb.ALB {
-		for _, r := range l.Rules {
-			gs = append(gs, r.Group)
-		}
+		gs = l.Groups() // the rules' and the default backend's
 	} else {
 		gs = append(gs, li.Group)
 	}
