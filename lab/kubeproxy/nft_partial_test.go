@@ -1,0 +1,393 @@
+package kubeproxy
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/knftables"
+)
+
+// nftClusterIPService is a ClusterIP Service with one TCP port.
+func nftClusterIPService(ns, name, portName string, port int32, cip string, eps ...Endpoint) ServicePort {
+	return ServicePort{Namespace: ns, Name: name, PortName: portName, Protocol: "TCP", ClusterIP: addr(cip), Port: port, Endpoints: eps}
+}
+
+// nftApply runs r's transactions on fake and records the outcome in p.
+func nftApply(t *testing.T, p *NFTProxier, fake *knftables.Fake, r *NFTSyncResult) {
+	t.Helper()
+	var cleanupErr error
+	if r.Cleanup != nil {
+		cleanupErr = fake.Run(context.Background(), r.Cleanup)
+	}
+	err := fake.Run(context.Background(), r.Tx)
+	p.Applied(r, cleanupErr, err)
+	if cleanupErr != nil || err != nil {
+		t.Fatalf("applying sync: cleanup: %v; sync: %v\ntransaction:\n%s", cleanupErr, err, r.Tx)
+	}
+}
+
+// Fragments of upstream's expected dumps in TestSyncProxyRulesRepeated
+// (kubernetes/kubernetes pkg/proxy/nftables/proxier_test.go), verbatim.
+const (
+	nftRepSvc1 = `
+add chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80
+add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80 }
+add chain ip kube-proxy endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80
+add rule ip kube-proxy endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80 ip saddr 10.0.1.1 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80 meta l4proto tcp dnat to 10.0.1.1:80
+`
+	nftRepSvc2 = `
+add chain ip kube-proxy service-MHHHYRWA-ns2/svc2/tcp/p8080
+add rule ip kube-proxy service-MHHHYRWA-ns2/svc2/tcp/p8080 ip daddr 172.30.0.42 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-MHHHYRWA-ns2/svc2/tcp/p8080 numgen random mod 1 vmap { 0 : goto endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080 }
+add chain ip kube-proxy endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080
+add rule ip kube-proxy endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080 ip saddr 10.0.2.1 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080 meta l4proto tcp dnat to 10.0.2.1:8080
+`
+	nftRepSvc2Flushed = `
+add chain ip kube-proxy service-MHHHYRWA-ns2/svc2/tcp/p8080
+add chain ip kube-proxy endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080
+`
+	nftRepSvc3 = `
+add chain ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 ip daddr 172.30.0.43 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-2OCDJSZQ-ns3/svc3/tcp/p80__10.0.3.1/80 }
+add chain ip kube-proxy endpoint-2OCDJSZQ-ns3/svc3/tcp/p80__10.0.3.1/80
+add rule ip kube-proxy endpoint-2OCDJSZQ-ns3/svc3/tcp/p80__10.0.3.1/80 ip saddr 10.0.3.1 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-2OCDJSZQ-ns3/svc3/tcp/p80__10.0.3.1/80 meta l4proto tcp dnat to 10.0.3.1:80
+`
+	nftRepSvc3Moved = `
+add chain ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 ip daddr 172.30.0.43 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80 }
+add chain ip kube-proxy endpoint-2OCDJSZQ-ns3/svc3/tcp/p80__10.0.3.1/80
+add chain ip kube-proxy endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80
+add rule ip kube-proxy endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80 ip saddr 10.0.3.2 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80 meta l4proto tcp dnat to 10.0.3.2:80
+`
+	nftRepSvc3Two = `
+add chain ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 ip daddr 172.30.0.43 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 numgen random mod 2 vmap { 0 : goto endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80 , 1 : goto endpoint-TQ2QKHCZ-ns3/svc3/tcp/p80__10.0.3.3/80 }
+add chain ip kube-proxy endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80
+add rule ip kube-proxy endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80 ip saddr 10.0.3.2 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80 meta l4proto tcp dnat to 10.0.3.2:80
+add chain ip kube-proxy endpoint-TQ2QKHCZ-ns3/svc3/tcp/p80__10.0.3.3/80
+add rule ip kube-proxy endpoint-TQ2QKHCZ-ns3/svc3/tcp/p80__10.0.3.3/80 ip saddr 10.0.3.3 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-TQ2QKHCZ-ns3/svc3/tcp/p80__10.0.3.3/80 meta l4proto tcp dnat to 10.0.3.3:80
+`
+	nftRepSvc3Flushed = `
+add chain ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80
+add chain ip kube-proxy endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80
+add chain ip kube-proxy endpoint-TQ2QKHCZ-ns3/svc3/tcp/p80__10.0.3.3/80
+`
+	nftRepSvc4 = `
+add chain ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80
+add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 ip daddr 172.30.0.44 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-WAHRBT2B-ns4/svc4/tcp/p80__10.0.4.1/80 }
+add chain ip kube-proxy endpoint-WAHRBT2B-ns4/svc4/tcp/p80__10.0.4.1/80
+add rule ip kube-proxy endpoint-WAHRBT2B-ns4/svc4/tcp/p80__10.0.4.1/80 ip saddr 10.0.4.1 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-WAHRBT2B-ns4/svc4/tcp/p80__10.0.4.1/80 meta l4proto tcp dnat to 10.0.4.1:80
+`
+)
+
+// nftRepElements are the element lines of a step, "ip kube-proxy" implied.
+func nftRepElements(lines ...string) string {
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString("add element ip kube-proxy " + l + "\n")
+	}
+	return b.String()
+}
+
+// Upstream's TestSyncProxyRulesRepeated, step by step: after each sync the
+// Fake's dump and the number of operations of the sync transaction must be
+// upstream's. ops < 0 skips the count (the full first sync).
+func TestNFTProxierRepeatedSyncsMatchUpstream(t *testing.T) {
+	svc1 := nftClusterIPService("ns1", "svc1", "p80", 80, "172.30.0.41", ready("10.0.1.1", 80))
+	svc2 := nftClusterIPService("ns2", "svc2", "p8080", 8080, "172.30.0.42", ready("10.0.2.1", 8080))
+	svc3 := nftClusterIPService("ns3", "svc3", "p80", 80, "172.30.0.43", ready("10.0.3.1", 80))
+	svc3moved := nftClusterIPService("ns3", "svc3", "p80", 80, "172.30.0.43", ready("10.0.3.2", 80))
+	svc3two := nftClusterIPService("ns3", "svc3", "p80", 80, "172.30.0.43", ready("10.0.3.2", 80), ready("10.0.3.3", 80))
+	svc3none := nftClusterIPService("ns3", "svc3", "p80", 80, "172.30.0.43")
+	svc4none := nftClusterIPService("ns4", "svc4", "p80", 80, "172.30.0.44")
+	svc4 := nftClusterIPService("ns4", "svc4", "p80", 80, "172.30.0.44", ready("10.0.4.1", 80))
+
+	cip := func(ips ...string) []string {
+		var out []string
+		for _, ip := range ips {
+			out = append(out, "cluster-ips { "+ip+" }")
+		}
+		return out
+	}
+	sip1 := "service-ips { 172.30.0.41 . tcp . 80 : goto service-ULMVA6XW-ns1/svc1/tcp/p80 }"
+	sip2 := "service-ips { 172.30.0.42 . tcp . 8080 : goto service-MHHHYRWA-ns2/svc2/tcp/p8080 }"
+	sip3 := "service-ips { 172.30.0.43 . tcp . 80 : goto service-4AT6LBPK-ns3/svc3/tcp/p80 }"
+	sip4 := "service-ips { 172.30.0.44 . tcp . 80 : goto service-LAUZTJTB-ns4/svc4/tcp/p80 }"
+	noEP3 := `no-endpoint-services { 172.30.0.43 . tcp . 80 comment "ns3/svc3:p80" : goto reject-chain }`
+	noEP4 := `no-endpoint-services { 172.30.0.44 . tcp . 80 comment "ns4/svc4:p80" : goto reject-chain }`
+	all := func(ss ...[]string) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s...)
+		}
+		return out
+	}
+	three := nftRepElements(all(cip("172.30.0.41", "172.30.0.43", "172.30.0.44"), []string{sip1, sip3, sip4})...) +
+		nftRepSvc1 + nftRepSvc3Two + nftRepSvc4
+
+	steps := []struct {
+		name     string
+		services []ServicePort
+		age      bool // let more than a second pass first
+		want     string
+		ops      int
+		stale    []string
+	}{
+		{"initial full sync", []ServicePort{svc1, svc2}, false,
+			nftRepElements(all(cip("172.30.0.41", "172.30.0.42"), []string{sip1, sip2})...) + nftRepSvc1 + nftRepSvc2, -1, nil},
+		{"add svc3 with endpoints", []ServicePort{svc1, svc2, svc3}, false,
+			nftRepElements(all(cip("172.30.0.41", "172.30.0.42", "172.30.0.43"), []string{sip1, sip2, sip3})...) +
+				nftRepSvc1 + nftRepSvc2 + nftRepSvc3, 10, nil},
+		{"delete svc2: chains flushed, not deleted", []ServicePort{svc1, svc3}, false,
+			nftRepElements(all(cip("172.30.0.41", "172.30.0.43"), []string{sip1, sip3})...) +
+				nftRepSvc1 + nftRepSvc2Flushed + nftRepSvc3, 4,
+			[]string{"endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080", "service-MHHHYRWA-ns2/svc2/tcp/p8080"}},
+		{"a second later the stale chains go, in the cleanup transaction", []ServicePort{svc1, svc3}, true,
+			nftRepElements(all(cip("172.30.0.41", "172.30.0.43"), []string{sip1, sip3})...) + nftRepSvc1 + nftRepSvc3, 0, nil},
+		{"add svc4 without endpoints", []ServicePort{svc1, svc3, svc4none}, false,
+			nftRepElements(all(cip("172.30.0.41", "172.30.0.43", "172.30.0.44"), []string{sip1, sip3, noEP4})...) +
+				nftRepSvc1 + nftRepSvc3, 2, nil},
+		{"add svc4's endpoint", []ServicePort{svc1, svc3, svc4}, false,
+			nftRepElements(all(cip("172.30.0.41", "172.30.0.43", "172.30.0.44"), []string{sip1, sip3, sip4})...) +
+				nftRepSvc1 + nftRepSvc3 + nftRepSvc4, 10, nil},
+		{"svc3's endpoint moves: old endpoint chain flushed", []ServicePort{svc1, svc3moved, svc4}, false,
+			nftRepElements(all(cip("172.30.0.41", "172.30.0.43", "172.30.0.44"), []string{sip1, sip3, sip4})...) +
+				nftRepSvc1 + nftRepSvc3Moved + nftRepSvc4, 9, []string{"endpoint-2OCDJSZQ-ns3/svc3/tcp/p80__10.0.3.1/80"}},
+		{"svc3 gets a second endpoint, a second later", []ServicePort{svc1, svc3two, svc4}, true, three, 12, nil},
+		{"svc3 loses its endpoints", []ServicePort{svc1, svc3none, svc4}, false,
+			nftRepElements(all(cip("172.30.0.41", "172.30.0.43", "172.30.0.44"), []string{sip1, noEP3, sip4})...) +
+				nftRepSvc1 + nftRepSvc3Flushed + nftRepSvc4, 5,
+			[]string{"endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80", "endpoint-TQ2QKHCZ-ns3/svc3/tcp/p80__10.0.3.3/80", "service-4AT6LBPK-ns3/svc3/tcp/p80"}},
+		{"svc3's endpoints come back at once: chains reused", []ServicePort{svc1, svc3two, svc4}, false, three, 14, nil},
+		{"svc3 loses its endpoints again", []ServicePort{svc1, svc3none, svc4}, false,
+			nftRepElements(all(cip("172.30.0.41", "172.30.0.43", "172.30.0.44"), []string{sip1, noEP3, sip4})...) +
+				nftRepSvc1 + nftRepSvc3Flushed + nftRepSvc4, 5, nil},
+		{"and gets them back after its chains were deleted", []ServicePort{svc1, svc3two, svc4}, true, three, -1, nil},
+		{"no change", []ServicePort{svc1, svc3two, svc4}, false, three, 0, nil},
+	}
+
+	p, err := NewNFTProxier(nftGoldenConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := NewNFTFake(false)
+	base := baseRulesNFT(t)
+	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	for i, st := range steps {
+		if st.age {
+			now = now.Add(2 * time.Second)
+		}
+		r, err := p.Sync(st.services, now)
+		if err != nil {
+			t.Fatalf("step %d (%s): %v", i+1, st.name, err)
+		}
+		if r.Full != (i == 0) {
+			t.Errorf("step %d (%s): full sync %v", i+1, st.name, r.Full)
+		}
+		nftApply(t, p, fake, r)
+		t.Run(fmt.Sprintf("step %d: %s", i+1, st.name), func(t *testing.T) {
+			assertNFTDumpEqual(t, base+st.want, fake.Dump())
+			if st.ops >= 0 && r.Tx.NumOperations() != st.ops {
+				t.Errorf("sync transaction has %d operations, upstream's has %d:\n%s", r.Tx.NumOperations(), st.ops, r.Tx)
+			}
+			if st.stale != nil && strings.Join(r.StaleChains, " ") != strings.Join(st.stale, " ") {
+				t.Errorf("stale chains %q, want %q", r.StaleChains, st.stale)
+			}
+		})
+	}
+}
+
+// nftScenario changes one thing in the overall golden's Services.
+type nftScenario struct {
+	name   string
+	change func([]ServicePort) []ServicePort
+}
+
+func nftScenarios() []nftScenario {
+	edit := func(i int, f func(*ServicePort)) func([]ServicePort) []ServicePort {
+		return func(in []ServicePort) []ServicePort {
+			out := make([]ServicePort, len(in))
+			for j := range in {
+				out[j] = in[j].clone()
+			}
+			f(&out[i])
+			return out
+		}
+	}
+	return []nftScenario{
+		{"no change", func(in []ServicePort) []ServicePort { return in }},
+		{"endpoint added to svc1", edit(0, func(sp *ServicePort) { sp.Endpoints = append(sp.Endpoints, ready("10.180.0.9", 80)) })},
+		{"svc4's remote endpoint removed", edit(3, func(sp *ServicePort) { sp.Endpoints = sp.Endpoints[1:] })},
+		{"svc2's endpoint becomes local (eTP=Local gets a local chain)", edit(1, func(sp *ServicePort) { sp.Endpoints[0].Local = true })},
+		{"svc6 gets an endpoint", edit(5, func(sp *ServicePort) { sp.Endpoints = []Endpoint{ready("10.180.0.6", 80)} })},
+		{"svc1 loses its endpoints", edit(0, func(sp *ServicePort) { sp.Endpoints = nil })},
+		{"svc2 loses its endpoint (drop becomes reject in place)", edit(1, func(sp *ServicePort) { sp.Endpoints = nil })},
+		{"svc5 drops session affinity", edit(4, func(sp *ServicePort) { sp.SessionAffinityClientIP = false })},
+		{"svc5's source ranges now include the node", edit(4, func(sp *ServicePort) {
+			sp.LoadBalancerSourceRanges = []string{"203.0.113.0/25", "192.168.0.0/24"}
+		})},
+		{"svc5's source ranges removed", edit(4, func(sp *ServicePort) { sp.LoadBalancerSourceRanges = nil })},
+		{"svc3's NodePort changes", edit(2, func(sp *ServicePort) { sp.NodePort = 3033 })},
+		{"svc2 switches to eTP=Cluster", edit(1, func(sp *ServicePort) { sp.ExternalPolicyLocal = false })},
+		{"svc1 switches to iTP=Local (no local endpoint: drop)", edit(0, func(sp *ServicePort) { sp.InternalPolicyLocal = true })},
+		{"svc4 deleted", func(in []ServicePort) []ServicePort { return append(append([]ServicePort{}, in[:3]...), in[4:]...) }},
+		{"svc7 added with affinity", func(in []ServicePort) []ServicePort {
+			sp := nftClusterIPService("ns7", "svc7", "", 53, "172.30.0.47", ready("10.180.0.7", 53))
+			sp.Protocol, sp.SessionAffinityClientIP = "UDP", true
+			return append(append([]ServicePort{}, in...), sp)
+		}},
+	}
+}
+
+// For every scenario: full(before), then the partial sync to after, then
+// (over a second later) the sync that deletes the stale chains, leave the
+// Fake exactly as a full sync of after does on an empty one; the partial
+// transaction touches less than a full one.
+func TestNFTPartialSyncConvergesToFullSync(t *testing.T) {
+	before := overallServices()
+	for _, sc := range nftScenarios() {
+		t.Run(sc.name, func(t *testing.T) {
+			after := sc.change(before)
+			now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+
+			p, err := NewNFTProxier(nftGoldenConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fake := NewNFTFake(false)
+			r, err := p.Sync(before, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nftApply(t, p, fake, r)
+			partial, err := p.Sync(after, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if partial.Full {
+				t.Fatal("second sync is full")
+			}
+			nftApply(t, p, fake, partial)
+			settle, err := p.Sync(after, now.Add(2*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			nftApply(t, p, fake, settle)
+			if n := settle.Tx.NumOperations(); n != 0 {
+				t.Errorf("the sync after the partial one still changes %d things:\n%s", n, settle.Tx)
+			}
+
+			want, err := RenderNFT(nftGoldenConfig(), after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertNFTDumpEqual(t, want, fake.Dump())
+
+			full, err := RenderNFTTransaction(nftGoldenConfig(), after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if partial.Tx.NumOperations() >= full.NumOperations() {
+				t.Errorf("partial sync has %d operations, a full one %d", partial.Tx.NumOperations(), full.NumOperations())
+			}
+		})
+	}
+}
+
+// ForceFullSync must repair a table someone else emptied: the full sync
+// flushes the element containers and re-adds every element.
+func TestNFTForceFullSyncRepairsAFlushedMap(t *testing.T) {
+	p, err := NewNFTProxier(nftGoldenConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := NewNFTFake(false)
+	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	r, err := p.Sync(overallServices(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nftApply(t, p, fake, r)
+	tx := fake.NewTransaction()
+	tx.Flush(&knftables.Map{Name: nftServiceIPsMap})
+	if err := fake.Run(context.Background(), tx); err != nil {
+		t.Fatal(err)
+	}
+	p.ForceFullSync()
+	r, err = p.Sync(overallServices(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Full {
+		t.Fatal("sync after ForceFullSync is partial")
+	}
+	nftApply(t, p, fake, r)
+	assertNFTDumpEqual(t, readTestdata(t, "nftables-overall.txt"), fake.Dump())
+}
+
+// A failed transaction changes nothing in the kernel; the next sync is
+// full and still converges.
+func TestNFTFailedSyncMakesTheNextFull(t *testing.T) {
+	p, err := NewNFTProxier(nftGoldenConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := NewNFTFake(false)
+	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	r, err := p.Sync(overallServices()[:3], now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nftApply(t, p, fake, r)
+	r, err = p.Sync(overallServices(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Applied(r, nil, fmt.Errorf("nft: injected failure"))
+	r, err = p.Sync(overallServices(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Full {
+		t.Fatal("sync after a failed one is partial")
+	}
+	nftApply(t, p, fake, r)
+	assertNFTDumpEqual(t, readTestdata(t, "nftables-overall.txt"), fake.Dump())
+}
+
+func TestNFTConfigErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  NFTConfig
+		want string
+	}{
+		{"mark", NFTConfig{Config: Config{MasqueradeMark: "0xzz"}}, "MasqueradeMark"},
+		{"service CIDR", NFTConfig{ServiceCIDRs: []netip.Prefix{{}}}, "ServiceCIDRs[0]"},
+		{"cluster CIDR", NFTConfig{Config: Config{ClusterCIDR: "10.0.0.0"}}, "cluster CIDR"},
+	} {
+		_, err := RenderNFT(tc.cfg, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one naming %q", tc.name, err, tc.want)
+		}
+	}
+	_, err := RenderNFT(nftGoldenConfig(), []ServicePort{{Namespace: "ns", Name: "bad", Protocol: "ICMP", ClusterIP: addr("172.30.0.9"), Port: 1}})
+	if err == nil || !strings.Contains(err.Error(), "ns/bad") {
+		t.Errorf("bad protocol: error %v, want one naming ns/bad", err)
+	}
+}
