@@ -6,7 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"context"
+
 	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/knftables"
 )
 
 // nftObjectOrder is upstream's objectOrder (helpers_test.go): higher sorts
@@ -120,5 +123,100 @@ func TestNFTChainNamesMatchUpstream(t *testing.T) {
 	}
 	if strings.Contains(got, ":") {
 		t.Errorf("IPv6 colons left in a chain name: %q", got)
+	}
+}
+
+// nftChainRules returns the rules of chain in fake, one per line.
+func nftChainRules(t *testing.T, fake *knftables.Fake, chain string) string {
+	t.Helper()
+	ch := fake.Table.Chains[chain]
+	if ch == nil {
+		t.Fatalf("no chain %q", chain)
+	}
+	var rules []string
+	for _, r := range ch.Rules {
+		rules = append(rules, r.Rule)
+	}
+	return strings.Join(rules, "\n")
+}
+
+func nftRunFull(t *testing.T, cfg NFTConfig, services []ServicePort) *knftables.Fake {
+	t.Helper()
+	tx, err := RenderNFTTransaction(cfg, services)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := NewNFTFake(cfg.IPv6)
+	if err := fake.Run(context.Background(), tx); err != nil {
+		t.Fatalf("%v\n%s", err, tx)
+	}
+	return fake
+}
+
+// Upstream's TestLoadBalancer input: two LB IPs and two source ranges, one
+// of which holds the node IP, so (proxier.go, usesFWChain) the LB IPs are
+// allowed as sources too, for node -> VIP traffic that loops back.
+func TestNFTFirewallChainAllowsLBIPsWhenTheNodeIsInARange(t *testing.T) {
+	sp := ServicePort{Namespace: "ns1", Name: "svc1", PortName: "p80", Protocol: "TCP", ClusterIP: addr("172.30.0.41"), Port: 80,
+		NodePort: 3001, LoadBalancerIPs: addrs("1.2.3.4", "5.6.7.8"),
+		LoadBalancerSourceRanges: []string{"192.168.0.0/24", " 203.0.113.0/25"},
+		Endpoints:                []Endpoint{ready("10.180.0.1", 80)}}
+	fake := nftRunFull(t, nftGoldenConfig(), []ServicePort{sp})
+	fw := nftPrefixFirewall + NFTServicePortChainNameBase("ns1", "svc1", "tcp", "p80")
+	want := "ip saddr != { 192.168.0.0/24 , 203.0.113.0/25 , 1.2.3.4 , 5.6.7.8 } drop"
+	if got := nftChainRules(t, fake, fw); got != want {
+		t.Errorf("%s:\n got %s\nwant %s", fw, got, want)
+	}
+	var fwIPs []string
+	for _, e := range fake.Table.Maps[nftFirewallIPsMap].Elements {
+		fwIPs = append(fwIPs, strings.Join(e.Key, " . ")+" : "+strings.Join(e.Value, " "))
+	}
+	slices.Sort(fwIPs)
+	if got, want := strings.Join(fwIPs, "\n"), "1.2.3.4 . tcp . 80 : goto "+fw+"\n5.6.7.8 . tcp . 80 : goto "+fw; got != want {
+		t.Errorf("firewall-ips:\n%s\nwant\n%s", got, want)
+	}
+
+	// With the node outside every range, only the ranges are allowed.
+	sp.LoadBalancerSourceRanges = []string{"203.0.113.0/25"}
+	fake = nftRunFull(t, nftGoldenConfig(), []ServicePort{sp})
+	if got, want := nftChainRules(t, fake, fw), "ip saddr != { 203.0.113.0/25 } drop"; got != want {
+		t.Errorf("%s:\n got %s\nwant %s", fw, got, want)
+	}
+}
+
+// IPv6: table ip6, ipv6_addr sets, "ip6" matches, no NodePorts on ::1 when
+// every address accepts them, and endpoint chain names with dots for colons.
+func TestRenderNFTIPv6(t *testing.T) {
+	cfg := NFTConfig{Config: Config{NodeIPs: addrs("2001:db8::1"), IPv6: true, ClusterCIDR: "10.0.0.0/8,fd00:10::/64",
+		MasqueradeMark: "0x4000"}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("172.30.0.0/16"), netip.MustParsePrefix("fd00:10:96::/112")}}
+	sp := ServicePort{Namespace: "ns1", Name: "svc1", PortName: "p80", Protocol: "TCP", ClusterIP: addr("fd00:10:96::1"), Port: 80,
+		NodePort: 3001, Endpoints: []Endpoint{ready("fd00:10::5", 8080), ready("10.0.0.5", 8080)}}
+	v4 := nftClusterIPService("ns2", "svc2", "p80", 80, "172.30.0.42", ready("10.0.0.6", 80))
+	dump, err := RenderNFT(cfg, []ServicePort{sp, v4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := nftPrefixEndpoint + NFTEndpointChainNameBase("ns1", "svc1", "tcp", "p80", "fd00:10::5", "8080")
+	svc := nftPrefixService + NFTServicePortChainNameBase("ns1", "svc1", "tcp", "p80")
+	for _, line := range []string{
+		"add table ip6 kube-proxy { comment \"rules for kube-proxy\" ; }",
+		"add set ip6 kube-proxy cluster-ips { type ipv6_addr ; comment \"Active ClusterIPs\" ; }",
+		"add rule ip6 kube-proxy cluster-ips-check ip6 daddr { fd00:10:96::/112 } drop comment \"Drop traffic to unallocated ClusterIPs\"",
+		"add rule ip6 kube-proxy services fib daddr type local ip6 daddr != ::1 meta l4proto . th dport vmap @service-nodeports",
+		"add rule ip6 kube-proxy " + svc + " ip6 daddr fd00:10:96::1 ip6 saddr != fd00:10::/64 jump mark-for-masquerade",
+		"add rule ip6 kube-proxy " + svc + " numgen random mod 1 vmap { 0 : goto " + ep + " }",
+		"add rule ip6 kube-proxy " + ep + " meta l4proto tcp dnat to [fd00:10::5]:8080",
+	} {
+		if !strings.Contains(dump, line+"\n") {
+			t.Errorf("IPv6 dump lacks\n%s\ndump:\n%s", line, dump)
+		}
+	}
+	if !strings.Contains(ep, "__fd00.10..5/8080") {
+		t.Errorf("endpoint chain %q keeps colons", ep)
+	}
+	for _, other := range []string{"172.30.0.42", "10.0.0.5", "nodeport-ips"} {
+		if strings.Contains(dump, other) {
+			t.Errorf("IPv6 dump contains %q (other family, or a NodePort set with every address accepting NodePorts)", other)
+		}
 	}
 }
