@@ -390,8 +390,22 @@ func TestNFTConfigErrorsNameTheField(t *testing.T) {
 			t.Errorf("%s: error %v, want one naming %q", tc.name, err, tc.want)
 		}
 	}
-	_, err := RenderNFT(nftGoldenConfig(), []ServicePort{{Namespace: "ns", Name: "bad", Protocol: "ICMP", ClusterIP: addr("172.30.0.9"), Port: 1}})
-	if err == nil || !strings.Contains(err.Error(), "ns/bad") {
-		t.Errorf("bad protocol: error %v, want one naming ns/bad", err)
+	for _, tc := range []struct {
+		name string
+		sp   ServicePort
+		want string
+	}{
+		{"protocol", ServicePort{Namespace: "ns", Name: "bad", Protocol: "ICMP"}, "ns/bad: protocol"},
+		{"port name with a space", ServicePort{Namespace: "ns", Name: "bad", PortName: "p 80", Protocol: "TCP"}, `ns/bad:p 80: PortName "p 80"`},
+		{"name with a slash", ServicePort{Namespace: "ns", Name: "a/b", Protocol: "TCP"}, `Name "a/b"`},
+		{"empty namespace", ServicePort{Name: "svc", Protocol: "TCP"}, `Namespace ""`},
+		{"negative affinity timeout", ServicePort{Namespace: "ns", Name: "bad", Protocol: "TCP", SessionAffinityClientIP: true,
+			StickyMaxAgeSeconds: -1}, "ns/bad: StickyMaxAgeSeconds -1"},
+	} {
+		tc.sp.ClusterIP, tc.sp.Port = addr("172.30.0.9"), 80
+		_, err := RenderNFT(nftGoldenConfig(), []ServicePort{tc.sp})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		}
 	}
 }

@@ -2,7 +2,9 @@ package kubeproxy
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/knftables"
@@ -38,8 +40,8 @@ type NFTProxier struct {
 type NFTSyncResult struct {
 	// Cleanup deletes the chains made stale by an earlier sync more than a
 	// second before now; nil when there are none. Upstream runs it as its
-	// own transaction before the sync, so its failure delays only the
-	// deletion.
+	// own transaction before the sync, so its failure only delays the
+	// deletion (and makes the next sync full).
 	Cleanup *knftables.Transaction
 	// Tx is the sync transaction; Tx.String() is `nft -f` input.
 	Tx *knftables.Transaction
@@ -71,6 +73,9 @@ func NewNFTProxier(cfg NFTConfig) (*NFTProxier, error) {
 // ones Cleanup deletes. It changes no state; Applied does. The error
 // reports invalid input only.
 func (p *NFTProxier) Sync(services []ServicePort, now time.Time) (*NFTSyncResult, error) {
+	if err := validateNFTInput(services); err != nil {
+		return nil, err
+	}
 	memo := p.memo
 	if memo == nil {
 		memo = map[portKey]*memoPort{}
@@ -174,6 +179,28 @@ func (p *NFTProxier) Applied(r *NFTSyncResult, cleanupErr, err error) {
 func (p *NFTProxier) ForceFullSync() {
 	p.needFullSync = true
 	p.resetElements = true
+}
+
+// validateNFTInput rejects what would make invalid nft text: names go into
+// chain names (nft allows [A-Za-z0-9_./-]; '/' separates the parts), and a
+// negative affinity timeout.
+func validateNFTInput(services []ServicePort) error {
+	for i := range services {
+		sp := &services[i]
+		for _, f := range [...]struct{ field, v string }{{"Namespace", sp.Namespace}, {"Name", sp.Name}, {"PortName", sp.PortName}} {
+			if (f.v == "" && f.field != "PortName") || strings.IndexFunc(f.v, notNFTNameRune) >= 0 {
+				return fmt.Errorf("%w: %s: %s %q: want letters, digits, '-', '_' or '.'", ErrInvalidServicePort, sp, f.field, f.v)
+			}
+		}
+		if sp.StickyMaxAgeSeconds < 0 {
+			return fmt.Errorf("%w: %s: StickyMaxAgeSeconds %d is negative", ErrInvalidServicePort, sp, sp.StickyMaxAgeSeconds)
+		}
+	}
+	return nil
+}
+
+func notNFTNameRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 }
 
 // sortedKeys returns m's keys in order.
