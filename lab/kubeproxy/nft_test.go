@@ -105,12 +105,31 @@ func TestSortNFTDumpKeepsRuleOrderWithinAChain(t *testing.T) {
 }
 
 func TestNFTChainNamesMatchUpstream(t *testing.T) {
-	// Names from upstream's expected dumps (proxier_test.go).
+	const (
+		upNS   = "very-long-namespace-name-abcdefghijklmnopqrstuvwxyz0123456789xx"
+		upName = "very-long-service-name-why-would-you-even-do-this-i-mean-really"
+		upPort = "port-443-providing-the-hypertext-transmission-protocol-with-tls"
+	)
+	// Names from upstream's proxier_test.go: expected dumps and the name tests.
 	for _, tc := range []struct{ got, want string }{
 		{NFTServicePortChainNameBase("ns1", "svc1", "TCP", "p80"), "ULMVA6XW-ns1/svc1/tcp/p80"},
 		{NFTServicePortChainNameBase("ns5", "svc5", "tcp", "p80"), "HVFWP5L3-ns5/svc5/tcp/p80"},
 		{NFTEndpointChainNameBase("ns1", "svc1", "tcp", "p80", "10.180.0.1", "80"), "5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"},
 		{NFTEndpointChainNameBase("ns4", "svc4", "tcp", "p80", "10.180.0.5", "80"), "5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80"},
+		// Test_servicePortChainNameBase and Test_servicePortEndpointChainNameBase.
+		{NFTServicePortChainNameBase("testing", "service", "tcp", "http"), "P4ZYZVCF-testing/service/tcp/http"},
+		{NFTServicePortChainNameBase("testing", "service", "tcp", "https"), "LZBRENCP-testing/service/tcp/https"},
+		{NFTServicePortChainNameBase(upNS, upName, "sctp", upPort), "KR6NACJP-" + upNS + "/" + upName + "/sctp/" + upPort},
+		{NFTEndpointChainNameBase("testing", "service", "tcp", "http", "10.180.0.1", "80"), "JO2XBXZR-testing/service/tcp/http__10.180.0.1/80"},
+		{NFTEndpointChainNameBase("testing", "service", "tcp", "http", "10.180.0.2", "80"), "5S6H3H22-testing/service/tcp/http__10.180.0.2/80"},
+		{NFTEndpointChainNameBase("testing", "service", "tcp", "http", "fd80:abcd:12::a1b2:c3d4:e5f6:9999", "80"),
+			"U7E2ET36-testing/service/tcp/http__fd80.abcd.12..a1b2.c3d4.e5f6.9999/80"},
+		{NFTEndpointChainNameBase(upNS, upName, "sctp", upPort, "1234:5678:9abc:def0::abc:1234", "443"),
+			"5YS7AFEA-" + upNS + "/" + upName + "/sctp/" + upPort + "__1234.5678.9abc.def0..abc.1234/443"},
+		{NFTEndpointChainNameBase(upNS, upName, "sctp", upPort, "1234:5678:9abc:def0::abcd:1234:5678", "443"),
+			"CI6C53Q3-" + upNS + "/" + upName + "/sctp/" + upPort + "__1234.5678.9abc.def0..abcd.1234..."},
+		{NFTEndpointChainNameBase(upNS, upName, "sctp", upPort, "1234:5678:9abc:def0::abcd:1234:8765", "443"),
+			"2FLXFK6X-" + upNS + "/" + upName + "/sctp/" + upPort + "__1234.5678.9abc.def0..abcd.1234..."},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("chain name base %q, want %q", tc.got, tc.want)
