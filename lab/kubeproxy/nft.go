@@ -25,6 +25,11 @@ import (
 //     element containers, which is upstream's path when listing fails.
 //   - epChainSkipUpdate (skip rewriting endpoint chains on the first sync
 //     after a kube-proxy restart) never skips: the lab always starts clean.
+//   - Services are written sorted (namespace/name/port) and endpoints by
+//     "ip:port"; upstream iterates a map. Only the transaction's order
+//     differs: rules within a chain and the vmap indices are the same.
+//   - Whether a Service changed is decided by comparing its input with the
+//     last applied one, not by API events; the rewritten chains are the same.
 //   - Topology hints are not modelled, as in the iptables renderer.
 //   - Health-check node ports get no nftables rule, exactly as upstream: the
 //     nftables mode has no per-port ACCEPT rules; the health check server
