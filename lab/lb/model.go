@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -329,7 +330,12 @@ func parseBool(anno, v string) (bool, error) {
 	return false, fmt.Errorf("annotation %s: %q is not true or false", anno, v)
 }
 
-// stringMap parses the annotations' "k1=v1,k2=v2" form.
+// stringMap parses the annotations' "k1=v1,k2=v2" form. The controller
+// splits each pair at its first '=' (aws-load-balancer-controller
+// pkg/annotations/parser.go) and leaves the rest to the ELBv2 API, which
+// refuses attribute keys it does not know and values it cannot parse; the
+// lab refuses here what that API would: keys not of its a-z0-9_. form, and
+// empty values or values with '=' (no attribute value holds one).
 func stringMap(anno, v string) (map[string]string, error) {
 	out := map[string]string{}
 	if strings.TrimSpace(v) == "" {
@@ -337,12 +343,58 @@ func stringMap(anno, v string) (map[string]string, error) {
 	}
 	for _, kv := range strings.Split(v, ",") {
 		k, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("annotation %s: %q is not key=value", anno, kv)
+		k, val = strings.TrimSpace(k), strings.TrimSpace(val)
+		if !ok || !attrKey.MatchString(k) || val == "" || strings.Contains(val, "=") {
+			return nil, fmt.Errorf("annotation %s: %q is not key=value (an attribute name and one value)", anno, strings.TrimSpace(kv))
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("annotation %s: %s is given twice", anno, k)
 		}
 		out[k] = val
 	}
 	return out, nil
+}
+
+var attrKey = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)*$`)
+
+// targetGroupAttrs parses a target-group-attributes annotation and refuses
+// keys that are no ELBv2 target group attribute (the list of
+// TargetGroupAttribute keys in the Elastic Load Balancing API reference,
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetGroupAttribute.html).
+func targetGroupAttrs(anno, v string) (map[string]string, error) {
+	m, err := stringMap(anno, v)
+	if err != nil {
+		return nil, err
+	}
+	for k := range m {
+		if !targetGroupAttrKeys[k] {
+			return nil, fmt.Errorf("annotation %s: %q is not a target group attribute", anno, k)
+		}
+	}
+	return m, nil
+}
+
+var targetGroupAttrKeys = map[string]bool{
+	"deregistration_delay.timeout_seconds": true, "stickiness.enabled": true, "stickiness.type": true,
+	"load_balancing.cross_zone.enabled":                                              true,
+	"target_group_health.dns_failover.minimum_healthy_targets.count":                 true,
+	"target_group_health.dns_failover.minimum_healthy_targets.percentage":            true,
+	"target_group_health.unhealthy_state_routing.minimum_healthy_targets.count":      true,
+	"target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage": true,
+	"load_balancing.algorithm.type":                                                  true,
+	"load_balancing.algorithm.anomaly_mitigation":                                    true,
+	"slow_start.duration_seconds":                                                    true,
+	"stickiness.app_cookie.cookie_name":                                              true,
+	"stickiness.app_cookie.duration_seconds":                                         true,
+	"stickiness.lb_cookie.duration_seconds":                                          true,
+	"lambda.multi_value_headers.enabled":                                             true,
+	"deregistration_delay.connection_termination.enabled":                            true,
+	"preserve_client_ip.enabled":                                                     true,
+	"proxy_protocol_v2.enabled":                                                      true,
+	"target_health_state.unhealthy.connection_termination.enabled":                   true,
+	"target_health_state.unhealthy.draining_interval_seconds":                        true,
+	"target_failover.on_deregistration":                                              true,
+	"target_failover.on_unhealthy":                                                   true,
 }
 
 func parseInt(anno, v string, lo, hi int) (int, error) {
