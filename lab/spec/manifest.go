@@ -66,7 +66,11 @@ func (t *Topology) decodeManifest(doc []byte, line int) error {
 		if meta.Namespace == "" {
 			meta.Namespace = DefaultNamespace
 		}
-		t.Manifests.lines[objKey(kind, meta.Namespace, meta.Name)] = line
+		key := objKey(kind, meta.Namespace, meta.Name)
+		if first, dup := t.Manifests.lines[key]; dup {
+			return fmt.Errorf("%s:%d: %s is defined twice (first at line %d)", t.File, line, key, first)
+		}
+		t.Manifests.lines[key] = line
 		return nil
 	}
 	switch tm.APIVersion + " " + tm.Kind {
@@ -148,10 +152,19 @@ func (t *Topology) expandWorkloads() Errors {
 		}
 		t.Pods = append(t.Pods, pod)
 	}
+	names := map[string]bool{}
+	for _, p := range t.Pods {
+		names[p.Name] = true
+	}
 	for _, d := range t.Manifests.Deployments {
 		where := objKey("Deployment", d.Namespace, d.Name)
-		line := t.Manifests.lines[where]
+		line, ok := t.Manifests.lines[where]
 		bad := func(format string, args ...any) { v.addAt(line, where, format, args...) }
+		if !ok { // CoreDNS, which labctl adds: point at the setting
+			bad = func(format string, args ...any) {
+				v.add("clusterDNS", where+" (EKS's CoreDNS, added when the file has manifests): "+format, args...)
+			}
+		}
 		replicas := 1
 		if d.Spec.Replicas != nil {
 			replicas = int(*d.Spec.Replicas)
@@ -190,14 +203,20 @@ func (t *Topology) expandWorkloads() Errors {
 		if enis == nil {
 			continue
 		}
-		for i := 0; i < replicas; i++ {
+		for i, j := 0, 0; i < replicas; i, j = i+1, j+1 {
+			// A ReplicaSet retries a pod name that is taken; so does the
+			// lab, with the next suffix (5 characters collide at scale).
+			for names[ReplicaName(d.Namespace, d.Name, j)] {
+				j++
+			}
 			k := i % len(nodes)
-			pod := Pod{Name: ReplicaName(d.Namespace, d.Name, i), Namespace: d.Namespace, Node: nodes[k],
+			pod := Pod{Name: ReplicaName(d.Namespace, d.Name, j), Namespace: d.Namespace, Node: nodes[k],
 				ENI: eni, Labels: d.Spec.Template.Labels, Ports: ports, Manifest: where}
 			if pod.IP = alloc.take(enis[k]); !pod.IP.IsValid() {
 				bad("no free address on node %s eth%d for replica %d (%s)", pod.Node, eni, i, alloc.pool(enis[k]))
 				break
 			}
+			names[pod.Name] = true
 			t.Pods = append(t.Pods, pod)
 		}
 	}

@@ -125,8 +125,10 @@ func (v *validator) manifestPod(path string) (line int, where string, ok bool) {
 
 // describe names a path for another object's message.
 func (v *validator) describe(path string) string {
-	if _, where, ok := v.manifestPod(path); ok {
-		return where
+	if _, _, ok := v.manifestPod(path); ok {
+		var n int
+		fmt.Sscanf(path, "pods[%d]", &n)
+		return v.t.Pods[n].Name + " of " + v.t.Pods[n].Manifest
 	}
 	return path
 }
