@@ -136,9 +136,33 @@ func TestBadInputIsRejectedWithItsPlace(t *testing.T) {
 		{"an address inside another ENI's prefix", rep(rep(base, "vpc: {cidr: 192.168.0.0/16}", "vpc: {cidr: 192.168.0.0/16, prefixDelegation: true}"),
 			"{name: c1, subnet: a, ip: 192.168.1.10}", "{name: c1, subnet: a, ip: 192.168.1.70}\n  - {name: c2, subnet: a, ip: 192.168.1.11}") +
 			"", []string{}, ""}, // replaced below
+		{"a lab pod's port out of range", rep(base, "hosts:\n", "pods:\n  - {name: p1, node: n1, ip: 192.168.1.51, ports: [{port: 70000}]}\nhosts:\n"),
+			[]string{"pods[0].ports[0].port", "70000 is outside 1..65535"}, "name: p1"},
+		{"a lab pod's port protocol", rep(base, "hosts:\n", "pods:\n  - {name: p1, node: n1, ip: 192.168.1.51, ports: [{port: 80, protocol: sctp}]}\nhosts:\n"),
+			[]string{"pods[0].ports[0].protocol", `"sctp"`}, "name: p1"},
+		{"via without a service", rep(base, "{name: W1, from: c1, to: web}", "{name: W1, from: c1, to: web, via: n1}"),
+			[]string{"walks[0].via", "has no service"}, "name: W1"},
+		{"query on a flow walk", rep(base, "{name: W1, from: c1, to: web}", "{name: W1, from: c1, to: web, query: web}"),
+			[]string{"walks[0].query", "dns walks"}, "name: W1"},
+		{"an icmp walk with a port", rep(base, "{name: W1, from: c1, to: web}", "{name: W1, from: c1, to: web, port: 80}"),
+			[]string{"walks[0].port", "icmp walk has no port"}, "name: W1"},
+		{"a DNS record listed twice", rep(base, "records: [{name: portal.example.com, alias: web}]", "records: [{name: portal.example.com, alias: web}, {name: Portal.example.com., alias: web}]"),
+			[]string{"internet.dns.records[1].name", "listed twice"}, "records:"},
+		{"a connections count on a flow walk", rep(base, "{name: W1, from: c1, to: web}", "{name: W1, from: c1, to: web, connections: 5}"),
+			[]string{"walks[0].connections", "spread and churn"}, "name: W1"},
 	}
 	// The last case needs n1 to hold the prefix the host sits in.
-	last := &cases[len(cases)-1]
+	var last *struct {
+		name  string
+		y     string
+		wants []string
+		line  string
+	}
+	for i := range cases {
+		if cases[i].name == "an address inside another ENI's prefix" {
+			last = &cases[i]
+		}
+	}
 	last.y = rep(last.y, "{subnet: a, ip: 192.168.1.50}", "{subnet: a, ip: 192.168.1.50, prefixes: [192.168.1.64/28]}")
 	last.wants = []string{"hosts[0].ip", "192.168.1.70 is inside prefix 192.168.1.64/28, delegated to node n1 eth0"}
 	last.line = "name: c1"
@@ -156,7 +180,7 @@ func TestBadInputIsRejectedWithItsPlace(t *testing.T) {
 					t.Errorf("error does not contain %q:\n%s", w, msg)
 				}
 			}
-			if strings.Contains(msg, "pods[") {
+			if !strings.Contains(c.y, "\npods:") && strings.Contains(msg, "pods[") {
 				t.Errorf("error names pods[N], which the file does not have:\n%s", msg)
 			}
 		})

@@ -280,6 +280,11 @@ func (t *Topology) applyDefaults() {
 		if t.Pods[i].Namespace == "" {
 			t.Pods[i].Namespace = DefaultNamespace
 		}
+		for j := range t.Pods[i].Ports {
+			if t.Pods[i].Ports[j].Protocol == "" {
+				t.Pods[i].Ports[j].Protocol = "TCP" // as a container port defaults
+			}
+		}
 	}
 	for i := range t.Walks {
 		w := &t.Walks[i]

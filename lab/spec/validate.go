@@ -426,6 +426,15 @@ func (v *validator) pods(claim func(string, string, string), own func(string, ne
 		if !dnsLabel.MatchString(pd.Namespace) {
 			v.add(p+".namespace", "namespace %q is not a valid Kubernetes namespace name", pd.Namespace)
 		}
+		for j, port := range pd.Ports {
+			pp := fmt.Sprintf("%s.ports[%d]", p, j)
+			if port.Port < 1 || port.Port > 65535 {
+				v.add(pp+".port", "port %d is outside 1..65535", port.Port)
+			}
+			if port.Protocol != "TCP" && port.Protocol != "UDP" {
+				v.add(pp+".protocol", "protocol %q: use TCP or UDP", port.Protocol)
+			}
+		}
 		n := v.t.Node(pd.Node)
 		if n == nil {
 			v.add(p+".node", "unknown node %q", pd.Node)
@@ -544,11 +553,19 @@ func (v *validator) internet(claim func(string, string, string), owners map[neti
 		}
 	}
 	if in.DNS != nil {
+		names := map[string]bool{}
 		for i, r := range in.DNS.Records {
 			p := fmt.Sprintf("internet.dns.records[%d]", i)
-			if !strings.Contains(r.Name, ".") || r.Alias == "" {
+			name := strings.ToLower(strings.TrimSuffix(r.Name, "."))
+			switch {
+			case !strings.Contains(name, ".") || r.Alias == "":
 				v.add(p, "a record needs a dotted name and an alias (an Ingress or LoadBalancer Service)")
+			case !validDNSName(name):
+				v.add(p+".name", "%q is not a DNS name (labels of letters, digits and '-', at most 253 bytes)", r.Name)
+			case names[name]:
+				v.add(p+".name", "record %s is listed twice", r.Name)
 			}
+			names[name] = true
 		}
 	}
 	for i, m := range in.PublicIPs {
@@ -637,6 +654,18 @@ func (v *validator) walkExtras(p string, w Walk) {
 	case w.Connections != 0:
 		v.add(p+".connections", "connections is for spread and churn walks, not %s", w.Kind)
 	}
+	if w.Via != "" && w.Service == "" {
+		v.add(p+".via", "via picks the node whose NodePort a service walk uses; this walk has no service")
+	}
+	if w.Query != "" && w.Kind != WalkDNS {
+		v.add(p+".query", "query is for dns walks, not %s", w.Kind)
+	}
+	if w.Path != "" && (w.LoadBalancer == "" || !strings.HasPrefix(w.Path, "/")) {
+		v.add(p+".path", "path %q: an ALB walk's HTTP path starts with '/' and needs a loadBalancer", w.Path)
+	}
+	if w.Protocol == "icmp" && w.Port != 0 {
+		v.add(p+".port", "an icmp walk has no port")
+	}
 	if w.AZ != "" {
 		known := false
 		for _, az := range v.t.AZs {
@@ -695,6 +724,19 @@ func (v *validator) walkService(p string, w Walk) {
 	if w.Via != "" && v.t.Node(w.Via) == nil {
 		v.add(p+".via", "unknown node %q", w.Via)
 	}
+}
+
+// validDNSName checks a lower-cased name without the trailing dot.
+func validDNSName(name string) bool {
+	if len(name) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(name, ".") {
+		if len(l) > 63 || !dnsLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
 }
 
 func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
