@@ -267,8 +267,16 @@ func TestPodAllocationIsLinear(t *testing.T) {
 		}
 		return d
 	}
-	timeOf(1000) // warm up
-	small, large := timeOf(7500), timeOf(30000)
+	// The best of three runs each, so a busy machine does not fail it;
+	// quadratic allocation makes the ratio 16, linear about 4.
+	best := func(n int) time.Duration {
+		b := timeOf(n)
+		for i := 0; i < 2; i++ {
+			b = min(b, timeOf(n))
+		}
+		return b
+	}
+	small, large := best(7500), best(30000)
 	if large > 8*small+50*time.Millisecond {
 		t.Errorf("7,500 pods took %v, 30,000 took %v: more than linear", small, large)
 	}
