@@ -2,6 +2,7 @@ package lb
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -386,5 +387,22 @@ func TestNodeInAZRefusesAnAZWithoutANode(t *testing.T) {
 	}
 	if _, err := l.NodeInAZ("mars-1a"); err == nil || !strings.Contains(err.Error(), "no node in AZ mars-1a") {
 		t.Errorf("mars-1a: got %v", err)
+	}
+}
+
+// TestElasticIPsRunOutWithAnError: load balancer nodes take Elastic IPs
+// from 203.0.113.201-254; past that the build fails instead of wrapping
+// into the topology's own public range.
+func TestElasticIPsRunOutWithAnError(t *testing.T) {
+	b := &builder{t: &spec.Topology{}}
+	var last netip.Addr
+	for i := 0; i < 54; i++ {
+		last = b.nextPublic()
+	}
+	if last.String() != "203.0.113.254" {
+		t.Errorf("the 54th Elastic IP is %s, want 203.0.113.254", last)
+	}
+	if a := b.nextPublic(); a.IsValid() {
+		t.Errorf("a 55th Elastic IP %s was handed out", a)
 	}
 }

@@ -280,7 +280,9 @@ func (b *builder) nodes(name, scheme string) ([]Node, error) {
 			b.used[ip] = true
 			n := Node{AZ: az.Name, Subnet: s, IP: ip, Index: len(out)}
 			if scheme == "internet-facing" {
-				n.Public = b.nextPublic()
+				if n.Public = b.nextPublic(); !n.Public.IsValid() {
+					return nil, fmt.Errorf("no free Elastic IP left in %s.201-254 for %s", spec.PublicRange, name)
+				}
 			}
 			out = append(out, n)
 			break
@@ -293,7 +295,8 @@ func (b *builder) nodes(name, scheme string) ([]Node, error) {
 }
 
 // nextPublic allocates Elastic IPs for load balancer nodes from the top of
-// the public range, away from the topology's own.
+// the public range (.201 to .254), away from the topology's own; the zero
+// Addr when none is left.
 func (b *builder) nextPublic() netip.Addr {
 	taken := map[netip.Addr]bool{}
 	if b.t.Internet != nil {
@@ -301,13 +304,14 @@ func (b *builder) nextPublic() netip.Addr {
 			taken[m.Public] = true
 		}
 	}
-	for {
+	for b.pub < 54 {
 		b.pub++
 		a := netip.AddrFrom4([4]byte{203, 0, 113, byte(200 + b.pub)})
 		if !taken[a] {
 			return a
 		}
 	}
+	return netip.Addr{}
 }
 
 // azOf is the AZ of a node or pod target.
