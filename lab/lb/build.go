@@ -57,7 +57,7 @@ func (b *builder) nlb(s *corev1.Service, ctrl string) (*LoadBalancer, error) {
 			return nil, err
 		}
 	}
-	tgAttrs, err := stringMap(annService+"aws-load-balancer-target-group-attributes", a[annService+"aws-load-balancer-target-group-attributes"])
+	tgAttrs, err := targetGroupAttrs(annService+"aws-load-balancer-target-group-attributes", a[annService+"aws-load-balancer-target-group-attributes"])
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +201,7 @@ func (b *builder) alb(in *netv1.Ingress) (*LoadBalancer, error) {
 		return nil, fmt.Errorf("annotation %starget-type: instance (the controller's default when the annotation is absent) "+
 			"is not modelled: the lab's ALB sends to pods only; set %starget-type: ip", annIngress, annIngress)
 	}
-	tgAttrs, err := stringMap(annIngress+"target-group-attributes", a[annIngress+"target-group-attributes"])
+	tgAttrs, err := targetGroupAttrs(annIngress+"target-group-attributes", a[annIngress+"target-group-attributes"])
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +225,12 @@ func (b *builder) alb(in *netv1.Ingress) (*LoadBalancer, error) {
 	}
 	if l.Nodes, err = b.nodes(l.Name, l.Scheme); err != nil {
 		return nil, err
+	}
+	if len(l.Nodes) < 2 {
+		// CreateLoadBalancer refuses an application load balancer with
+		// subnets in fewer than two AZs (ELBv2 API reference, Subnets).
+		return nil, fmt.Errorf("an ALB needs subnets in at least two AZs; only %s has a subnet with role %s",
+			l.Nodes[0].AZ, l.Nodes[0].Subnet.Role)
 	}
 	groups := map[string]*TargetGroup{}
 	group := func(svcName string, port netv1.ServiceBackendPort, where string) (*TargetGroup, error) {
@@ -472,4 +478,25 @@ func (l *LoadBalancer) InDNS(healthy func(*TargetGroup, Target) bool) (in []Node
 		return l.Nodes, map[string]string{}
 	}
 	return in, out
+}
+
+// NodeInAZ is the load balancer node a client in az uses (the first node
+// when az is empty). A walk naming an AZ the load balancer has no node in
+// is an error, not a silent fall back to another AZ; walk.LBOf should pick
+// its node with this.
+func (l *LoadBalancer) NodeInAZ(az string) (Node, error) {
+	if len(l.Nodes) == 0 {
+		return Node{}, fmt.Errorf("%s has no nodes", l.Owner)
+	}
+	if az == "" {
+		return l.Nodes[0], nil
+	}
+	azs := make([]string, len(l.Nodes))
+	for i, n := range l.Nodes {
+		if n.AZ == az {
+			return n, nil
+		}
+		azs[i] = n.AZ
+	}
+	return Node{}, fmt.Errorf("%s has no node in AZ %s (its nodes are in %s)", l.Owner, az, strings.Join(azs, ", "))
 }

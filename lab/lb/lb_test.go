@@ -2,6 +2,7 @@ package lb
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -324,5 +325,84 @@ func TestALBAnswersEveryNodeWhenEveryAZWouldLeaveDNS(t *testing.T) {
 	in, out := l.InDNS(healthExcept(sick...))
 	if len(in) != len(l.Nodes) || len(out) != 0 {
 		t.Errorf("every target unhealthy, cross-zone off: the ALB fails open and every node is answered, got %s, out %v", azsOf(in), out)
+	}
+}
+
+// TestAttributeAnnotationsRefuseWhatTheELBv2APIRefuses: issue 11 saw
+// target-group-attributes "garbage===" accepted.
+func TestAttributeAnnotationsRefuseWhatTheELBv2APIRefuses(t *testing.T) {
+	const anno = "alb.ingress.kubernetes.io/target-group-attributes"
+	for _, c := range []struct{ value, want string }{
+		{"garbage===", `"garbage===" is not key=value`},
+		{"stickiness.enabled", `"stickiness.enabled" is not key=value`},
+		{"load_balancing.cross_zone.enabled=", `is not key=value`},
+		{"=true", `"=true" is not key=value`},
+		{"no_such.attribute=1", `"no_such.attribute" is not a target group attribute`},
+		{"stickiness.enabled=true,stickiness.enabled=false", "stickiness.enabled is given twice"},
+	} {
+		top := load(t, "alb-ingress")
+		in := top.Manifests.Ingresses[len(top.Manifests.Ingresses)-1]
+		in.Annotations[anno] = c.value
+		where := fmt.Sprintf("alb-ingress.yaml:%d: Ingress default/zonal: annotation %s", top.ManifestLine("Ingress", in.Namespace, in.Name), anno)
+		_, err := Build(top)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), where) {
+			t.Errorf("%s: %q: got %v, want %q at %q", anno, c.value, err, c.want, where)
+		}
+	}
+	top := load(t, "alb-ingress")
+	top.Manifests.Ingresses[len(top.Manifests.Ingresses)-1].Annotations[anno] = " stickiness.enabled = false , load_balancing.cross_zone.enabled=false"
+	if _, err := Build(top); err != nil {
+		t.Errorf("two known attributes with spaces: %v", err)
+	}
+}
+
+// TestALBNeedsSubnetsInTwoAZs: CreateLoadBalancer refuses a single-AZ ALB.
+func TestALBNeedsSubnetsInTwoAZs(t *testing.T) {
+	top := load(t, "alb-ingress")
+	for i := 1; i < len(top.AZs); i++ {
+		for j := range top.AZs[i].Subnets {
+			top.AZs[i].Subnets[j].Role = ""
+		}
+	}
+	_, err := Build(top)
+	if err == nil || !strings.Contains(err.Error(), "an ALB needs subnets in at least two AZs; only us-east-1a") ||
+		!strings.Contains(err.Error(), "alb-ingress.yaml:") {
+		t.Errorf("single-AZ ALB: got %v", err)
+	}
+}
+
+// TestNodeInAZRefusesAnAZWithoutANode: a walk's az no longer falls back to
+// the first node (issue 11: az: mars-1a passed).
+func TestNodeInAZRefusesAnAZWithoutANode(t *testing.T) {
+	m, err := Build(load(t, "alb-ingress"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := m.LBs[0]
+	if n, err := l.NodeInAZ("us-east-1b"); err != nil || n.AZ != "us-east-1b" {
+		t.Errorf("us-east-1b: %+v %v", n, err)
+	}
+	if n, err := l.NodeInAZ(""); err != nil || n.AZ != l.Nodes[0].AZ {
+		t.Errorf("no AZ: %+v %v", n, err)
+	}
+	if _, err := l.NodeInAZ("mars-1a"); err == nil || !strings.Contains(err.Error(), "no node in AZ mars-1a") {
+		t.Errorf("mars-1a: got %v", err)
+	}
+}
+
+// TestElasticIPsRunOutWithAnError: load balancer nodes take Elastic IPs
+// from 203.0.113.201-254; past that the build fails instead of wrapping
+// into the topology's own public range.
+func TestElasticIPsRunOutWithAnError(t *testing.T) {
+	b := &builder{t: &spec.Topology{}}
+	var last netip.Addr
+	for i := 0; i < 54; i++ {
+		last = b.nextPublic()
+	}
+	if last.String() != "203.0.113.254" {
+		t.Errorf("the 54th Elastic IP is %s, want 203.0.113.254", last)
+	}
+	if a := b.nextPublic(); a.IsValid() {
+		t.Errorf("a 55th Elastic IP %s was handed out", a)
 	}
 }

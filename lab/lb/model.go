@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -284,7 +285,9 @@ func (b *builder) nodes(name, scheme string) ([]Node, error) {
 			b.used[ip] = true
 			n := Node{AZ: az.Name, Subnet: s, IP: ip, Index: len(out)}
 			if scheme == "internet-facing" {
-				n.Public = b.nextPublic()
+				if n.Public = b.nextPublic(); !n.Public.IsValid() {
+					return nil, fmt.Errorf("no free Elastic IP left in %s.201-254 for %s", spec.PublicRange, name)
+				}
 			}
 			out = append(out, n)
 			break
@@ -297,7 +300,8 @@ func (b *builder) nodes(name, scheme string) ([]Node, error) {
 }
 
 // nextPublic allocates Elastic IPs for load balancer nodes from the top of
-// the public range, away from the topology's own.
+// the public range (.201 to .254), away from the topology's own; the zero
+// Addr when none is left.
 func (b *builder) nextPublic() netip.Addr {
 	taken := map[netip.Addr]bool{}
 	if b.t.Internet != nil {
@@ -305,13 +309,14 @@ func (b *builder) nextPublic() netip.Addr {
 			taken[m.Public] = true
 		}
 	}
-	for {
+	for b.pub < 54 {
 		b.pub++
 		a := netip.AddrFrom4([4]byte{203, 0, 113, byte(200 + b.pub)})
 		if !taken[a] {
 			return a
 		}
 	}
+	return netip.Addr{}
 }
 
 // azOf is the AZ of a node or pod target.
@@ -334,7 +339,12 @@ func parseBool(anno, v string) (bool, error) {
 	return false, fmt.Errorf("annotation %s: %q is not true or false", anno, v)
 }
 
-// stringMap parses the annotations' "k1=v1,k2=v2" form.
+// stringMap parses the annotations' "k1=v1,k2=v2" form. The controller
+// splits each pair at its first '=' (aws-load-balancer-controller
+// pkg/annotations/parser.go) and leaves the rest to the ELBv2 API, which
+// refuses attribute keys it does not know and values it cannot parse; the
+// lab refuses here what that API would: keys not of its a-z0-9_. form, and
+// empty values or values with '=' (no attribute value holds one).
 func stringMap(anno, v string) (map[string]string, error) {
 	out := map[string]string{}
 	if strings.TrimSpace(v) == "" {
@@ -342,12 +352,58 @@ func stringMap(anno, v string) (map[string]string, error) {
 	}
 	for _, kv := range strings.Split(v, ",") {
 		k, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("annotation %s: %q is not key=value", anno, kv)
+		k, val = strings.TrimSpace(k), strings.TrimSpace(val)
+		if !ok || !attrKey.MatchString(k) || val == "" || strings.Contains(val, "=") {
+			return nil, fmt.Errorf("annotation %s: %q is not key=value (an attribute name and one value)", anno, strings.TrimSpace(kv))
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("annotation %s: %s is given twice", anno, k)
 		}
 		out[k] = val
 	}
 	return out, nil
+}
+
+var attrKey = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)*$`)
+
+// targetGroupAttrs parses a target-group-attributes annotation and refuses
+// keys that are no ELBv2 target group attribute (the list of
+// TargetGroupAttribute keys in the Elastic Load Balancing API reference,
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetGroupAttribute.html).
+func targetGroupAttrs(anno, v string) (map[string]string, error) {
+	m, err := stringMap(anno, v)
+	if err != nil {
+		return nil, err
+	}
+	for k := range m {
+		if !targetGroupAttrKeys[k] {
+			return nil, fmt.Errorf("annotation %s: %q is not a target group attribute", anno, k)
+		}
+	}
+	return m, nil
+}
+
+var targetGroupAttrKeys = map[string]bool{
+	"deregistration_delay.timeout_seconds": true, "stickiness.enabled": true, "stickiness.type": true,
+	"load_balancing.cross_zone.enabled":                                              true,
+	"target_group_health.dns_failover.minimum_healthy_targets.count":                 true,
+	"target_group_health.dns_failover.minimum_healthy_targets.percentage":            true,
+	"target_group_health.unhealthy_state_routing.minimum_healthy_targets.count":      true,
+	"target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage": true,
+	"load_balancing.algorithm.type":                                                  true,
+	"load_balancing.algorithm.anomaly_mitigation":                                    true,
+	"slow_start.duration_seconds":                                                    true,
+	"stickiness.app_cookie.cookie_name":                                              true,
+	"stickiness.app_cookie.duration_seconds":                                         true,
+	"stickiness.lb_cookie.duration_seconds":                                          true,
+	"lambda.multi_value_headers.enabled":                                             true,
+	"deregistration_delay.connection_termination.enabled":                            true,
+	"preserve_client_ip.enabled":                                                     true,
+	"proxy_protocol_v2.enabled":                                                      true,
+	"target_health_state.unhealthy.connection_termination.enabled":                   true,
+	"target_health_state.unhealthy.draining_interval_seconds":                        true,
+	"target_failover.on_deregistration":                                              true,
+	"target_failover.on_unhealthy":                                                   true,
 }
 
 func parseInt(anno, v string, lo, hi int) (int, error) {

@@ -241,8 +241,10 @@ func (g *gen) plan() {
 		g.lbs = append(g.lbs, l)
 	}
 	for i, n := 0, g.pick(3); i < n; i++ {
-		g.lbs = append(g.lbs, &genLB{name: fmt.Sprintf("alb%d", i+1), alb: true, internet: g.coin(0.35),
-			crossZoneOff: g.coin(0.35)})
+		l := &genLB{name: fmt.Sprintf("alb%d", i+1), alb: true, internet: g.coin(0.35), crossZoneOff: g.coin(0.35)}
+		if naz >= 2 { // an ALB needs subnets in two AZs at least
+			g.lbs = append(g.lbs, l)
+		}
 	}
 	var internal, public bool
 	for _, l := range g.lbs {

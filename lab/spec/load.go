@@ -9,25 +9,68 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"gopkg.in/yaml.v3"
 )
+
+// MaxFileSize bounds a topology file: the largest shipped one is a few KiB,
+// and a bound keeps /dev/zero or a runaway file from exhausting memory.
+const MaxFileSize = 4 << 20
 
 // Load reads, strictly parses and validates a topology file. An unknown key,
 // a malformed address or a semantic problem is an error that names the file
 // and the line.
 func Load(path string) (*Topology, error) {
-	data, err := os.ReadFile(path)
+	data, err := readTopology(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading topology: %w", err)
+		return nil, err
 	}
 	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	return Parse(path, base, data)
 }
 
+// readTopology reads a regular file of at most MaxFileSize bytes. It checks
+// the type before opening (a FIFO would block open), opens non-blocking in
+// case the path was swapped meanwhile, and checks the opened file again.
+func readTopology(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading topology: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading topology %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading topology: %w", err)
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("reading topology: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading topology %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, fmt.Errorf("reading topology %s: %d bytes, larger than the %d-byte (4 MiB) limit", path, fi.Size(), MaxFileSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading topology: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("reading topology %s: larger than the %d-byte (4 MiB) limit", path, MaxFileSize)
+	}
+	return data, nil
+}
+
 // Parse is Load for bytes already read; file names the source in errors and
 // defaultName is the lab name used when the topology sets none.
 func Parse(file, defaultName string, data []byte) (*Topology, error) {
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s: %d bytes, larger than the %d-byte (4 MiB) limit", file, len(data), MaxFileSize)
+	}
 	t, err := decode(file, data)
 	if err != nil {
 		return nil, err
@@ -69,8 +112,12 @@ func decode(file string, data []byte) (*Topology, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", file, cleanYAMLErr(err))
 		}
-		if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 			continue // an empty document between two "---"
+		}
+		if k := doc.Content[0]; k.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("%s:%d: a Kubernetes manifest must be a mapping (apiVersion, kind, ...), not %s",
+				file, k.Line, kindName(k.Kind))
 		}
 		raw, err := yaml.Marshal(doc.Content[0])
 		if err != nil {
@@ -85,6 +132,22 @@ func decode(file string, data []byte) (*Topology, error) {
 		indexLines(root.Content[0], "", t.lines)
 	}
 	return t, nil
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return "a scalar"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return "a document"
 }
 
 // cleanYAMLErr turns yaml.v3's "yaml: unmarshal errors:\n  line 3: ..." into
@@ -219,6 +282,11 @@ func (t *Topology) applyDefaults() {
 	for i := range t.Pods {
 		if t.Pods[i].Namespace == "" {
 			t.Pods[i].Namespace = DefaultNamespace
+		}
+		for j := range t.Pods[i].Ports {
+			if t.Pods[i].Ports[j].Protocol == "" {
+				t.Pods[i].Ports[j].Protocol = "TCP" // as a container port defaults
+			}
 		}
 	}
 	for i := range t.Walks {

@@ -66,7 +66,11 @@ func (t *Topology) decodeManifest(doc []byte, line int) error {
 		if meta.Namespace == "" {
 			meta.Namespace = DefaultNamespace
 		}
-		t.Manifests.lines[objKey(kind, meta.Namespace, meta.Name)] = line
+		key := objKey(kind, meta.Namespace, meta.Name)
+		if first, dup := t.Manifests.lines[key]; dup {
+			return fmt.Errorf("%s:%d: %s is defined twice (first at line %d)", t.File, line, key, first)
+		}
+		t.Manifests.lines[key] = line
 		return nil
 	}
 	switch tm.APIVersion + " " + tm.Kind {
@@ -101,78 +105,180 @@ func (t *Topology) decodeManifest(doc []byte, line int) error {
 	return nil
 }
 
+// MaxReplicas bounds a Deployment's replicas; no lab node holds more pods
+// (the largest modelled instance type allows 737), and a bound keeps a typo
+// from expanding into millions of pods.
+const MaxReplicas = 100000
+
 // expandWorkloads turns Pod manifests and Deployment replicas into lab pods:
-// placed on nodes in turn, addressed from their ENI's subnet, and named as
-// a ReplicaSet names them, all deterministically.
+// placed on nodes in turn, addressed from their ENI's subnet (or its
+// delegated prefixes), and named as a ReplicaSet names them, all
+// deterministically. Every reference is checked here, so a bad node or ENI
+// is reported against the manifest that names it.
 func (t *Topology) expandWorkloads() Errors {
 	v := &validator{t: t}
-	used := t.usedAddrs()
+	alloc := newAllocator(t, t.usedAddrs())
 	for _, p := range t.Manifests.Pods {
 		where := objKey("Pod", p.Namespace, p.Name)
+		line := t.Manifests.lines[where]
+		bad := func(format string, args ...any) { v.addAt(line, where, format, args...) }
+		ports, ok := v.containerPorts(line, where, p.Spec.Containers)
 		pod := Pod{Name: p.Name, Namespace: p.Namespace, Node: p.Spec.NodeName, Labels: p.Labels,
-			Ports: containerPorts(p.Spec.Containers), Manifest: where}
-		if pod.Node == "" {
-			v.addAt(t.Manifests.lines[where], where, "spec.nodeName is required: the lab has no scheduler")
+			Ports: ports, Manifest: where}
+		eni, eniOK := v.eniAnnotation(line, where, p.Annotations)
+		if !ok || !eniOK {
 			continue
 		}
-		pod.ENI, _ = strconv.Atoi(p.Annotations[AnnotationENI])
+		pod.ENI = eni
+		if pod.Node == "" {
+			bad("spec.nodeName is required: the lab has no scheduler")
+			continue
+		}
+		e := v.placement(line, where, "spec.nodeName", pod.Node, eni)
+		if e == nil {
+			continue
+		}
 		if ip := p.Annotations[AnnotationIP]; ip != "" {
 			a, err := netip.ParseAddr(ip)
-			if err != nil {
-				v.addAt(t.Manifests.lines[where], where, "annotation %s: %v", AnnotationIP, err)
+			if err != nil || !a.Is4() {
+				bad("annotation %s: %q is not an IPv4 address", AnnotationIP, ip)
 				continue
 			}
 			pod.IP = a
-		} else if pod.IP = t.nextFree(pod.Node, pod.ENI, used); !pod.IP.IsValid() {
-			v.addAt(t.Manifests.lines[where], where, "no free address on node %s eth%d", pod.Node, pod.ENI)
+			alloc.used[a] = true
+		} else if pod.IP = alloc.take(e); !pod.IP.IsValid() {
+			bad("no free address on node %s eth%d (%s)", pod.Node, eni, alloc.pool(e))
 			continue
 		}
-		used[pod.IP] = true
 		t.Pods = append(t.Pods, pod)
+	}
+	names := map[string]bool{}
+	for _, p := range t.Pods {
+		names[p.Name] = true
 	}
 	for _, d := range t.Manifests.Deployments {
 		where := objKey("Deployment", d.Namespace, d.Name)
-		line := t.Manifests.lines[where]
+		line, ok := t.Manifests.lines[where]
+		bad := func(format string, args ...any) { v.addAt(line, where, format, args...) }
+		if !ok { // CoreDNS, which labctl adds: point at the setting
+			bad = func(format string, args ...any) {
+				v.add("clusterDNS", where+" (EKS's CoreDNS, added when the file has manifests): "+format, args...)
+			}
+		}
 		replicas := 1
 		if d.Spec.Replicas != nil {
 			replicas = int(*d.Spec.Replicas)
 		}
-		if d.Spec.Selector == nil || !selects(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
-			v.addAt(line, where, "spec.selector.matchLabels must select the template's labels")
+		if replicas < 0 || replicas > MaxReplicas {
+			bad("spec.replicas: %d is outside 0..%d", replicas, MaxReplicas)
 			continue
 		}
-		nodes := t.nodeNames()
-		if s := d.Annotations[AnnotationNodes]; s != "" {
-			nodes = strings.Split(s, ",")
+		if d.Spec.Selector == nil || !selects(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
+			bad("spec.selector.matchLabels must select the template's labels")
+			continue
 		}
-		eni, _ := strconv.Atoi(d.Annotations[AnnotationENI])
-		for i := 0; i < replicas; i++ {
-			pod := Pod{Name: ReplicaName(d.Namespace, d.Name, i), Namespace: d.Namespace, Node: nodes[i%len(nodes)],
-				ENI: eni, Labels: d.Spec.Template.Labels, Ports: containerPorts(d.Spec.Template.Spec.Containers),
-				Manifest: where}
-			if pod.IP = t.nextFree(pod.Node, eni, used); !pod.IP.IsValid() {
-				v.addAt(line, where, "no free address on node %s eth%d for replica %d", pod.Node, eni, i)
+		ports, portsOK := v.containerPorts(line, where, d.Spec.Template.Spec.Containers)
+		eni, eniOK := v.eniAnnotation(line, where, d.Annotations)
+		if !portsOK || !eniOK {
+			continue
+		}
+		field, nodes := "nodes", t.nodeNames()
+		if s, ok := d.Annotations[AnnotationNodes]; ok {
+			field, nodes = "annotation "+AnnotationNodes, strings.Split(s, ",")
+		}
+		if len(nodes) == 0 {
+			if replicas > 0 {
+				bad("the topology has no nodes to place %d replicas on", replicas)
+			}
+			continue
+		}
+		enis := make([]*ENI, len(nodes))
+		for i, n := range nodes {
+			if enis[i] = v.placement(line, where, field, strings.TrimSpace(n), eni); enis[i] == nil {
+				enis = nil
 				break
 			}
-			used[pod.IP] = true
+			nodes[i] = strings.TrimSpace(n)
+		}
+		if enis == nil {
+			continue
+		}
+		for i, j := 0, 0; i < replicas; i, j = i+1, j+1 {
+			// A ReplicaSet retries a pod name that is taken; so does the
+			// lab, with the next suffix (5 characters collide at scale).
+			for names[ReplicaName(d.Namespace, d.Name, j)] {
+				j++
+			}
+			k := i % len(nodes)
+			pod := Pod{Name: ReplicaName(d.Namespace, d.Name, j), Namespace: d.Namespace, Node: nodes[k],
+				ENI: eni, Labels: d.Spec.Template.Labels, Ports: ports, Manifest: where}
+			if pod.IP = alloc.take(enis[k]); !pod.IP.IsValid() {
+				bad("no free address on node %s eth%d for replica %d (%s)", pod.Node, eni, i, alloc.pool(enis[k]))
+				break
+			}
+			names[pod.Name] = true
 			t.Pods = append(t.Pods, pod)
 		}
 	}
 	return v.errs
 }
 
-func containerPorts(cs []corev1.Container) []Port {
+// eniAnnotation reads labctl.dev/eni: a device index, 0 when absent.
+func (v *validator) eniAnnotation(line int, where string, annotations map[string]string) (int, bool) {
+	s, ok := annotations[AnnotationENI]
+	if !ok {
+		return 0, true
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 || n > 31 {
+		v.addAt(line, where, "annotation %s: %q is not an ENI device index (0..31)", AnnotationENI, s)
+		return 0, false
+	}
+	return n, true
+}
+
+// placement checks that a manifest's node exists and has the ENI.
+func (v *validator) placement(line int, where, field, node string, eni int) *ENI {
+	n := v.t.Node(node)
+	if n == nil {
+		v.addAt(line, where, "%s: unknown node %q", field, node)
+		return nil
+	}
+	e := n.ENI(eni)
+	if e == nil {
+		v.addAt(line, where, "node %s has no ENI with device index %d (annotation %s)", node, eni, AnnotationENI)
+		return nil
+	}
+	if _, ok := v.t.Subnet(e.Subnet); !ok {
+		return nil // reported by Validate against the ENI
+	}
+	return e
+}
+
+// containerPorts collects the ports the app listens on, checking each as
+// the API server does, so a bad one fails here and not in iptables-restore.
+func (v *validator) containerPorts(line int, where string, cs []corev1.Container) ([]Port, bool) {
 	var out []Port
-	for _, c := range cs {
-		for _, p := range c.Ports {
+	ok := true
+	for i, c := range cs {
+		for j, p := range c.Ports {
+			field := fmt.Sprintf("containers[%d].ports[%d]", i, j)
 			proto := string(p.Protocol)
 			if proto == "" {
 				proto = "TCP"
 			}
+			if p.ContainerPort < 1 || p.ContainerPort > 65535 {
+				v.addAt(line, where, "%s.containerPort: %d is outside 1..65535", field, p.ContainerPort)
+				ok = false
+			}
+			if proto != "TCP" && proto != "UDP" {
+				v.addAt(line, where, "%s.protocol: %s is not modelled (TCP and UDP are)", field, proto)
+				ok = false
+			}
 			out = append(out, Port{Name: p.Name, Port: int(p.ContainerPort), Protocol: proto})
 		}
 	}
-	return out
+	return out, ok
 }
 
 // ReplicaName names replica i of a Deployment like a ReplicaSet does:
@@ -214,8 +320,25 @@ func (t *Topology) nodeNames() []string {
 	return out
 }
 
-// UsedAddrs is every address the topology assigns to ENIs, pods and hosts.
-func (t *Topology) UsedAddrs() map[netip.Addr]bool { return t.usedAddrs() }
+// UsedAddrs is every address the topology assigns to ENIs, pods and hosts,
+// and every address of a delegated /28: EC2 hands none of them to another
+// ENI, such as a load balancer's.
+func (t *Topology) UsedAddrs() map[netip.Addr]bool {
+	used := t.usedAddrs()
+	for _, n := range t.Nodes {
+		for _, e := range n.ENIs {
+			for _, p := range e.Prefixes {
+				if !p.IsValid() || !p.Addr().Is4() || p.Bits() < 28 {
+					continue // not a /28; Validate rejects it
+				}
+				for a := p.Masked().Addr(); p.Contains(a); a = a.Next() {
+					used[a] = true
+				}
+			}
+		}
+	}
+	return used
+}
 
 // usedAddrs is every address the lab document assigns.
 func (t *Topology) usedAddrs() map[netip.Addr]bool {
@@ -237,38 +360,14 @@ func (t *Topology) usedAddrs() map[netip.Addr]bool {
 	return used
 }
 
-// nextFree is the lowest free, non-reserved address of a node's ENI subnet,
-// as ipamd would hand out a warm secondary IP.
+// nextFree is the address ipamd would hand the next pod on a node's ENI,
+// or the zero Addr.
 func (t *Topology) nextFree(node string, eni int, used map[netip.Addr]bool) netip.Addr {
 	n := t.Node(node)
 	if n == nil || n.ENI(eni) == nil {
 		return netip.Addr{}
 	}
-	s, ok := t.Subnet(n.ENI(eni).Subnet)
-	if !ok {
-		return netip.Addr{}
-	}
-	// With prefix delegation ipamd hands out /32s of the ENI's prefixes.
-	for _, pf := range n.ENI(eni).Prefixes {
-		for a := pf.Masked().Addr(); pf.Contains(a); a = a.Next() {
-			if !used[a] && !Reserved(s.CIDR, a) {
-				return a
-			}
-		}
-	}
-	if len(n.ENI(eni).Prefixes) > 0 {
-		return netip.Addr{}
-	}
-	lbs := map[netip.Addr]bool{} // load balancer nodes' (LBAddrs)
-	for _, a := range t.LBAddrs(s) {
-		lbs[a] = true
-	}
-	for a := s.CIDR.Masked().Addr(); s.CIDR.Contains(a); a = a.Next() {
-		if !used[a] && !lbs[a] && !Reserved(s.CIDR, a) {
-			return a
-		}
-	}
-	return netip.Addr{}
+	return newAllocator(t, used).take(n.ENI(eni))
 }
 
 // addClusterDNS adds EKS's CoreDNS: the kube-dns Service on the service
@@ -307,6 +406,9 @@ func (t *Topology) ClusterDNSIP() netip.Addr {
 	return ip
 }
 
+// noFreeNodePort marks a NodePort labctl could not allocate.
+const noFreeNodePort = -1
+
 // allocateServiceAddrs gives Services without a ClusterIP or NodePort one,
 // deterministically: ClusterIPs from the service CIDR's .100 upward, NodePorts
 // from 30000 upward, health check NodePorts for LoadBalancer Services with
@@ -326,9 +428,14 @@ func (t *Topology) allocateServiceAddrs() {
 		nextIP = nextIP.Next()
 	}
 	nextPort := int32(30000)
+	// port returns the next free NodePort, or noFreeNodePort once the
+	// range is used up, which Validate reports.
 	port := func() int32 {
-		for usedPort[nextPort] {
+		for usedPort[nextPort] && nextPort <= NodePortMax {
 			nextPort++
+		}
+		if nextPort > NodePortMax {
+			return noFreeNodePort
 		}
 		usedPort[nextPort] = true
 		return nextPort
@@ -338,11 +445,13 @@ func (t *Topology) allocateServiceAddrs() {
 			s.Spec.Type = corev1.ServiceTypeClusterIP
 		}
 		if s.Spec.ClusterIP == "" {
-			for usedIP[nextIP.String()] {
+			for usedIP[nextIP.String()] && t.VPC.ServiceCIDR.Contains(nextIP) {
 				nextIP = nextIP.Next()
 			}
-			s.Spec.ClusterIP = nextIP.String()
-			usedIP[s.Spec.ClusterIP] = true
+			if t.VPC.ServiceCIDR.Contains(nextIP) { // else left empty; Validate says the CIDR is full
+				s.Spec.ClusterIP = nextIP.String()
+				usedIP[s.Spec.ClusterIP] = true
+			}
 		}
 		external := s.Spec.Type == corev1.ServiceTypeNodePort || s.Spec.Type == corev1.ServiceTypeLoadBalancer
 		for i := range s.Spec.Ports {

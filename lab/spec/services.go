@@ -35,8 +35,15 @@ func (v *validator) services() {
 		switch {
 		case s.Spec.ClusterIP == corev1.ClusterIPNone:
 			bad("spec.clusterIP", "headless Services are not modelled")
+		case s.Spec.ClusterIP == "" && !v.badServiceCIDR:
+			// Only allocateServiceAddrs leaves it empty: the CIDR is full.
+			bad("spec.clusterIP", "labctl found no free address for it in the service CIDR %s "+
+				"(it allocates from .100 upward); use a larger vpc.serviceCIDR", t.VPC.ServiceCIDR)
+		case s.Spec.ClusterIP == "":
 		case err != nil:
 			bad("spec.clusterIP", "%v", err)
+		case v.badServiceCIDR:
+			// vpc.serviceCIDR is reported; every address would be blamed.
 		case !t.VPC.ServiceCIDR.Contains(ip):
 			bad("spec.clusterIP", "%s is outside the service CIDR %s", ip, t.VPC.ServiceCIDR)
 		case ips[ip] != "":
@@ -63,6 +70,8 @@ func (v *validator) services() {
 			}
 			if p.NodePort != 0 {
 				switch {
+				case p.NodePort == noFreeNodePort:
+					bad(field+".nodePort", "labctl found no free NodePort in %d-%d for it", NodePortMin, NodePortMax)
 				case p.NodePort < NodePortMin || p.NodePort > NodePortMax:
 					bad(field+".nodePort", "%d is outside the NodePort range %d-%d", p.NodePort, NodePortMin, NodePortMax)
 				case nodePorts[p.NodePort] != "":
@@ -71,13 +80,21 @@ func (v *validator) services() {
 					nodePorts[p.NodePort] = where
 				}
 			}
+			if tp := p.TargetPort; tp.StrVal == "" && (tp.IntVal < 1 || tp.IntVal > 65535) {
+				bad(field+".targetPort", "%d is outside 1..65535", tp.IntVal)
+			}
 			if name := p.TargetPort.StrVal; name != "" && len(selected) > 0 && !anyPodHasPort(selected, name, p.Protocol) {
 				bad(field+".targetPort", "%q names no %s container port of the pods the selector picks (%s)",
 					name, p.Protocol, podNames(selected))
 			}
 		}
 		if hc := s.Spec.HealthCheckNodePort; hc != 0 {
-			if nodePorts[hc] != "" {
+			switch {
+			case hc == noFreeNodePort:
+				bad("spec.healthCheckNodePort", "labctl found no free NodePort in %d-%d for it", NodePortMin, NodePortMax)
+			case hc < NodePortMin || hc > NodePortMax:
+				bad("spec.healthCheckNodePort", "%d is outside the NodePort range %d-%d", hc, NodePortMin, NodePortMax)
+			case nodePorts[hc] != "":
 				bad("spec.healthCheckNodePort", "%d is already used by %s", hc, nodePorts[hc])
 			}
 			nodePorts[hc] = where

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -79,6 +80,9 @@ func ValidateIptables(backend string) error {
 type validator struct {
 	t    *Topology
 	errs Errors
+	// badServiceCIDR is set once vpc.serviceCIDR is reported, so Services
+	// are not blamed for addresses outside it.
+	badServiceCIDR bool
 }
 
 // addAt reports a problem in a Kubernetes manifest, by its document's line.
@@ -87,8 +91,46 @@ func (v *validator) addAt(line int, object, format string, args ...any) {
 }
 
 func (v *validator) add(path, format string, args ...any) {
+	if line, where, ok := v.manifestPod(path); ok {
+		v.addAt(line, where, format, args...)
+		return
+	}
 	v.errs = append(v.errs, Error{File: v.t.File, Line: v.t.Line(path), Path: path,
 		Msg: fmt.Sprintf(format, args...)})
+}
+
+// manifestPod maps a path under pods[N], when pod N came from a Pod or
+// Deployment manifest, to that manifest's line and a name the file shows
+// ("Deployment default/web pod web-...-x ip"): the file has no pods[N].
+func (v *validator) manifestPod(path string) (line int, where string, ok bool) {
+	rest, found := strings.CutPrefix(path, "pods[")
+	if !found {
+		return 0, "", false
+	}
+	end := strings.IndexByte(rest, ']')
+	if end < 0 {
+		return 0, "", false
+	}
+	n, err := strconv.Atoi(rest[:end])
+	if err != nil || n < 0 || n >= len(v.t.Pods) || v.t.Pods[n].Manifest == "" {
+		return 0, "", false
+	}
+	pd := v.t.Pods[n]
+	where = pd.Manifest + " pod " + pd.Name
+	if field := strings.TrimPrefix(rest[end+1:], "."); field != "" {
+		where += " " + field
+	}
+	return v.t.Manifests.lines[pd.Manifest], where, true
+}
+
+// describe names a path for another object's message.
+func (v *validator) describe(path string) string {
+	if _, _, ok := v.manifestPod(path); ok {
+		var n int
+		fmt.Sscanf(path, "pods[%d]", &n)
+		return v.t.Pods[n].Name + " of " + v.t.Pods[n].Manifest
+	}
+	return path
 }
 
 // Validate checks the whole topology and returns every problem, or nil.
@@ -113,18 +155,31 @@ func (t *Topology) Validate() Errors {
 			v.add(path, "name %q is already used by %s; nodes, pods and hosts need distinct names", name, prev)
 			return
 		}
-		objects[name] = kind + " " + path
+		objects[name] = kind + " " + v.describe(path)
 	}
+	type owned struct {
+		path string
+		a    netip.Addr
+	}
+	var order []owned
 	own := func(path string, a netip.Addr, what string) {
 		if prev, ok := owners[a]; ok {
 			v.add(path, "address %s is already used by %s", a, prev)
 			return
 		}
 		owners[a] = what
+		order = append(order, owned{path, a})
 	}
-	v.nodes(subnets, claim, own)
+	delegated := v.nodes(subnets, claim, own)
 	v.pods(claim, own)
 	v.hosts(subnets, claim, own)
+	// EC2 gives an address of a delegated /28 to no other ENI, neither as
+	// its primary nor as a secondary IP.
+	for _, o := range order {
+		if p, _ := o.a.Prefix(28); o.a.Is4() && delegated[p] != "" {
+			v.add(o.path, "%s is inside prefix %s, delegated to %s", o.a, p, delegated[p])
+		}
+	}
 	v.internet(claim, owners)
 	v.walks(objects)
 	v.services()
@@ -149,8 +204,44 @@ func (v *validator) vpc() {
 	if m := v.t.VPC.MTU; m < 576 || m > 9001 {
 		v.add("vpc.mtu", "MTU %d is outside 576..9001, the range the VPC CNI accepts", m)
 	}
-	if s := v.t.VPC.ServiceCIDR; c.IsValid() && s.Overlaps(c) {
-		v.add("vpc.serviceCIDR", "service CIDR %s overlaps the VPC CIDR %s", s, c)
+	v.serviceCIDR()
+}
+
+// Private ranges and link-local, for the service CIDR rules.
+var (
+	rfc1918   = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16")}
+	linkLocal = netip.MustParsePrefix("169.254.0.0/16")
+)
+
+// serviceCIDR enforces EKS's rules for serviceIpv4Cidr (Amazon EKS API
+// reference, KubernetesNetworkConfigRequest): inside 10.0.0.0/8,
+// 172.16.0.0/12 or 192.168.0.0/16, between /24 and /12, not overlapping the
+// VPC. The lab's own link-local and internet ranges are named explicitly.
+func (v *validator) serviceCIDR() {
+	s, c := v.t.VPC.ServiceCIDR, v.t.VPC.CIDR
+	bad := func(format string, args ...any) {
+		v.add("vpc.serviceCIDR", format, args...)
+		v.badServiceCIDR = true
+	}
+	private := false
+	for _, p := range rfc1918 {
+		private = private || contains(p, s)
+	}
+	switch {
+	case !s.IsValid() || !s.Addr().Is4():
+		bad("%s: the lab models an IPv4 service CIDR only", s)
+	case s.Masked() != s:
+		bad("%s is not a network address (did you mean %s?)", s, s.Masked())
+	case s.Overlaps(linkLocal):
+		bad("service CIDR %s overlaps the link-local %s (the pod gateway %s lives there)", s, linkLocal, PodGateway)
+	case s.Overlaps(InternetLAN) || s.Overlaps(PublicRange):
+		bad("service CIDR %s overlaps the lab's internet (%s, %s)", s, InternetLAN, PublicRange)
+	case !private:
+		bad("service CIDR %s must be inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, as EKS requires", s)
+	case s.Bits() < 12 || s.Bits() > 24:
+		bad("service CIDR %s must be between /12 and /24, as EKS requires", s)
+	case c.IsValid() && s.Overlaps(c):
+		bad("service CIDR %s overlaps the VPC CIDR %s", s, c)
 	}
 }
 
@@ -244,7 +335,10 @@ func (v *validator) checkObjectName(path, name, kind string) bool {
 	return false
 }
 
-func (v *validator) nodes(subnets map[string]Subnet, claim func(string, string, string), own func(string, netip.Addr, string)) {
+// nodes checks nodes and their ENIs; it returns the delegated /28s and
+// the ENI each is delegated to.
+func (v *validator) nodes(subnets map[string]Subnet, claim func(string, string, string), own func(string, netip.Addr, string)) map[netip.Prefix]string {
+	delegated := map[netip.Prefix]string{}
 	for i := range v.t.Nodes {
 		n := &v.t.Nodes[i]
 		p := fmt.Sprintf("nodes[%d]", i)
@@ -264,6 +358,7 @@ func (v *validator) nodes(subnets map[string]Subnet, claim func(string, string, 
 		}
 		idx := map[int]bool{}
 		longName := false
+		nodeAZ := ""
 		for j := range n.ENIs {
 			e := &n.ENIs[j]
 			ep := fmt.Sprintf("%s.enis[%d]", p, j)
@@ -281,6 +376,14 @@ func (v *validator) nodes(subnets map[string]Subnet, claim func(string, string, 
 			if !ok {
 				v.add(ep+".subnet", "unknown subnet %q", e.Subnet)
 				continue
+			}
+			// An instance lives in one AZ and EC2 attaches only ENIs of
+			// subnets in that AZ (AttachNetworkInterface).
+			if nodeAZ == "" {
+				nodeAZ = s.AZ
+			} else if s.AZ != nodeAZ {
+				v.add(ep+".subnet", "subnet %q is in AZ %s, but node %s is in %s; an ENI must be in its instance's AZ",
+					s.Name, s.AZ, n.Name, nodeAZ)
 			}
 			if v.checkHostAddr(ep+".ip", e.IP, s) {
 				own(ep+".ip", e.IP, fmt.Sprintf("node %s eth%d", n.Name, *e.Index))
@@ -300,6 +403,10 @@ func (v *validator) nodes(subnets map[string]Subnet, claim func(string, string, 
 					v.add(pp, "%s: EC2 delegates aligned /28 prefixes", pf)
 				case !contains(s.CIDR, pf):
 					v.add(pp, "prefix %s is outside subnet %q (%s)", pf, s.Name, s.CIDR)
+				case delegated[pf] != "":
+					v.add(pp, "prefix %s is already delegated to %s", pf, delegated[pf])
+				default:
+					delegated[pf] = fmt.Sprintf("node %s eth%d", n.Name, *e.Index)
 				}
 			}
 		}
@@ -307,6 +414,7 @@ func (v *validator) nodes(subnets map[string]Subnet, claim func(string, string, 
 			v.add(p+".enis", "no primary ENI: one ENI must have device index 0")
 		}
 	}
+	return delegated
 }
 
 func (v *validator) pods(claim func(string, string, string), own func(string, netip.Addr, string)) {
@@ -320,6 +428,15 @@ func (v *validator) pods(claim func(string, string, string), own func(string, ne
 		}
 		if !dnsLabel.MatchString(pd.Namespace) {
 			v.add(p+".namespace", "namespace %q is not a valid Kubernetes namespace name", pd.Namespace)
+		}
+		for j, port := range pd.Ports {
+			pp := fmt.Sprintf("%s.ports[%d]", p, j)
+			if port.Port < 1 || port.Port > 65535 {
+				v.add(pp+".port", "port %d is outside 1..65535", port.Port)
+			}
+			if port.Protocol != "TCP" && port.Protocol != "UDP" {
+				v.add(pp+".protocol", "protocol %q: use TCP or UDP", port.Protocol)
+			}
 		}
 		n := v.t.Node(pd.Node)
 		if n == nil {
@@ -439,11 +556,19 @@ func (v *validator) internet(claim func(string, string, string), owners map[neti
 		}
 	}
 	if in.DNS != nil {
+		names := map[string]bool{}
 		for i, r := range in.DNS.Records {
 			p := fmt.Sprintf("internet.dns.records[%d]", i)
-			if !strings.Contains(r.Name, ".") || r.Alias == "" {
+			name := strings.ToLower(strings.TrimSuffix(r.Name, "."))
+			switch {
+			case !strings.Contains(name, ".") || r.Alias == "":
 				v.add(p, "a record needs a dotted name and an alias (an Ingress or LoadBalancer Service)")
+			case !validDNSName(name):
+				v.add(p+".name", "%q is not a DNS name (labels of letters, digits and '-', at most 253 bytes)", r.Name)
+			case names[name]:
+				v.add(p+".name", "record %s is listed twice", r.Name)
 			}
+			names[name] = true
 		}
 	}
 	for i, m := range in.PublicIPs {
@@ -513,6 +638,60 @@ func (v *validator) walks(objects map[string]string) {
 		if w.Port < 0 || w.Port > 65535 {
 			v.add(p+".port", "port %d is outside 1..65535", w.Port)
 		}
+		v.walkExtras(p, w)
+	}
+}
+
+// MaxConnections bounds a spread or churn walk: each connection is a real
+// TCP or UDP exchange, and a few hundred already show every endpoint.
+const MaxConnections = 1000
+
+// walkExtras checks the fields only some walks use: connections, the load
+// balancer AZ and the DNS name.
+func (v *validator) walkExtras(p string, w Walk) {
+	switch {
+	case w.Kind == WalkSpread || w.Kind == WalkChurn:
+		if w.Connections < 1 || w.Connections > MaxConnections {
+			v.add(p+".connections", "%d connections: use 1..%d", w.Connections, MaxConnections)
+		}
+	case w.Connections != 0:
+		v.add(p+".connections", "connections is for spread and churn walks, not %s", w.Kind)
+	}
+	if w.Via != "" && w.Service == "" {
+		v.add(p+".via", "via picks the node whose NodePort a service walk uses; this walk has no service")
+	}
+	if w.Query != "" && w.Kind != WalkDNS {
+		v.add(p+".query", "query is for dns walks, not %s", w.Kind)
+	}
+	if w.Path != "" && (w.LoadBalancer == "" || !strings.HasPrefix(w.Path, "/")) {
+		v.add(p+".path", "path %q: an ALB walk's HTTP path starts with '/' and needs a loadBalancer", w.Path)
+	}
+	if w.Protocol == "icmp" && w.Port != 0 {
+		v.add(p+".port", "an icmp walk has no port")
+	}
+	if w.AZ != "" {
+		known := false
+		for _, az := range v.t.AZs {
+			known = known || az.Name == w.AZ
+		}
+		switch {
+		case w.LoadBalancer == "":
+			v.add(p+".az", "az picks a load balancer node; this walk has no loadBalancer")
+		case !known:
+			v.add(p+".az", "unknown AZ %q", w.AZ)
+		}
+	}
+	if w.DNSName != "" {
+		in := v.t.Internet
+		found := false
+		if in != nil && in.DNS != nil {
+			for _, r := range in.DNS.Records {
+				found = found || strings.EqualFold(strings.TrimSuffix(r.Name, "."), strings.TrimSuffix(w.DNSName, "."))
+			}
+		}
+		if !found {
+			v.add(p+".dnsName", "%q is no record of internet.dns", w.DNSName)
+		}
 	}
 }
 
@@ -548,6 +727,19 @@ func (v *validator) walkService(p string, w Walk) {
 	if w.Via != "" && v.t.Node(w.Via) == nil {
 		v.add(p+".via", "unknown node %q", w.Via)
 	}
+}
+
+// validDNSName checks a lower-cased name without the trailing dot.
+func validDNSName(name string) bool {
+	if len(name) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(name, ".") {
+		if len(l) > 63 || !dnsLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
 }
 
 func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {

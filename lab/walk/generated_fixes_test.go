@@ -17,6 +17,8 @@ vpc: {cidr: 10.9.0.0/16}
 azs:
   - name: us-east-1a
     subnets: [{name: a, cidr: 10.9.1.0/24, role: internal-elb}]
+  - name: us-east-1b
+    subnets: [{name: b, cidr: 10.9.2.0/24, role: internal-elb}]
 nodes:
   - {name: n1, enis: [{subnet: a, ip: 10.9.1.10}, {subnet: a, ip: 10.9.1.11}]}
   - {name: n2, enis: [{subnet: a, ip: 10.9.1.20}]}

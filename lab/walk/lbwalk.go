@@ -36,11 +36,11 @@ func LBOf(t *spec.Topology, w spec.Walk) (*lb.Model, *lb.LoadBalancer, lb.Node, 
 		if l.Owner != "Service "+ns+"/"+name && l.Owner != "Ingress "+ns+"/"+name {
 			continue
 		}
-		node := l.Nodes[0]
-		for _, n := range l.Nodes {
-			if n.AZ == w.AZ {
-				node = n
-			}
+		// The walk's AZ must have a node of the load balancer: falling back
+		// to another AZ's would walk a path the user did not ask for.
+		node, err := l.NodeInAZ(w.AZ)
+		if err != nil {
+			return nil, nil, lb.Node{}, nil, fmt.Errorf("%s: %w", walkField(t, w, "az"), err)
 		}
 		if l.Kind == lb.ALB {
 			return m, l, node, &l.Listeners[0], nil
