@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -49,53 +47,17 @@ func generatedSeeds() []int64 {
 }
 
 // runSeed brings up one generated topology, runs every derived walk and
-// returns the failures, each with its first mismatch and report.
+// returns the failures, each with its first mismatch.
 func runSeed(seed int64) (failures []string, yaml []byte) {
 	GinkgoHelper()
-	yaml = spec.Random(seed)
-	dir, err := os.MkdirTemp("", "labctl-gen-")
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(os.RemoveAll, dir)
-	Expect(os.Chmod(dir, 0o755)).To(Succeed())
-	file := filepath.Join(dir, fmt.Sprintf("seed-%d.yaml", seed))
-	Expect(os.WriteFile(file, yaml, 0o644)).To(Succeed())
-	t, err := spec.Load(file)
-	Expect(err).NotTo(HaveOccurred(), "seed %d does not load:\n%s", seed, yaml)
 	name := fmt.Sprintf("%sg%d", labPrefix, seed%1_000_000)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	_, err = lab.Up(ctx, t, lab.UpOptions{Name: name})
-	Expect(err).NotTo(HaveOccurred(), "seed %d: up:\n%s", seed, yaml)
-	DeferCleanup(func() {
-		_, err := lab.Down(name)
-		Expect(err).NotTo(HaveOccurred())
-		expectNothingLeft(name)
-	})
-	s, err := lab.OpenSession(name)
-	Expect(err).NotTo(HaveOccurred())
-	defer s.Close()
-	walks := append([]spec.Walk(nil), t.Walks...)
-	// A churn walk replaces a pod; the others run on the lab as written.
-	sort.SliceStable(walks, func(i, j int) bool { return walks[i].Kind != spec.WalkChurn && walks[j].Kind == spec.WalkChurn })
-	for _, w := range walks {
-		if w.Kind == spec.WalkState {
-			continue // the state check is not one of Session.Walk's kinds
-		}
-		run, err := s.Walk(w, filepath.Join(dir, w.Name))
-		switch {
-		case err != nil:
-			failures = append(failures, fmt.Sprintf("walk %s: %v", w.Name, err))
-		case !run.Passed() && run.Report != nil:
-			first := "none"
-			if h := run.Report.FirstFailure(); h != nil {
-				first = h.Describe()
-			}
-			failures = append(failures, fmt.Sprintf("walk %s FAILED; first mismatch: %s\n%s", w.Name, first, describe(run.Report)))
-		case !run.Passed():
-			failures = append(failures, fmt.Sprintf("walk %s FAILED: %+v %+v", w.Name, run.Spread, run.Churn))
-		}
-	}
-	return failures, yaml
+	res, err := lab.RunSeed(ctx, seed, name, GinkgoT().TempDir())
+	Expect(err).NotTo(HaveOccurred(), "seed %d:\n%s", seed, res.YAML)
+	expectNothingLeft(name)
+	Expect(res.Walks).To(BeNumerically(">", 3), "seed %d derived too few walks", seed)
+	return res.Failures, res.YAML
 }
 
 var _ = Describe("generated topologies", Label("generated"), func() {

@@ -49,7 +49,7 @@ walk in real captures. Nothing of a lab touches the host's own namespace.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newUp(), newDown(), newList(), newStatus(), newExec(), newWalk(), newValidate(),
-		newBench(), newPod(), newLB(), newFault(), newExercise(), newGraph(), newAgent())
+		newBench(), newPod(), newLB(), newFault(), newExercise(), newGraph(), newAgent(), newSoak())
 	return root
 }
 

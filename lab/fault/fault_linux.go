@@ -6,6 +6,7 @@
 package fault
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/labctl/labctl/lab/agent"
+	"github.com/labctl/labctl/lab/internal/crash"
 	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/run"
@@ -271,6 +273,7 @@ func Inject(rs *run.Session, name string) (*Fault, error) {
 	if err := writeFaults(s.Lab, append(active, name)); err != nil {
 		return nil, err
 	}
+	crash.Point(context.Background(), "fault-recorded")
 	if err := f.inject(s); err != nil {
 		if cerr := f.clear(s); cerr != nil {
 			return nil, fmt.Errorf("injecting %s: %w (rolling back failed too: %v; labctl fault clear retries)", name, err, cerr)
