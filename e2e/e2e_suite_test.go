@@ -50,7 +50,10 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	// Another run's labs share this run's names: wait for it to end.
 	Expect(unix.Flock(int(lock.Fd()), unix.LOCK_EX)).To(Succeed(), "locking "+lockFile)
-	DeferCleanup(func() { _ = os.Remove(lockFile); lock.Close() })
+	// The file stays: a run waiting on it would otherwise hold a lock on a
+	// removed file while a third run locks a new one, and their sweeps
+	// would take each other's labs.
+	DeferCleanup(lock.Close)
 	sweep()
 })
 

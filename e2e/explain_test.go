@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/fault"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 )
@@ -82,5 +83,19 @@ var _ = Describe("walk --explain", Ordered, Label("explain"), func() {
 		rules, monitors = traces()
 		Expect(rules).To(BeZero(), "TRACE rules left after status")
 		Expect(monitors).To(BeZero(), "xtables-monitor left after status")
+	})
+
+	It("on ticket-105's fault, names where A3 stopped: node51's neighbour entry for pod81 unresolved and its unanswered ARP", func() {
+		s := session("pod-networking", labPrefix+"x105")
+		_, err := fault.Inject(s, "secondary-ip-unassigned")
+		Expect(err).NotTo(HaveOccurred())
+		s.Explain = true
+		run := walkOnce(s, "A3")
+		Expect(run.Passed()).To(BeFalse())
+		notes := strings.Join(run.Report.Notes, "\n")
+		Expect(notes).To(ContainSubstring("where it stopped: last seen at node51/"))
+		Expect(notes).To(ContainSubstring("the next hop, node51/eth0 out, never happened"))
+		Expect(notes).To(MatchRegexp(`node51: neighbour 192\.168\.1\.81 lladdr \(none\) (FAILED|INCOMPLETE)`))
+		Expect(notes).To(MatchRegexp(`node51: \d+ ARP requests for 192\.168\.1\.81 on eth0, none answered`))
 	})
 })

@@ -304,6 +304,11 @@ func (s *Session) decide(out walk.HopResult, in *walk.HopResult, traced []*Trace
 	var lines []string
 	src, dst := out.Seen.Src, out.Seen.Dst
 	iif := ""
+	if in != nil && proxied(in.Seen, out.Seen) {
+		// A connection this namespace opened itself (the ALB's to its
+		// target): routed as a local packet from its own source.
+		in = nil
+	}
 	if in != nil {
 		src, iif = in.Seen.Src, in.Point.Iface
 	}
@@ -334,6 +339,12 @@ func (s *Session) decide(out walk.HopResult, in *walk.HopResult, traced []*Trace
 		lines = append(lines, conntrackLines(h, obj, src, out.Seen, in)...)
 	}
 	return lines
+}
+
+// proxied: out is not in forwarded (NAT keeps TCP sequence numbers) but
+// a segment of another connection the namespace opened, as a proxy does.
+func proxied(in, out *walk.Packet) bool {
+	return in.Proto == "tcp" && out.Proto == "tcp" && in.TCP.Seq != out.TCP.Seq
 }
 
 // routeLine is the policy rule and route the kernel uses for the packet,
@@ -382,7 +393,11 @@ func (s *Session) routeLine(h *ns.NS, obj string, src, dst netip.Addr, iif strin
 	found := false
 	for _, n := range neighs {
 		if n.IP.Equal(next.AsSlice()) {
-			lines = append(lines, fmt.Sprintf("%s: neighbour %s lladdr %s %s on %s", obj, next, n.HardwareAddr, neighState(n.State), dev))
+			mac := n.HardwareAddr.String()
+			if mac == "" {
+				mac = "(none)"
+			}
+			lines = append(lines, fmt.Sprintf("%s: neighbour %s lladdr %s %s on %s", obj, next, mac, neighState(n.State), dev))
 			found = true
 		}
 	}
@@ -417,10 +432,14 @@ func routePrefix(h *ns.NS, table int, dst netip.Addr) string {
 }
 
 func neighState(s int) string {
-	for bit, name := range map[int]string{netlink.NUD_PERMANENT: "PERMANENT", netlink.NUD_REACHABLE: "REACHABLE",
-		netlink.NUD_STALE: "STALE", netlink.NUD_DELAY: "DELAY", netlink.NUD_PROBE: "PROBE", netlink.NUD_NOARP: "NOARP"} {
-		if s&bit != 0 {
-			return name
+	for _, st := range []struct {
+		bit  int
+		name string
+	}{{netlink.NUD_PERMANENT, "PERMANENT"}, {netlink.NUD_REACHABLE, "REACHABLE"}, {netlink.NUD_STALE, "STALE"},
+		{netlink.NUD_DELAY, "DELAY"}, {netlink.NUD_PROBE, "PROBE"}, {netlink.NUD_NOARP, "NOARP"},
+		{netlink.NUD_INCOMPLETE, "INCOMPLETE (asked by ARP, no answer yet)"}, {netlink.NUD_FAILED, "FAILED (ARP got no answer)"}} {
+		if s&st.bit != 0 {
+			return st.name
 		}
 	}
 	return fmt.Sprintf("state %#x", s)

@@ -2,6 +2,7 @@ package run
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/labctl/labctl/lab/walk"
@@ -38,5 +39,27 @@ func TestFlowEntriesKeepOnlyTheWalksOwnTuplesAtThatObject(t *testing.T) {
 	got := FlowEntries([]Entry{healthCheck, walkEntry, elsewhere}, flow)
 	if len(got) != 1 || got[0] != walkEntry {
 		t.Fatalf("flow entries at node71 = %v, want only the walk's %v", got, walkEntry)
+	}
+}
+
+func TestNetstatCounterReadsTheNamedColumnOfItsSection(t *testing.T) {
+	netstat := "TcpExt: SyncookiesSent IPReversePathFilter TW\nTcpExt: 0 7 2\nIpExt: InNoRoutes InTruncatedPkts\nIpExt: 3 0\n"
+	if v, ok := NetstatCounter(netstat, "TcpExt", "IPReversePathFilter"); !ok || v != 7 {
+		t.Errorf("IPReversePathFilter = %d, %v; want 7", v, ok)
+	}
+	if v, ok := NetstatCounter(netstat, "IpExt", "InNoRoutes"); !ok || v != 3 {
+		t.Errorf("InNoRoutes = %d, %v; want 3", v, ok)
+	}
+	if _, ok := NetstatCounter(netstat, "IpExt", "Nope"); ok {
+		t.Error("a missing counter was found")
+	}
+}
+
+func TestCountedDropsAreTheDropAndRejectRulesThatCounted(t *testing.T) {
+	save := "*filter\n:FORWARD ACCEPT [0:0]\n[5:300] -A FORWARD -p tcp -m tcp --dport 8080 -j DROP\n[0:0] -A FORWARD -j REJECT --reject-with icmp-port-unreachable\n[9:900] -A FORWARD -j ACCEPT\nCOMMIT\n*raw\n[2:120] -A PREROUTING -s 10.0.0.0/8 -j DROP\nCOMMIT\n"
+	got := CountedDrops(save)
+	want := []string{"filter: -A FORWARD -p tcp -m tcp --dport 8080 -j DROP (5 packets)", "raw: -A PREROUTING -s 10.0.0.0/8 -j DROP (2 packets)"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("counted drops\n got %q\nwant %q", got, want)
 	}
 }

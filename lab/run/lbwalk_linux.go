@@ -174,6 +174,9 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		notes = append(notes, "no node translated the flow (its conntrack entries on every node it crossed are untranslated)")
 	}
 	run.Report.Notes = append(run.Report.Notes, notes...)
+	if !run.Report.Passed() && w.Expect != "drop" {
+		run.Report.Notes = append(run.Report.Notes, s.whereItStopped(run.Report, cl, pkts)...)
+	}
 	if run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts); err != nil {
 		return run, err
 	}

@@ -245,6 +245,9 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 			run.Report.Failed = true
 		}
 	}
+	if !run.Report.Passed() && w.Expect != "drop" {
+		run.Report.Notes = append(run.Report.Notes, s.whereItStopped(run.Report, cl, pkts)...)
+	}
 	if run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts); err != nil {
 		return run, err
 	}
@@ -280,11 +283,7 @@ func (s *Session) spread(w spec.Walk) (*Run, error) {
 		return s.lbSpread(w)
 	}
 	svc := walk.ServiceOf(s.Topo, w)
-	src, err := s.NS(w.From)
-	if err != nil {
-		return nil, err
-	}
-	from, err := walk.EndpointOf(s.Topo, w.From) // a pod or a host
+	src, from, err := s.source(w)
 	if err != nil {
 		return nil, err
 	}
@@ -523,15 +522,21 @@ func (c *Churn) Why() string {
 	return ""
 }
 
+// source is a walk's client: its namespace and its end (a pod or a host).
+func (s *Session) source(w spec.Walk) (*ns.NS, walk.Endpoint, error) {
+	src, err := s.NS(w.From)
+	if err != nil {
+		return nil, walk.Endpoint{}, err
+	}
+	from, err := walk.EndpointOf(s.Topo, w.From)
+	return src, from, err
+}
+
 // churn is walk B4: requests to a Service before and after one of its
 // Deployment's pods is deleted and replaced.
 func (s *Session) churn(w spec.Walk) (*Run, error) {
 	svc := walk.ServiceOf(s.Topo, w)
-	src, err := s.NS(w.From)
-	if err != nil {
-		return nil, err
-	}
-	from, err := walk.EndpointOf(s.Topo, w.From) // a pod or a host
+	src, from, err := s.source(w)
 	if err != nil {
 		return nil, err
 	}

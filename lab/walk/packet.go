@@ -52,6 +52,9 @@ type Packet struct {
 	// IPID and IPLen identify a packet across a routed hop and size it.
 	IPID  uint16
 	IPLen int
+	// ARPOp is an ARP packet's operation (1 request, 2 reply); Src and Dst
+	// are then its sender's and target's protocol addresses.
+	ARPOp uint16
 }
 
 // TCPInfo is what identifies a TCP segment of a walk's connection: NAT
@@ -72,6 +75,13 @@ func Decode(data []byte) Packet {
 	}
 	p.SrcMAC, p.DstMAC = eth.SrcMAC, eth.DstMAC
 	p.Proto = strings.ToLower(eth.EthernetType.String())
+	if arp, ok := pk.Layer(layers.LayerTypeARP).(*layers.ARP); ok {
+		// Who has Dst, tell Src: what a dead next hop leaves in a capture.
+		p.Proto, p.ARPOp = "arp", arp.Operation
+		p.Src, _ = netip.AddrFromSlice(arp.SourceProtAddress)
+		p.Dst, _ = netip.AddrFromSlice(arp.DstProtAddress)
+		return p
+	}
 	ip, ok := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	if !ok {
 		return p
@@ -130,6 +140,11 @@ func (p Packet) detail() string {
 		return fmt.Sprintf("TCP [%s] seq %d", strings.Join(f, ""), p.TCP.Seq)
 	case "udp":
 		return fmt.Sprintf("UDP length %d", len(p.Payload))
+	case "arp":
+		if p.ARPOp == layers.ARPRequest {
+			return fmt.Sprintf("ARP who-has %s tell %s", p.Dst, p.Src)
+		}
+		return fmt.Sprintf("ARP reply %s is-at %s", p.Src, p.SrcMAC)
 	}
 	return p.Proto
 }
