@@ -16,114 +16,130 @@ import (
 	"github.com/labctl/labctl/lab/walk"
 )
 
-// lbWalk runs a walk through a load balancer (C1-C4): captures at the
+// lbFlow walks through a load balancer (C1-C4, D1): captures at the
 // client, the load balancer, every target and every endpoint; a request to
-// the LB node of the walk's AZ; then the hops derived from the target and
-// endpoint the capture shows were picked.
-func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
-	pts, targets, endpoints, err := walk.LBCandidates(s.Topo, w)
-	if err != nil {
+// the LB node of the walk's AZ (found through Route 53 for a walk with a
+// dnsName); then the hops derived from the target and endpoint the capture
+// shows were picked.
+type lbFlow struct {
+	s                  *Session
+	w                  spec.Walk
+	pts                []walk.Point
+	targets, endpoints map[netip.Addr]string
+	l                  *lb.LoadBalancer
+	node               lb.Node
+	li                 *lb.Listener
+	client             walk.Endpoint
+	before             map[string]string
+	port               uint16
+	token              string
+	dst                netip.AddrPort
+	dnsNotes           []string
+	dnsFailed          bool
+	status             int
+	backend            *walk.Conn
+	backendIdle        time.Duration
+	backendErr         error
+	picks              walk.Picks
+}
+
+func (s *Session) newLBFlow(w spec.Walk) (*lbFlow, error) {
+	f := &lbFlow{s: s, w: w, before: map[string]string{}, backendIdle: -1}
+	var err error
+	if f.pts, f.targets, f.endpoints, err = walk.LBCandidates(s.Topo, w); err != nil {
 		return nil, err
 	}
-	_, l, node, li, err := walk.LBOf(s.Topo, w)
-	if err != nil {
+	if _, f.l, f.node, f.li, err = walk.LBOf(s.Topo, w); err != nil {
 		return nil, err
 	}
-	caps, tr, err := s.observe(pts)
-	if err != nil {
+	if f.client, err = walk.EndpointOf(s.Topo, w.From); err != nil {
 		return nil, err
 	}
-	defer caps.Close()
-	if tr != nil {
-		defer tr.stop() // on an early return: the TRACE rules and monitors go
+	return f, nil
+}
+
+func (f *lbFlow) points() ([]walk.Point, error) { return f.pts, nil }
+
+// prepare reads every node's counters, to show which kube-proxy chains the
+// flow used (none, for ip targets).
+func (f *lbFlow) prepare() (err error) {
+	for _, n := range f.s.Topo.Nodes {
+		if f.before[n.Name], err = f.s.natSave(n.Name); err != nil {
+			return err
+		}
 	}
-	client, err := walk.EndpointOf(s.Topo, w.From)
-	if err != nil {
-		return nil, err
-	}
+	return nil
+}
+
+func (f *lbFlow) send(run *Run) (*walk.Classifier, error) {
+	s, w, l := f.s, f.w, f.l
 	src, err := s.NS(w.From)
 	if err != nil {
 		return nil, err
 	}
-	// Every node's counters, to show which kube-proxy chains the flow used
-	// (none, for ip targets).
-	before := map[string]string{}
-	for _, n := range s.Topo.Nodes {
-		if before[n.Name], err = s.natSave(n.Name); err != nil {
-			return nil, err
-		}
-	}
-	port, err := traffic.FreePort(src, "tcp4", client.IP)
-	if err != nil {
+	if f.port, err = traffic.FreePort(src, "tcp4", f.client.IP); err != nil {
 		return nil, err
 	}
-	token := traffic.NewToken()
-	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
-	var dnsNotes []string
-	dnsFailed := false
+	f.token = traffic.NewToken()
+	f.dst = netip.AddrPortFrom(f.node.IP, uint16(f.li.Port))
 	if w.DNSName != "" {
 		dnsPort, err := traffic.FreePort(src, "udp4", netip.Addr{})
 		if err != nil {
 			return nil, err
 		}
-		pub, notes, ok := s.resolvePublic(w, src, dnsPort, l, node)
-		dnsNotes, dnsFailed = notes, !ok
-		dst = netip.AddrPortFrom(pub, uint16(li.Port))
+		pub, notes, ok := s.resolvePublic(w, src, dnsPort, l, f.node)
+		f.dnsNotes, f.dnsFailed = notes, !ok
+		f.dst = netip.AddrPortFrom(pub, uint16(f.li.Port))
 	}
 	path := "/"
-	if l.Kind == lb.ALB {
-		path = w.Path
-	}
-	run := &Run{}
-	var status int
 	timeout := traffic.Timeout
 	if l.Kind == lb.ALB {
+		path = w.Path
 		// Long enough to see the ALB give up on a silent target (504).
 		timeout = agent.ALBConnectTimeout + agent.ALBIdleTimeout + traffic.Timeout
 	}
-	run.App, status, run.TrafficErr = traffic.HTTPDo(src, client.IP, port, dst, token, timeout, path)
-	var backend *walk.Conn
-	var backendErr error
-	backendIdle := time.Duration(-1)
+	run.App, f.status, run.TrafficErr = traffic.HTTPDo(src, f.client.IP, f.port, f.dst, f.token, timeout, path)
 	if l.Kind == lb.ALB {
-		backend, backendIdle, backendErr = agent.ALBConn(s.Lab, token)
+		f.backend, f.backendIdle, f.backendErr = agent.ALBConn(s.Lab, f.token)
 	}
-	frames, pkts, traces, err := collect(caps, tr)
-	if err != nil {
-		return nil, err
-	}
-	cl := &walk.Classifier{Proto: "tcp", Token: []byte(token), HTTP: l.Kind == lb.ALB, ClientPort: port, Backend: backend}
+	return &walk.Classifier{Proto: "tcp", Token: []byte(f.token), HTTP: l.Kind == lb.ALB, ClientPort: f.port, Backend: f.backend}, nil
+}
+
+func (f *lbFlow) expect(run *Run, cl *walk.Classifier, pkts []walk.Packet) (*walk.Expectation, error) {
 	if !cl.HTTP {
-		cl.FindISN(&walk.Expectation{From: client, ClientPort: port}, pkts)
+		cl.FindISN(&walk.Expectation{From: f.client, ClientPort: f.port}, pkts)
 	}
-	picks := walk.Picks{Target: cl.Endpoint(pkts, targets), Endpoint: cl.Endpoint(pkts, endpoints)}
-	e, err := walk.Derive(s.Topo, w, port, picks.Endpoint, picks)
+	f.picks = walk.Picks{Target: cl.Endpoint(pkts, f.targets), Endpoint: cl.Endpoint(pkts, f.endpoints)}
+	e, err := walk.Derive(f.s.Topo, f.w, f.port, f.picks.Endpoint, f.picks)
 	if err != nil {
-		return nil, fmt.Errorf("walk %s: %w (traffic: %v)", w.Name, err, run.TrafficErr)
+		return nil, fmt.Errorf("walk %s: %w (traffic: %v)", f.w.Name, err, run.TrafficErr)
 	}
-	e.Points = pts // everything captured must be explained by a hop
-	run.Report = walk.Check(e, cl, pkts)
-	lbs, _ := lb.Build(s.Topo)
-	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, lbs), pkts, walk.FlowPackets(cl, pkts))
-	if tr != nil {
-		run.Explain = s.explain(run.Report, traces)
-	}
-	notes := append(dnsNotes, fmt.Sprintf("%s, %s, node %s (%s); the client sent to %s", l.Owner, l.Kind, node.AZ, node.IP, dst))
+	return e, nil
+}
+
+func (f *lbFlow) azs() map[string]string {
+	lbs, _ := lb.Build(f.s.Topo)
+	return walk.PortAZs(f.s.Topo, lbs)
+}
+
+func (f *lbFlow) judge(run *Run, e *walk.Expectation, cl *walk.Classifier, pkts []walk.Packet) {
+	s, w, l, node := f.s, f.w, f.l, f.node
+	notes := append(f.dnsNotes, fmt.Sprintf("%s, %s, node %s (%s); the client sent to %s", l.Owner, l.Kind, node.AZ, node.IP, f.dst))
 	switch {
-	case backendErr != nil:
-		notes = append(notes, "the ALB's connection to the target is unknown: "+backendErr.Error())
-	case backend != nil && backendIdle >= 0:
+	case f.backendErr != nil:
+		notes = append(notes, "the ALB's connection to the target is unknown: "+f.backendErr.Error())
+	case f.backend != nil && f.backendIdle >= 0:
 		notes = append(notes, fmt.Sprintf("the ALB's connection to the target: %s -> %s, kept alive from an earlier request (idle %v)",
-			backend.Src, backend.Dst, backendIdle))
-	case backend != nil:
-		notes = append(notes, fmt.Sprintf("the ALB's connection to the target: %s -> %s, new", backend.Src, backend.Dst))
+			f.backend.Src, f.backend.Dst, f.backendIdle))
+	case f.backend != nil:
+		notes = append(notes, fmt.Sprintf("the ALB's connection to the target: %s -> %s, new", f.backend.Src, f.backend.Dst))
 	}
-	run.Report.Failed = run.Report.Failed || dnsFailed
-	if picks.Target != "" {
-		notes = append(notes, "the load balancer picked target "+picks.Target)
+	run.Report.Failed = run.Report.Failed || f.dnsFailed
+	if f.picks.Target != "" {
+		notes = append(notes, "the load balancer picked target "+f.picks.Target)
 	}
-	if picks.Endpoint != "" && picks.Endpoint != picks.Target {
-		notes = append(notes, "kube-proxy on "+picks.Target+" picked endpoint "+picks.Endpoint)
+	if f.picks.Endpoint != "" && f.picks.Endpoint != f.picks.Target {
+		notes = append(notes, "kube-proxy on "+f.picks.Target+" picked endpoint "+f.picks.Endpoint)
 	}
 	switch {
 	case w.Expect == "drop" && run.TrafficErr == nil:
@@ -143,24 +159,24 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 			notes = append(notes, "X-Forwarded-For: "+xff[0])
 		}
 	default:
-		notes = append(notes, fmt.Sprintf("the load balancer answered HTTP %d", status))
+		notes = append(notes, fmt.Sprintf("the load balancer answered HTTP %d", f.status))
 		// Without a pod's answer only two are expected, as an ALB gives them:
 		// 404 for a path no rule matches, 503 for a rule whose target group
 		// has no registered targets. Anything else (502, 504) fails the walk.
 		rule := l.Match(w.Path)
-		expected := l.Kind == lb.ALB && ((rule == nil && status == 404) ||
-			(rule != nil && len(rule.Group.Targets) == 0 && status == 503))
+		expected := l.Kind == lb.ALB && ((rule == nil && f.status == 404) ||
+			(rule != nil && len(rule.Group.Targets) == 0 && f.status == 503))
 		if !expected {
 			run.Report.Failed = true
 		}
 	}
-	ipTargets := li.Group != nil && li.Group.TargetType == lb.TargetIP || l.Kind == lb.ALB
+	ipTargets := f.li.Group != nil && f.li.Group.TargetType == lb.TargetIP || l.Kind == lb.ALB
 	for _, n := range s.Topo.Nodes {
-		ev := s.natEvidence(n.Name, before[n.Name], FlowTuples(cl, pkts, n.Name))
+		ev := s.natEvidence(n.Name, f.before[n.Name], FlowTuples(cl, pkts, n.Name))
 		// The chains are shown for the nodes on the path; with instance
 		// targets every node's NodePort chains also count the NLB's health
 		// checks, so a counter says nothing of this flow by itself.
-		if n.Name == picks.Target || (e.Endpoint != nil && e.Endpoint.Instance == n.Name) || ev.Translated {
+		if n.Name == f.picks.Target || (e.Endpoint != nil && e.Endpoint.Instance == n.Name) || ev.Translated {
 			run.NATEvidence = append(run.NATEvidence, ev)
 		}
 		// With ip targets the load balancer reaches the pod itself: no node
@@ -174,14 +190,6 @@ func (s *Session) lbWalk(w spec.Walk, outDir string) (*Run, error) {
 		notes = append(notes, "no node translated the flow (its conntrack entries on every node it crossed are untranslated)")
 	}
 	run.Report.Notes = append(run.Report.Notes, notes...)
-	if !run.Report.Passed() && w.Expect != "drop" {
-		run.Report.Notes = append(run.Report.Notes, s.whereItStopped(run.Report, cl, pkts)...)
-	}
-	if run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts); err != nil {
-		return run, err
-	}
-	run.Ladder, err = writeLadder(run, w)
-	return run, err
 }
 
 // collect ends a run's observation: its captured frames, also decoded, and with

@@ -107,55 +107,59 @@ func (s *Session) Close() {
 	}
 }
 
-// Walk runs one walk: captures at every point, real traffic from the
-// walk's source, and a check of every hop. The pcapng goes to outDir.
-func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
-	if w.Kind == spec.WalkSpread {
-		return s.spread(w)
-	}
-	if w.Kind == spec.WalkChurn {
-		return s.churn(w)
-	}
-	if w.LoadBalancer != "" {
-		return s.lbWalk(w, outDir)
-	}
-	port := traffic.RandomPort()
-	svc := walk.ServiceOf(s.Topo, w)
-	var pts []walk.Point
-	var dst netip.AddrPort
+// podFlow walks between pods, hosts and nodes, to a Service's ClusterIP
+// or NodePort, and to cluster DNS.
+type podFlow struct {
+	s        *Session
+	w        spec.Walk
+	svc      *walk.Service
+	client   walk.Endpoint
+	dst      netip.AddrPort
+	port     uint16
+	natNodes []string
+	before   map[string]string
+	answer   string // what DNS answered
+	picked   string // the endpoint the kernel picked (or the first, if none was reached)
+	reached  bool
+}
+
+func (s *Session) newPodFlow(w spec.Walk) (*podFlow, error) {
 	client, err := walk.EndpointOf(s.Topo, w.From)
 	if err != nil {
 		return nil, err
 	}
-	if svc != nil {
-		pts, dst = walk.CandidatePoints(s.Topo, w, svc), svc.Dest(s.Topo, w)
-	} else {
-		e, err := walk.Derive(s.Topo, w, port, "")
-		if err != nil {
-			return nil, err
-		}
-		pts, dst = e.Points, netip.AddrPortFrom(e.To.IP, uint16(w.Port))
+	f := &podFlow{s: s, w: w, svc: walk.ServiceOf(s.Topo, w), client: client, port: traffic.RandomPort(), before: map[string]string{}}
+	f.natNodes = s.natNodes(w, f.svc)
+	return f, nil
+}
+
+func (f *podFlow) points() ([]walk.Point, error) {
+	if f.svc != nil {
+		f.dst = f.svc.Dest(f.s.Topo, f.w)
+		return walk.CandidatePoints(f.s.Topo, f.w, f.svc), nil
 	}
-	caps, tr, err := s.observe(pts)
+	e, err := walk.Derive(f.s.Topo, f.w, f.port, "")
 	if err != nil {
 		return nil, err
 	}
-	defer caps.Close()
-	if tr != nil {
-		defer tr.stop() // on an early return: the TRACE rules and monitors go
-	}
-	natNodes := s.natNodes(w, svc)
-	before := map[string]string{}
-	for _, n := range natNodes {
-		if before[n], err = s.natSave(n); err != nil {
-			return nil, err
+	f.dst = netip.AddrPortFrom(e.To.IP, uint16(f.w.Port))
+	return e.Points, nil
+}
+
+func (f *podFlow) prepare() (err error) {
+	for _, n := range f.natNodes {
+		if f.before[n], err = f.s.natSave(n); err != nil {
+			return err
 		}
 	}
+	return nil
+}
 
+func (f *podFlow) send(run *Run) (*walk.Classifier, error) {
+	w := f.w
 	token := traffic.NewToken()
 	cl := &walk.Classifier{Proto: w.Protocol, Token: []byte(token)}
-	run := &Run{}
-	src, err := s.NS(w.From)
+	src, err := f.s.NS(w.From)
 	if err != nil {
 		return nil, err
 	}
@@ -163,96 +167,83 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 	if w.Expect == "drop" {
 		timeout = dropTimeout
 	}
-	var answer string
 	switch w.Protocol {
 	case "tcp", "udp":
-		if port, err = traffic.FreePort(src, w.Protocol+"4", netip.Addr{}); err != nil {
+		if f.port, err = traffic.FreePort(src, w.Protocol+"4", netip.Addr{}); err != nil {
 			return nil, err
 		}
 	}
 	switch {
 	case w.Kind == spec.WalkDNS:
 		cl.DNS = true
-		first := port
-		cl.DNSID, port, answer, run.TrafficErr = traffic.Resolve(src, port, dst, w.Query, cluster.SearchPath(s.podNamespace(w.From)))
-		if port != first {
+		first := f.port
+		cl.DNSID, f.port, f.answer, run.TrafficErr = traffic.Resolve(src, f.port, f.dst, w.Query, cluster.SearchPath(f.s.podNamespace(w.From)))
+		if f.port != first {
 			run.notes = append(run.notes, "the resolver asked the search path's names first (ndots:5), each from a new port; "+
 				"the hops below are the answered query's")
 		}
 	case w.Protocol == "icmp":
-		run.TrafficErr = traffic.Ping(src, dst.Addr(), port, token)
+		run.TrafficErr = traffic.Ping(src, f.dst.Addr(), f.port, token)
 	case w.Protocol == "tcp":
-		run.App, run.TrafficErr = traffic.HTTPGet(src, client.IP, port, dst, token, timeout, "/")
+		run.App, run.TrafficErr = traffic.HTTPGet(src, f.client.IP, f.port, f.dst, token, timeout, "/")
 	case w.Protocol == "udp":
-		run.App, run.TrafficErr = traffic.UDPEcho(src, port, dst, token, timeout)
+		run.App, run.TrafficErr = traffic.UDPEcho(src, f.port, f.dst, token, timeout)
 	}
-	frames, pkts, traces, err := collect(caps, tr)
-	if err != nil {
-		return nil, err
+	return cl, nil
+}
+
+func (f *podFlow) expect(run *Run, cl *walk.Classifier, pkts []walk.Packet) (*walk.Expectation, error) {
+	if f.w.Protocol == "tcp" {
+		cl.FindISN(&walk.Expectation{From: f.client, ClientPort: f.port}, pkts)
 	}
-	if w.Protocol == "tcp" {
-		cl.FindISN(&walk.Expectation{From: client, ClientPort: port}, pkts)
-	}
-	picked, reached := "", false
-	if svc != nil {
-		eps := svc.Endpoints(s.Topo)
+	if f.svc != nil {
+		eps := f.svc.Endpoints(f.s.Topo)
 		if len(eps) == 0 {
-			return nil, fmt.Errorf("walk %s: Service %s/%s has no endpoints (traffic: %v)", w.Name, svc.Namespace, svc.Name, run.TrafficErr)
+			return nil, fmt.Errorf("walk %s: Service %s/%s has no endpoints (traffic: %v)", f.w.Name, f.svc.Namespace, f.svc.Name, run.TrafficErr)
 		}
-		picked = cl.Endpoint(pkts, eps)
-		if reached = picked != ""; !reached {
-			picked = eps[walk.SortedAddrs(eps)[0]] // nothing got past the DNAT: report against the first
+		f.picked = cl.Endpoint(pkts, eps)
+		if f.reached = f.picked != ""; !f.reached {
+			f.picked = eps[walk.SortedAddrs(eps)[0]] // nothing got past the DNAT: report against the first
 		}
 	}
-	e, err := walk.Derive(s.Topo, w, port, picked)
-	if err != nil {
-		return nil, err
-	}
-	e.Points = pts // every captured point is named in the pcapng and must be explained
-	run.Report = walk.Check(e, cl, pkts)
-	run.Report.CrossAZ = walk.CountCrossAZ(walk.PortAZs(s.Topo, nil), pkts, walk.FlowPackets(cl, pkts))
-	if tr != nil {
-		run.Explain = s.explain(run.Report, traces)
-	}
-	run.Report.Notes = append(run.Report.Notes, run.notes...)
-	for _, n := range natNodes {
-		ev := s.natEvidence(n, before[n], FlowTuples(cl, pkts, n))
+	return walk.Derive(f.s.Topo, f.w, f.port, f.picked)
+}
+
+func (f *podFlow) azs() map[string]string { return walk.PortAZs(f.s.Topo, nil) }
+
+func (f *podFlow) judge(run *Run, e *walk.Expectation, cl *walk.Classifier, pkts []walk.Packet) {
+	w, r := f.w, run.Report
+	r.Notes = append(r.Notes, run.notes...)
+	for _, n := range f.natNodes {
+		ev := f.s.natEvidence(n, f.before[n], FlowTuples(cl, pkts, n))
 		if ev.Err != nil {
-			run.Report.Notes, run.Report.Failed = append(run.Report.Notes, ev.Err.Error()), true
+			r.Notes, r.Failed = append(r.Notes, ev.Err.Error()), true
 		}
 		run.NATEvidence = append(run.NATEvidence, ev)
 	}
 	switch {
 	case w.Expect == "drop" && run.TrafficErr == nil:
-		run.Report.Notes = append(run.Report.Notes, "traffic: answered, but this walk expects the flow to be dropped")
-		run.Report.Failed = true
+		r.Notes = append(r.Notes, "traffic: answered, but this walk expects the flow to be dropped")
+		r.Failed = true
 	case w.Expect == "drop":
-		run.Report.Notes = append(run.Report.Notes, "traffic: no answer, as expected ("+run.TrafficErr.Error()+")")
+		r.Notes = append(r.Notes, "traffic: no answer, as expected ("+run.TrafficErr.Error()+")")
 	case run.TrafficErr != nil:
-		run.Report.Notes = append(run.Report.Notes, "traffic: "+run.TrafficErr.Error())
-		run.Report.Failed = true
+		r.Notes = append(r.Notes, "traffic: "+run.TrafficErr.Error())
+		r.Failed = true
 	}
-	if reached {
-		run.Report.Notes = append(run.Report.Notes, "the kernel picked endpoint "+picked)
+	if f.reached {
+		r.Notes = append(r.Notes, "the kernel picked endpoint "+f.picked)
 	}
 	if run.App != nil {
-		run.Report.Notes = append(run.Report.Notes, fmt.Sprintf("%s's app saw the client as %s", run.App.Object, run.App.Remote))
+		r.Notes = append(r.Notes, fmt.Sprintf("%s's app saw the client as %s", run.App.Object, run.App.Remote))
 	}
 	if w.Kind == spec.WalkDNS && run.TrafficErr == nil {
-		want := svcAddr(s.Topo, w.Query, s.podNamespace(w.From))
-		run.Report.Notes = append(run.Report.Notes, fmt.Sprintf("%s resolved to %s (the Service's ClusterIP is %s)", w.Query, answer, want))
-		if answer != want {
-			run.Report.Failed = true
+		want := svcAddr(f.s.Topo, w.Query, f.s.podNamespace(w.From))
+		r.Notes = append(r.Notes, fmt.Sprintf("%s resolved to %s (the Service's ClusterIP is %s)", w.Query, f.answer, want))
+		if f.answer != want {
+			r.Failed = true
 		}
 	}
-	if !run.Report.Passed() && w.Expect != "drop" {
-		run.Report.Notes = append(run.Report.Notes, s.whereItStopped(run.Report, cl, pkts)...)
-	}
-	if run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts); err != nil {
-		return run, err
-	}
-	run.Ladder, err = writeLadder(run, w)
-	return run, err
 }
 
 // dropTimeout bounds a flow that a walk expects to be dropped.
