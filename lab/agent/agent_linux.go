@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -461,7 +462,8 @@ func (f closerFunc) Close() error { return f() }
 
 // route53Handler answers the internet's alias A records: the public IP of
 // every load balancer node in DNS, TTL 60, as Route 53 answers an ELB
-// alias. Which nodes are in DNS follows the health the running load
+// alias, in hosted zones with the SOA and NS records Route 53 creates
+// (zoneHandler). Which nodes are in DNS follows the health the running load
 // balancers last published (lbRuntime.inDNS), looked up at query time, so a
 // reload's new targets count at once.
 func (a *agent) route53Handler(t *spec.Topology) dns.Handler {
@@ -477,7 +479,14 @@ func (a *agent) route53Handler(t *spec.Topology) dns.Handler {
 			}
 		}
 	}
-	return aHandler(60, func(name string) []netip.Addr {
+	var zones, names []string
+	for name := range records {
+		names = append(names, name)
+		if z := hostedZoneOf(name); !slices.Contains(zones, z) {
+			zones = append(zones, z)
+		}
+	}
+	return zoneHandler(zones, names, 60, func(name string) []netip.Addr {
 		al, ok := records[name]
 		if !ok {
 			return nil
