@@ -136,9 +136,16 @@ func (g *TargetGroup) DNSFailed(az string, healthy func(Target) bool) (bool, str
 	if !below(ok, total, g.Health.dnsCount(), g.Health.DNSPercent) {
 		return false, ""
 	}
+	if g.Health.dnsCount() == 1 && g.Health.DNSPercent == 0 {
+		// The default threshold: no healthy target at all.
+		if g.CrossZone {
+			return true, fmt.Sprintf("target group %s has no healthy target in any zone (cross-zone on)", g.Name)
+		}
+		return true, fmt.Sprintf("target group %s has cross-zone off and no healthy target in %s", g.Name, az)
+	}
 	where := "in " + az
 	if g.CrossZone {
-		where = "in any zone (cross-zone on)"
+		where = "in all zones (cross-zone on)"
 	}
 	return true, fmt.Sprintf("target group %s has %d healthy of %d targets %s, below its DNS failover threshold (%s)",
 		g.Name, ok, total, where, g.Health.dnsString())

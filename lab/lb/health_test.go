@@ -129,7 +129,7 @@ func TestLoadBalancerLeavesDNSWhenAnyGroupFailsAway(t *testing.T) {
 	l := &LoadBalancer{Kind: NLB, Nodes: []Node{{AZ: "a"}, {AZ: "b"}},
 		Listeners: []Listener{{Port: 80, Group: ga}, {Port: 81, Group: gb}}}
 	in, out := l.InDNS(func(_ *TargetGroup, t Target) bool { return healthy[t.Object] })
-	if azsOf(in) != "b" || !strings.Contains(out["a"], "target group other has 0 healthy of 1 targets in a") {
+	if azsOf(in) != "b" || !strings.Contains(out["a"], "target group other has cross-zone off and no healthy target in a") {
 		t.Errorf("group other has no healthy target in a: a leaves DNS, got %s, out %v", azsOf(in), out)
 	}
 }

@@ -271,7 +271,7 @@ func TestNLBDropsAnAZFromDNSWhenItHasNoHealthyTargetAndAnswersAllWhenNoneHas(t *
 		t.Errorf("all healthy: every node in DNS, got %s, out %v", azsOf(in), out)
 	}
 	in, out := l.InDNS(healthExcept("node71"))
-	if azsOf(in) != "us-east-1a us-east-1c" || !strings.Contains(out["us-east-1b"], "has 0 healthy of 1 targets in us-east-1b, below its DNS failover threshold") {
+	if azsOf(in) != "us-east-1a us-east-1c" || !strings.Contains(out["us-east-1b"], "has cross-zone off and no healthy target in us-east-1b") {
 		t.Errorf("node71 (the only target in us-east-1b) unhealthy: got %s, out %v", azsOf(in), out)
 	}
 	if in, out := l.InDNS(healthExcept("node51", "node71", "node81")); len(in) != 3 || len(out) != 0 {
@@ -311,7 +311,7 @@ func TestALBDropsAnAZFromDNSOnlyForATargetGroupWithCrossZoneOff(t *testing.T) {
 	}
 	rating.CrossZone = false
 	in, out := l.InDNS(healthExcept())
-	if azsOf(in) != "us-east-1b us-east-1c" || !strings.Contains(out["us-east-1a"], "has 0 healthy of 0 targets in us-east-1a") {
+	if azsOf(in) != "us-east-1b us-east-1c" || !strings.Contains(out["us-east-1a"], "has cross-zone off and no healthy target in us-east-1a") {
 		t.Errorf("cross-zone off, no rating target in us-east-1a: got %s, out %v", azsOf(in), out)
 	}
 	if in, _ := l.InDNS(healthExcept(ratingC)); azsOf(in) != "us-east-1b" {
