@@ -131,7 +131,14 @@ func (g *TargetGroup) zoneCount(az string, healthy func(Target) bool) (ok, total
 
 // DNSFailed says whether the zone's healthy targets are below the group's
 // DNS failover threshold, with a reason naming the group and the zone.
+//
+// A group with no target registered in any zone never fails a zone away:
+// it has no healthy zone to send clients to (the load balancer fails open
+// for an empty target group, and answers it with 503 or a reset).
 func (g *TargetGroup) DNSFailed(az string, healthy func(Target) bool) (bool, string) {
+	if len(g.Targets) == 0 {
+		return false, ""
+	}
 	ok, total := g.zoneCount(az, healthy)
 	if !below(ok, total, g.Health.dnsCount(), g.Health.DNSPercent) {
 		return false, ""

@@ -133,3 +133,10 @@ func TestLoadBalancerLeavesDNSWhenAnyGroupFailsAway(t *testing.T) {
 		t.Errorf("group other has no healthy target in a: a leaves DNS, got %s, out %v", azsOf(in), out)
 	}
 }
+
+func TestAnEmptyTargetGroupFailsNoZoneAway(t *testing.T) {
+	g := &TargetGroup{Name: "checkout"}
+	if failed, why := g.DNSFailed("a", func(Target) bool { return false }); failed {
+		t.Errorf("a group with no targets took zone a out of DNS: %s", why)
+	}
+}
