@@ -447,8 +447,9 @@ var _ = Describe("internet-to-pod with cross-zone off: Route 53 answers only the
 		Expect(notes).To(MatchRegexp(`answered portal\.example\.com with \[203\.0\.113\.\d+\], TTL 60`))
 		Expect(notes).To(MatchRegexp(`the node in us-east-1c \(203\.0\.113\.\d+\) is out of DNS: target group \S*rating\S* has cross-zone off and no healthy target in us-east-1c`))
 		Expect(notes).To(ContainSubstring("the walk's node in us-east-1c is not in DNS"))
-		// Asked anyway, that node has no rating target it may use: 503.
-		Expect(notes).To(ContainSubstring("the load balancer answered HTTP 503"))
+		// Asked anyway, that node fails open to its only rating target
+		// (routing failover), which drops the SYN: 504.
+		Expect(notes).To(ContainSubstring("the load balancer answered HTTP 504"))
 
 		out, err = inNS(name, pod, append([]string{"iptables", "-D"}, rule...)...)
 		Expect(err).NotTo(HaveOccurred(), out)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,6 +61,17 @@ type agent struct {
 	// token, oldest first in albOrder.
 	albConns map[string]*albConn
 	albOrder []string
+	// keepAlive is each app's keep-alive timeout, by object, where one is
+	// set (SetKeepAlive): shorter than the ALB's idle timeout, it makes
+	// the ALB's kept connections die under its requests.
+	keepAlive map[string]time.Duration
+}
+
+// keepAliveOf is an app's keep-alive timeout (0: none).
+func (a *agent) keepAliveOf(object string) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.keepAlive[object]
 }
 
 // lbFor returns the running load balancers and the named one.
@@ -117,6 +129,25 @@ func (a *agent) command(c net.Conn) {
 	line, _ := bufio.NewReader(c).ReadString('\n')
 	if token, ok := strings.CutPrefix(strings.TrimSpace(line), "albconn "); ok {
 		fmt.Fprintln(c, a.albConnOf(token))
+		return
+	}
+	if args, ok := strings.CutPrefix(strings.TrimSpace(line), "keepalive "); ok {
+		obj, ms, _ := strings.Cut(args, " ")
+		n, err := strconv.Atoi(ms)
+		if obj == "" || err != nil || n < 0 {
+			fmt.Fprintf(c, "error: keepalive %q: want an object and milliseconds\n", args)
+			return
+		}
+		a.mu.Lock()
+		if a.keepAlive == nil {
+			a.keepAlive = map[string]time.Duration{}
+		}
+		a.keepAlive[obj] = time.Duration(n) * time.Millisecond
+		if n == 0 {
+			delete(a.keepAlive, obj)
+		}
+		a.mu.Unlock()
+		fmt.Fprintln(c, "ok")
 		return
 	}
 	switch strings.TrimSpace(line) {
@@ -350,7 +381,10 @@ func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error
 			LocalEndpoints: func() int { return a.localEndpoints(node, nsName+"/"+name) }})
 		return tl, nil
 	}
-	go serveHTTP(tl, appHandler(base))
+	k := &keepAliveCloser{limit: func() time.Duration { return a.keepAliveOf(l.Object) }}
+	srv := &http.Server{Handler: appHandler(base), ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0),
+		ConnState: k.connState}
+	go srv.Serve(tl) //nolint:errcheck // ends when the listener closes
 	return tl, nil
 }
 
@@ -461,7 +495,8 @@ func (f closerFunc) Close() error { return f() }
 
 // route53Handler answers the internet's alias A records: the public IP of
 // every load balancer node in DNS, TTL 60, as Route 53 answers an ELB
-// alias. Which nodes are in DNS follows the health the running load
+// alias, in hosted zones with the SOA and NS records Route 53 creates
+// (zoneHandler). Which nodes are in DNS follows the health the running load
 // balancers last published (lbRuntime.inDNS), looked up at query time, so a
 // reload's new targets count at once.
 func (a *agent) route53Handler(t *spec.Topology) dns.Handler {
@@ -477,7 +512,14 @@ func (a *agent) route53Handler(t *spec.Topology) dns.Handler {
 			}
 		}
 	}
-	return aHandler(60, func(name string) []netip.Addr {
+	var zones, names []string
+	for name := range records {
+		names = append(names, name)
+		if z := hostedZoneOf(name); !slices.Contains(zones, z) {
+			zones = append(zones, z)
+		}
+	}
+	return zoneHandler(zones, names, 60, func(name string) []netip.Addr {
 		al, ok := records[name]
 		if !ok {
 			return nil

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -36,39 +37,34 @@ const (
 // matches), adds the X-Forwarded headers, and answers 502, 503 and 504 as
 // an ALB does.
 func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
-	transport := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			// Bind a port the kernel says is free, so the connection is
-			// known even if it never opens (a walk follows it to the RST
-			// or to the silence). A health check may take the port in
-			// between; then pick another.
-			var c net.Conn
-			var err error
-			for range 3 {
-				var port uint16
-				if port, err = traffic.FreePort(h, "tcp4", node.IP); err != nil {
-					return nil, err
-				}
-				local := &net.TCPAddr{IP: node.IP.AsSlice(), Port: int(port)}
-				if rec, ok := ctx.Value(albConnKey{}).(*albConn); ok {
-					rec.setDialed(local.String(), addr)
-				}
-				err = h.Do(func() error {
-					d := net.Dialer{Timeout: ALBConnectTimeout, LocalAddr: local}
-					var err error
-					c, err = d.DialContext(ctx, "tcp4", addr)
-					return err
-				})
-				if !errors.Is(err, syscall.EADDRINUSE) {
-					break
-				}
+	transport := albTransport(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		// Bind a port the kernel says is free, so the connection is
+		// known even if it never opens (a walk follows it to the RST
+		// or to the silence). A health check may take the port in
+		// between; then pick another.
+		var c net.Conn
+		var err error
+		for range 3 {
+			var port uint16
+			if port, err = traffic.FreePort(h, "tcp4", node.IP); err != nil {
+				return nil, err
 			}
-			return c, err
-		},
-		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       ALBIdleTimeout,
-		ResponseHeaderTimeout: ALBIdleTimeout,
-	}
+			local := &net.TCPAddr{IP: node.IP.AsSlice(), Port: int(port)}
+			if rec, ok := ctx.Value(albConnKey{}).(*albConn); ok {
+				rec.setDialed(local.String(), addr)
+			}
+			err = h.Do(func() error {
+				d := net.Dialer{Timeout: ALBConnectTimeout, LocalAddr: local}
+				var err error
+				c, err = d.DialContext(ctx, "tcp4", addr)
+				return err
+			})
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				break
+			}
+		}
+		return c, err
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r, l := a.lbFor(lbName)
 		if l == nil {
@@ -103,33 +99,64 @@ func (a *agent) albHandler(h *ns.NS, lbName string, node lb.Node) http.Handler {
 			})
 			req = req.WithContext(ctx)
 		}
-		proxy := &httputil.ReverseProxy{
-			Transport: transport,
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.Out.URL.Scheme, pr.Out.URL.Host = "http", t.String()
-				pr.Out.Host = strings.ToLower(strings.TrimSuffix(req.Host, ":80"))
-				xff := client
-				if prior := req.Header.Get("X-Forwarded-For"); prior != "" {
-					xff = prior + ", " + client
-				}
-				pr.Out.Header.Set("X-Forwarded-For", xff)
-				pr.Out.Header.Set("X-Forwarded-Proto", "http")
-				pr.Out.Header.Set("X-Forwarded-Port", "80")
-				if req.Header.Get("X-Amzn-Trace-Id") == "" {
-					pr.Out.Header.Set("X-Amzn-Trace-Id", traceID())
-				}
-			},
-			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					albError(w, http.StatusGatewayTimeout, "Gateway Time-out")
-					return
-				}
-				albError(w, http.StatusBadGateway, "Bad Gateway")
-			},
-		}
-		proxy.ServeHTTP(w, req)
+		albProxy(transport, t.String(), client).ServeHTTP(w, req)
 	})
+}
+
+// albProxy forwards one request to target (host:port) as an ALB node
+// does: the client's headers and body as they are, plus X-Forwarded-For
+// (appending client), -Proto, -Port and X-Amzn-Trace-Id; Host lower-cased
+// without the listener's port 80 (ELB user guide, "HTTP headers and
+// Application Load Balancers"); no retry, and 502 or 504 when the target
+// fails. transport must have DisableCompression set.
+func albProxy(transport http.RoundTripper, target, client string) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Transport: transport,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			req := pr.In
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", target
+			// Rewrite drops these from the client's request; an ALB
+			// passes them through (it adds only the ones below).
+			for _, k := range []string{"Forwarded", "X-Forwarded-Host"} {
+				if v := req.Header[k]; v != nil {
+					pr.Out.Header[k] = v
+				}
+			}
+			noReplay(pr.Out)
+			pr.Out.Host = strings.ToLower(strings.TrimSuffix(req.Host, ":80"))
+			xff := client
+			if prior := req.Header.Get("X-Forwarded-For"); prior != "" {
+				xff = prior + ", " + client
+			}
+			pr.Out.Header.Set("X-Forwarded-For", xff)
+			pr.Out.Header.Set("X-Forwarded-Proto", "http")
+			pr.Out.Header.Set("X-Forwarded-Port", "80")
+			pr.Out.Header.Set("X-Amzn-Trace-Id", amznTraceID(req.Header.Get("X-Amzn-Trace-Id")))
+		},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				albError(w, http.StatusGatewayTimeout, "Gateway Time-out")
+				return
+			}
+			albError(w, http.StatusBadGateway, "Bad Gateway")
+		},
+	}
+}
+
+// albTransport is an ALB node's pool of connections to its targets, each
+// opened by dial.
+func albTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	return &http.Transport{
+		DialContext: dial,
+		// An ALB forwards the client's Accept-Encoding (or none) and the
+		// target's body as it is: Go's transport would otherwise ask for
+		// gzip itself and unzip the answer in flight.
+		DisableCompression:    true,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       ALBIdleTimeout,
+		ResponseHeaderTimeout: ALBIdleTimeout,
+	}
 }
 
 // albConn is the connection an ALB node used, or tried, for one request:
@@ -223,6 +250,47 @@ func albError(w http.ResponseWriter, code int, text string) {
 	w.WriteHeader(code)
 	fmt.Fprintf(w, "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n<center><h1>%d %s</h1></center>\r\n</body>\r\n</html>\r\n",
 		code, text, code, text)
+}
+
+// noReplay keeps Go's transport from sending a request again on a new
+// connection when a kept-alive one dies under it (it does for requests it
+// can replay: GET, HEAD, OPTIONS without a body). An ALB never retries: the
+// client gets a 502. The transport replays only a request whose body it can
+// get again, so a bodiless request gets an empty body it cannot; for GET,
+// HEAD, OPTIONS and DELETE the transport finds it empty and sends no body
+// and no length, as the client did. Other methods without a body keep none
+// (an unknown-length body would go out chunked); they are replayed only
+// with an Idempotency-Key header.
+func noReplay(out *http.Request) {
+	if out.Body != nil && out.Body != http.NoBody {
+		return // a client's body: the transport cannot read it twice
+	}
+	switch out.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodDelete:
+		out.Body, out.GetBody, out.ContentLength = io.NopCloser(strings.NewReader("")), nil, 0
+	}
+}
+
+// amznTraceID is the X-Amzn-Trace-Id an ALB sends on: a new Root when the
+// client sent none, else the client's with the ALB's Self field first
+// ("Self=1-…;Root=…;custom"), as ALB request tracing does
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-request-tracing.html).
+func amznTraceID(prior string) string {
+	id := traceID()
+	if prior == "" {
+		return id
+	}
+	if strings.Contains(prior, "Root=1-") {
+		// The client's own Self, if any, is replaced by the ALB's.
+		var keep []string
+		for _, f := range strings.Split(prior, ";") {
+			if !strings.HasPrefix(strings.TrimSpace(f), "Self=") {
+				keep = append(keep, f)
+			}
+		}
+		return "Self=" + strings.TrimPrefix(id, "Root=") + ";" + strings.Join(keep, ";")
+	}
+	return id // no valid Root: the ALB makes its own
 }
 
 // traceID is an X-Amzn-Trace-Id root: 1-<epoch seconds, hex>-<24 hex digits>.

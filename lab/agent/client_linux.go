@@ -147,3 +147,26 @@ func ALBConn(lab, token string) (*walk.Conn, time.Duration, error) {
 	}
 	return &walk.Conn{Src: src, Dst: dst}, idle, nil
 }
+
+// SetKeepAlive sets the keep-alive timeout of an app (a pod's HTTP server)
+// in the lab's app server: a request on a connection idle that long finds
+// it closed. 0 removes it. It lasts until the app server restarts.
+func SetKeepAlive(lab, object string, d time.Duration) error {
+	c, err := net.DialTimeout("unix", state.AgentSocket(lab), traffic.Timeout)
+	if err != nil {
+		return fmt.Errorf("reaching the app server: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(traffic.Timeout))
+	if _, err := fmt.Fprintf(c, "keepalive %s %d\n", object, d.Milliseconds()); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("app server keepalive: %w", err)
+	}
+	if strings.TrimSpace(line) != "ok" {
+		return fmt.Errorf("app server keepalive %s: %s", object, strings.TrimSpace(line))
+	}
+	return nil
+}

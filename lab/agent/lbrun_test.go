@@ -91,6 +91,9 @@ func TestAnNLBsHealthIsPublishedOnlyAfterItsRulesAreRestored(t *testing.T) {
 	}
 	l := m.LBs[0]
 	g := l.Groups()[0]
+	// Cross-zone on, so no node fails open to the sick target (with it
+	// off, the target's own zone's node would: it is alone there).
+	g.CrossZone = true
 	r := &lbRuntime{lab: labName, health: map[string]*TargetHealth{}, dirty: map[string]bool{}}
 	for _, tg := range g.Targets {
 		r.health[g.Name+"/"+tg.String()] = &TargetHealth{LB: l.Name, Group: g.Name, Target: tg.String(), Object: tg.Object,

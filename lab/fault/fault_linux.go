@@ -120,18 +120,23 @@ func init() {
 		Summary: "a security-group-like rule on node71 drops TCP to its pods' port 8080",
 		Symptom: "pod71 answers ping but not its HTTP port"},
 		"filter", "FORWARD", `-p tcp -m tcp --dport 8080 -m comment --comment "lab fault: security group" -j DROP`, true, 1))
-	register(&Fault{Name: "health-check-blocked", Topology: "nlb-instance", Walk: "C1-b", Object: "nlb-web",
-		Summary: "node71 drops the NLB's health checks to its NodePort",
-		Symptom: "clients of the NLB in us-east-1b get connection resets; us-east-1a is fine",
+	// node71's security group lost its NodePort rule: the NLB's health
+	// checks and the clients' preserved flows both die on node71. Blocking
+	// the health checks alone no longer breaks anything: us-east-1b's NLB
+	// node, whose only target node71 is, fails open to it (routing
+	// failover, lb.TargetGroup.Eligible) and the client's flow still works.
+	const nodePortDrop = "-p tcp --dport 30080 -m comment --comment \"lab fault: node security group\" -j DROP"
+	register(&Fault{Name: "health-check-blocked", Topology: "nlb-instance", Walk: "C1-b", Object: "node71",
+		Summary: "node71 drops TCP to its NodePort 30080 from everywhere (its security group lost the NodePort rule): the NLB's health checks and the clients' flows",
+		Symptom: "clients of the NLB in us-east-1b time out; us-east-1a is fine",
 		inject: func(s *session) error {
-			err := s.restoreIn("node71", "*raw\n-I PREROUTING 1 -s 192.168.96.0/19 -p tcp --dport 30080 -m comment --comment \"lab fault: health checks\" -j DROP\nCOMMIT\n")
-			if err != nil {
+			if err := s.restoreIn("node71", "*raw\n-I PREROUTING 1 "+nodePortDrop+"\nCOMMIT\n"); err != nil {
 				return err
 			}
 			return s.awaitHealth("node71", agent.StateUnhealthy)
 		},
 		clear: func(s *session) error {
-			_ = s.restoreIn("node71", "*raw\n-D PREROUTING -s 192.168.96.0/19 -p tcp --dport 30080 -m comment --comment \"lab fault: health checks\" -j DROP\nCOMMIT\n")
+			_ = s.restoreIn("node71", "*raw\n-D PREROUTING "+nodePortDrop+"\nCOMMIT\n")
 			return s.awaitHealth("node71", agent.StateHealthy) // healthy again is what counts, however it got there
 		}})
 	// The rating Service's two pods, behind the ALB's rule for /rating, as

@@ -61,6 +61,10 @@ func (b *builder) nlb(s *corev1.Service, ctrl string) (*LoadBalancer, error) {
 	if err != nil {
 		return nil, err
 	}
+	health, err := parseGroupHealth(annService+"aws-load-balancer-target-group-attributes", tgAttrs)
+	if err != nil {
+		return nil, err
+	}
 	local := s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 	hc, err := b.nlbHealthCheck(s, ctrl, targetType, local)
 	if err != nil {
@@ -71,7 +75,7 @@ func (b *builder) nlb(s *corev1.Service, ctrl string) (*LoadBalancer, error) {
 	}
 	for _, p := range s.Spec.Ports {
 		tg := &TargetGroup{Name: fmt.Sprintf("%s-%d", l.Name, p.Port), TargetType: targetType, CrossZone: l.CrossZone,
-			HealthCheck: hc, PreserveClientIP: targetType == TargetInstance || p.Protocol == corev1.ProtocolUDP}
+			Health: health, HealthCheck: hc, PreserveClientIP: targetType == TargetInstance || p.Protocol == corev1.ProtocolUDP}
 		if v, ok := tgAttrs["preserve_client_ip.enabled"]; ok {
 			on, err := parseBool(annService+"aws-load-balancer-target-group-attributes preserve_client_ip.enabled", v)
 			if err != nil {
@@ -211,6 +215,10 @@ func (b *builder) alb(in *netv1.Ingress) (*LoadBalancer, error) {
 			return nil, err
 		}
 	}
+	health, err := parseGroupHealth(annIngress+"target-group-attributes", tgAttrs)
+	if err != nil {
+		return nil, err
+	}
 	hc := HealthCheck{Protocol: "HTTP", Path: "/", Interval: 15 * time.Second, Timeout: 5 * time.Second, Healthy: 2,
 		Unhealthy: 2, Matcher: "200"}
 	if v, ok := a[annIngress+"healthcheck-path"]; ok {
@@ -256,7 +264,7 @@ func (b *builder) alb(in *netv1.Ingress) (*LoadBalancer, error) {
 			return g, nil
 		}
 		g := &TargetGroup{Name: fmt.Sprintf("%s-%s-%d", l.Name, svcName, sp.Port), TargetType: targetType,
-			CrossZone: crossZone, HealthCheck: hc}
+			CrossZone: crossZone, Health: health, HealthCheck: hc}
 		if targetType == TargetIP {
 			g.Targets = b.podTargets(s, *sp)
 		} else {
@@ -379,30 +387,33 @@ func globMatch(pat, s string) bool {
 	return s != "" && s[0] == pat[0] && globMatch(pat[1:], s[1:])
 }
 
-// Eligible are the targets one LB node may send a new flow to: those in
-// its AZ unless cross-zone is on, healthy ones only, failing open to all
-// (in every AZ) when none is healthy.
+// Eligible are the targets one LB node may send a new flow to: the healthy
+// ones of those available to it (its AZ's, or all with cross-zone on). When
+// the healthy ones fall below the group's routing failover threshold, the
+// node sends to every target available to it, unhealthy ones included (per
+// zone fail-open); when no target in any zone is healthy, the load
+// balancer fails open to every target of every zone. A node with no target
+// available while others are healthy has none (an ALB answers 503, an NLB
+// drops; its zone is out of DNS by then).
 func (g *TargetGroup) Eligible(az string, healthy func(Target) bool) []Target {
-	var zone, ok []Target
+	anyHealthy := false
 	for _, t := range g.Targets {
-		if g.CrossZone || t.AZ == az {
-			zone = append(zone, t)
-		}
+		anyHealthy = anyHealthy || healthy(t)
 	}
-	for _, t := range zone {
+	if !anyHealthy {
+		return g.Targets
+	}
+	avail := g.Available(az)
+	var ok []Target
+	for _, t := range avail {
 		if healthy(t) {
 			ok = append(ok, t)
 		}
 	}
-	if len(ok) > 0 {
-		return ok
+	if below(len(ok), len(avail), g.Health.routingCount(), g.Health.RoutingPercent) {
+		return avail
 	}
-	for _, t := range g.Targets {
-		if healthy(t) {
-			return nil // healthy targets exist elsewhere: this AZ has none
-		}
-	}
-	return g.Targets // fail open: every target of every AZ
+	return ok
 }
 
 // Groups are the load balancer's target groups, each once: the listeners'
@@ -429,43 +440,23 @@ func (l *LoadBalancer) Groups() []*TargetGroup {
 }
 
 // InDNS are the nodes whose addresses the load balancer's DNS name answers,
-// given each target's health (aws-lb.md §1.4, §2.5, §5):
-//   - an NLB node leaves DNS when no target group has a healthy target it
-//     may send to: one in its AZ, or, with cross-zone on, any (the lab's
-//     reading; §1.4 does not say how cross-zone changes the rule);
-//   - an ALB node leaves DNS when a target group with cross-zone off has no
-//     healthy target in its AZ, none registered there included; with
-//     cross-zone on it always stays.
+// given each target's health: a node leaves DNS when any of its target
+// groups has fewer healthy targets available to it than the group's DNS
+// failover threshold (by default: none), since "DNS failover ... affects
+// all target groups associated with the load balancer" (target group
+// health page, GroupHealth). With cross-zone on, every zone's
+// targets count, so the node stays while any is healthy.
 //
-// When every node would leave, all are answered: the load balancer then
-// fails open and sends to every target (§1.4, §2.5), so every node serves.
-// out says, by AZ, why a node is left out.
+// When every node would leave, all are answered: "if all load balancer
+// zones are considered unhealthy, the load balancer sends traffic to all
+// zones". out says, by AZ, why a node is left out.
 func (l *LoadBalancer) InDNS(healthy func(*TargetGroup, Target) bool) (in []Node, out map[string]string) {
-	groups := l.Groups()
-	zoneHealthy := func(g *TargetGroup, az string) bool {
-		for _, t := range g.Targets {
-			if (g.CrossZone || t.AZ == az) && healthy(g, t) {
-				return true
-			}
-		}
-		return false
-	}
 	out = map[string]string{}
 	for _, n := range l.Nodes {
 		why := ""
-		switch l.Kind {
-		case NLB:
-			why = "no target group has a healthy target in " + n.AZ
-			for _, g := range groups {
-				if zoneHealthy(g, n.AZ) {
-					why = ""
-				}
-			}
-		case ALB:
-			for _, g := range groups {
-				if !g.CrossZone && !zoneHealthy(g, n.AZ) && why == "" {
-					why = "target group " + g.Name + " has cross-zone off and no healthy target in " + n.AZ
-				}
+		for _, g := range l.Groups() {
+			if failed, reason := g.DNSFailed(n.AZ, func(t Target) bool { return healthy(g, t) }); failed && why == "" {
+				why = reason
 			}
 		}
 		if why == "" {

@@ -107,8 +107,11 @@ func TestEligibleKeepsToTheZoneAndFailsOpen(t *testing.T) {
 		t.Errorf("cross-zone off: %v", got)
 	}
 	healthy["a1"] = false
-	if got := g.Eligible("a", h); len(got) != 0 {
-		t.Errorf("no healthy target in the zone while others are healthy: the node has none, got %v", got)
+	if got := g.Eligible("a", h); len(got) != 1 || got[0].Object != "a1" {
+		t.Errorf("no healthy target in the zone while others are healthy: the node fails open to its zone's, got %v", got)
+	}
+	if got := (&TargetGroup{Targets: g.Targets[1:]}).Eligible("a", h); len(got) != 0 {
+		t.Errorf("no target registered in the zone while others are healthy: the node has none, got %v", got)
 	}
 	healthy["b1"] = false
 	if got := g.Eligible("a", h); len(got) != 2 {
@@ -183,6 +186,7 @@ func TestNLBResetsFlowsToUnhealthyTargetsUnlessItFailsOpen(t *testing.T) {
 		t.Fatalf("need two targets, have %v", g.Targets)
 	}
 	bad := g.Targets[0]
+	g.CrossZone = true // every node has healthy targets besides bad
 	health := func(unhealthy map[string]bool) Health {
 		return Health{
 			Healthy:   func(_ *TargetGroup, t Target) bool { return !unhealthy[t.Object] },
@@ -206,6 +210,13 @@ func TestNLBResetsFlowsToUnhealthyTargetsUnlessItFailsOpen(t *testing.T) {
 	}
 	if fresh := NLBRules(l, AllHealthy); strings.Contains(fresh, "-A LB-UNHEALTHY -d") {
 		t.Errorf("a healthy NLB resets flows:\n%s", fresh)
+	}
+	// Cross-zone off: bad is the only target in its zone, whose node fails
+	// open to it; its flows are kept and it still gets new ones.
+	g.CrossZone = false
+	zonal := NLBRules(l, health(map[string]bool{bad.Object: true}))
+	if strings.Contains(zonal, "-A LB-UNHEALTHY -d") || !strings.Contains(zonal, "--to-destination "+bad.String()+"\n") {
+		t.Errorf("cross-zone off, %s alone in its zone and unhealthy: its node fails open to it:\n%s", bad.Object, zonal)
 	}
 }
 
@@ -261,7 +272,7 @@ func TestNLBDropsAnAZFromDNSWhenItHasNoHealthyTargetAndAnswersAllWhenNoneHas(t *
 		t.Errorf("all healthy: every node in DNS, got %s, out %v", azsOf(in), out)
 	}
 	in, out := l.InDNS(healthExcept("node71"))
-	if azsOf(in) != "us-east-1a us-east-1c" || !strings.Contains(out["us-east-1b"], "no target group has a healthy target in us-east-1b") {
+	if azsOf(in) != "us-east-1a us-east-1c" || !strings.Contains(out["us-east-1b"], "has cross-zone off and no healthy target in us-east-1b") {
 		t.Errorf("node71 (the only target in us-east-1b) unhealthy: got %s, out %v", azsOf(in), out)
 	}
 	if in, out := l.InDNS(healthExcept("node51", "node71", "node81")); len(in) != 3 || len(out) != 0 {
@@ -301,7 +312,7 @@ func TestALBDropsAnAZFromDNSOnlyForATargetGroupWithCrossZoneOff(t *testing.T) {
 	}
 	rating.CrossZone = false
 	in, out := l.InDNS(healthExcept())
-	if azsOf(in) != "us-east-1b us-east-1c" || !strings.Contains(out["us-east-1a"], "cross-zone off and no healthy target in us-east-1a") {
+	if azsOf(in) != "us-east-1b us-east-1c" || !strings.Contains(out["us-east-1a"], "has cross-zone off and no healthy target in us-east-1a") {
 		t.Errorf("cross-zone off, no rating target in us-east-1a: got %s, out %v", azsOf(in), out)
 	}
 	if in, _ := l.InDNS(healthExcept(ratingC)); azsOf(in) != "us-east-1b" {

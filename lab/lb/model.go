@@ -107,7 +107,9 @@ type TargetGroup struct {
 	Port             int // the NodePort (instance) or targetPort (ip)
 	PreserveClientIP bool
 	// CrossZone is the effective cross-zone setting for this group.
-	CrossZone   bool
+	CrossZone bool
+	// Health is when a zone fails away in DNS and when its node fails open.
+	Health      GroupHealth
 	HealthCheck HealthCheck
 	Targets     []Target
 }

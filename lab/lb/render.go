@@ -121,14 +121,16 @@ func NLBRules(l *LoadBalancer, h Health) string {
 			continue // a group once; passive checks do not apply to UDP
 		}
 		seen[g] = true
-		failOpen := true
-		for _, t := range g.Targets {
-			if h.Healthy(g, t) {
-				failOpen = false
+		// A target some node still sends new flows to (a zone or the
+		// whole group failing open) keeps its flows.
+		used := map[Target]bool{}
+		for _, n := range l.Nodes {
+			for _, t := range eligible(g, n.AZ) {
+				used[t] = true
 			}
 		}
 		for _, t := range g.Targets {
-			if !failOpen && h.Unhealthy(g, t) {
+			if !used[t] && h.Unhealthy(g, t) {
 				w(`-A LB-UNHEALTHY -d %s/32 -p tcp -m tcp --dport %d -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL -m comment --comment "%s %s unhealthy" -j REJECT --reject-with tcp-reset`,
 					t.IP, t.Port, g.Name, t.Object)
 			}
