@@ -78,7 +78,7 @@ func (f *labFlag) resolve() (string, error) {
 // then the only lab up. A lab named but not up is an error that lists the
 // labs that are, so docs written without --lab work on a lab named anything.
 func resolveLab(flag string) (string, error) {
-	name, from := flag, "--lab"
+	name, from, gone := flag, "--lab", ""
 	if name == "" {
 		name, from = os.Getenv("LABCTL_LAB"), "$LABCTL_LAB"
 	}
@@ -88,9 +88,17 @@ func resolveLab(flag string) (string, error) {
 			return "", err
 		}
 		name, from = cur, "the current lab; labctl use <lab> changes it"
+		// A current lab that was removed since (by another user, a test,
+		// the library) is forgotten: the only lab up is taken, as before.
+		if cur != "" && state.Absent(cur) {
+			name, gone = "", cur
+		}
 	}
 	if name == "" {
 		l, err := lab.Resolve("")
+		if gone != "" && err != nil {
+			err = fmt.Errorf("your current lab %s is down; %w", gone, err)
+		}
 		if err != nil && !errors.Is(err, lab.ErrNoLab) {
 			return "", fmt.Errorf("%w, LABCTL_LAB or labctl use <lab>", err)
 		}

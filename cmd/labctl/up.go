@@ -9,6 +9,7 @@ import (
 
 	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
 	"github.com/labctl/labctl/topologies"
 )
 
@@ -50,8 +51,9 @@ func newUp() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "lab %s is up: %d namespaces in %v\n", st.Lab, len(st.Namespaces),
 				time.Since(start).Round(time.Millisecond))
-			fmt.Fprintf(cmd.OutOrStdout(), "next: sudo labctl walk --lab %s   |   sudo labctl exec --lab %s <node|pod> -- ip route\n",
-				st.Lab, st.Lab)
+			useNew(cmd, st.Lab)
+			fmt.Fprintf(cmd.OutOrStdout(), "lab %s is your current lab (labctl use changes it)\n", st.Lab)
+			fmt.Fprintf(cmd.OutOrStdout(), "next: sudo %s walk   |   sudo %s exec <node|pod> -- ip route\n", self(), self())
 			return nil
 		},
 	}
@@ -75,6 +77,14 @@ func loadTopology(arg string) (*spec.Topology, error) {
 		return spec.Load(arg)
 	}
 	return topologies.Load(arg)
+}
+
+// useNew makes a lab just built the user's current lab, as kubectl does
+// with the context of a new cluster; failing to is only worth a warning.
+func useNew(cmd *cobra.Command, l string) {
+	if err := state.SetCurrent(invokingUID(), l); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: lab %s is up but could not be made the current lab: %v\n", l, err)
+	}
 }
 
 func completeTopologies(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
