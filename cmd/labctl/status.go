@@ -98,7 +98,7 @@ func labStatus(l string, st *lab.State, objects []string) LabStatus {
 	}
 	doc := LabStatus{TypeMeta: meta("LabStatus"), Lab: l, Complete: st.Complete, Iptables: backend,
 		AppServer: AppServer{PID: st.AgentPID, Running: st.AgentPID > 0 && agent.Running(l, st.AgentPID), Log: state.AgentLog(l)},
-		Objects: []ObjectInterface{}}
+		Objects:   []ObjectInterface{}}
 	want := map[string]bool{}
 	for _, a := range objects {
 		want[a] = true
