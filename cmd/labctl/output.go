@@ -177,6 +177,24 @@ type NamedList struct {
 	Items    []map[string]string `json:"items" yaml:"items"`
 }
 
+// LoadBalancerList is labctl lb: each load balancer, and each target's
+// health as the load balancer sees it.
+type LoadBalancerList struct {
+	TypeMeta `yaml:",inline"`
+	Lab      string              `json:"lab" yaml:"lab"`
+	Items    []map[string]string `json:"items" yaml:"items"`
+	Targets  []TargetOut         `json:"targets" yaml:"targets"`
+}
+
+// TargetOut is one registered target and its health.
+type TargetOut struct {
+	LoadBalancer string `json:"loadBalancer" yaml:"loadBalancer"`
+	TargetGroup  string `json:"targetGroup" yaml:"targetGroup"`
+	Target       string `json:"target" yaml:"target"`
+	Health       string `json:"health" yaml:"health"` // healthy, unhealthy, ... or unknown
+	Reason       string `json:"reason,omitempty" yaml:"reason,omitempty"`
+}
+
 func verdictOf(passed bool) string {
 	if passed {
 		return "PASS"
