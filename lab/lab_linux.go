@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -100,6 +101,9 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *state.State, er
 	}
 	p := plan.Build(t, name)
 	src, _ := filepath.Abs(t.File)
+	if _, builtIn := sources.Load(t); builtIn {
+		src = t.File // no file on disk: keep the name it was given
+	}
 	topo, err := topologyBytes(t)
 	if err != nil {
 		return nil, fmt.Errorf("saving the topology with the lab: %w", err)
@@ -123,17 +127,33 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *state.State, er
 		return nil, err
 	}
 	crash.Point(ctx, "configured")
+	// Each file under /etc/netns goes through here, so that down knows
+	// whether up created /etc/netns itself.
+	resolv := func(object string, write func() (bool, error)) error {
+		created, err := write()
+		if created && !st.CreatedEtcNetns {
+			st.CreatedEtcNetns = true
+			if err := st.Write(); err != nil {
+				return err
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s's resolv.conf: %w", object, err)
+		}
+		return nil
+	}
 	if len(t.Manifests.Services) > 0 {
 		for _, pod := range t.Pods {
-			created, err := kernel.WriteResolvConf(t, name, pod)
-			if created {
-				st.CreatedEtcNetns = true
-				if err := st.Write(); err != nil {
-					return nil, err
-				}
+			if err := resolv(pod.Name, func() (bool, error) { return kernel.WriteResolvConf(t, name, pod) }); err != nil {
+				return nil, err
 			}
-			if err != nil {
-				return nil, fmt.Errorf("writing %s's resolv.conf: %w", pod.Name, err)
+		}
+	}
+	// Internet hosts resolve the lab's public names through its Route 53.
+	if in := t.Internet; in != nil && in.DNS != nil {
+		for _, h := range in.Hosts {
+			if err := resolv(h.Name, func() (bool, error) { return kernel.WriteInternetResolvConf(name, h.Name, in.DNS.IP) }); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -159,11 +179,24 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *state.State, er
 // topologyBytes is the user's file as written (comments and all), or the
 // topology itself when it was generated in memory.
 func topologyBytes(t *spec.Topology) ([]byte, error) {
+	if b, ok := sources.Load(t); ok {
+		return b.([]byte), nil
+	}
 	if b, err := os.ReadFile(t.File); err == nil {
 		return b, nil
 	}
 	return yaml.Marshal(t)
 }
+
+// sources holds the bytes of topologies that were parsed from no file on
+// disk (labctl's built-in ones), by *spec.Topology.
+var sources sync.Map
+
+// SetSource records the bytes t was parsed from, for a topology that does
+// not come from a file (spec.Parse of embedded bytes). Up saves these bytes
+// with the lab, rather than reading t.File relative to the working
+// directory or re-marshalling t (which would carry the defaults filled in).
+func SetSource(t *spec.Topology, data []byte) { sources.Store(t, data) }
 
 // FaultPhases are the points of up where LABCTL_FAULT_AT can strike.
 var FaultPhases = []string{"state", "namespaces", "veths", "configured", "agent"}

@@ -31,13 +31,24 @@ func Names() []string {
 // Load parses the embedded topology of that name. Errors name it as
 // topologies/<name>.yaml, the file it was built from.
 func Load(name string) (*spec.Topology, error) {
+	t, _, err := LoadWithSource(name)
+	return t, err
+}
+
+// LoadWithSource is Load that also returns the file's bytes, which a lab
+// saves as its own copy of the topology.
+func LoadWithSource(name string) (*spec.Topology, []byte, error) {
 	data, err := files.ReadFile(name + ".yaml")
 	if err != nil {
-		return nil, fmt.Errorf("no topology %q built into labctl (it has: %s); give a file as a path, e.g. ./%s.yaml",
+		return nil, nil, fmt.Errorf("no topology %q built into labctl (it has: %s); give a file as a path, e.g. ./%s.yaml",
 			name, strings.Join(Names(), ", "), name)
 	}
-	return spec.Parse("topologies/"+name+".yaml", name, data)
+	t, err := spec.Parse(File(name), name, data)
+	return t, data, err
 }
+
+// File is how errors and a lab's state name a built-in topology.
+func File(name string) string { return "labctl:topologies/" + name + ".yaml" }
 
 // WalkNames are the topology's walks in file order.
 func WalkNames(t *spec.Topology) []string {

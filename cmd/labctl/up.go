@@ -76,7 +76,11 @@ func loadTopology(arg string) (*spec.Topology, error) {
 	if isTopologyPath(arg) {
 		return spec.Load(arg)
 	}
-	return topologies.Load(arg)
+	t, data, err := topologies.LoadWithSource(arg)
+	if err == nil {
+		lab.SetSource(t, data) // the lab saves these bytes, as it saves a file's
+	}
+	return t, err
 }
 
 // useNew makes a lab just built the user's current lab, as kubectl does
