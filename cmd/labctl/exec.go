@@ -21,7 +21,7 @@ func newExec() *cobra.Command {
   sudo labctl exec node51 -- tcpdump -eni eth0
   sudo labctl exec --lab pod-networking vpc -- tcpdump -p -eni br-a`,
 		Args:              cobra.MinimumNArgs(1),
-		ValidArgsFunction: completeObjects(&lf),
+		ValidArgsFunction: completeObjects(&lf, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := lf.resolve()
 			if err != nil {

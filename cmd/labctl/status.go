@@ -23,7 +23,7 @@ func newStatus() *cobra.Command {
 	c := &cobra.Command{
 		Use:               "status [--lab L] [object...]",
 		Short:             "Show a lab's namespaces, interfaces and addresses, read from the kernel",
-		ValidArgsFunction: completeObjects(&lf),
+		ValidArgsFunction: completeObjects(&lf, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.check(); err != nil {
 				return err
@@ -34,6 +34,9 @@ func newStatus() *cobra.Command {
 			}
 			st, err := lab.ReadState(l)
 			if err != nil {
+				return err
+			}
+			if err := knownObjects(l, st, args); err != nil {
 				return err
 			}
 			if o.machine() {
@@ -137,10 +140,32 @@ func labStatus(l string, st *lab.State, objects []string) LabStatus {
 	return doc
 }
 
+// knownObjects refuses an object the lab does not have, rather than print
+// an empty table.
+func knownObjects(l string, st *lab.State, objects []string) error {
+	have := map[string]bool{}
+	var names []string
+	for _, n := range st.Namespaces {
+		obj := n[len(spec.NSPrefix)+len(l)+1:]
+		have[obj] = true
+		names = append(names, obj)
+	}
+	for _, o := range objects {
+		if !have[o] {
+			return fmt.Errorf("lab %s has no object %q (it has: %s)", l, o, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
 // completeObjects completes the objects (namespaces) of the lab the
 // command would act on.
-func completeObjects(lf *labFlag) cobra.CompletionFunc {
-	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+// With one set, the arguments after the object are a command (exec).
+func completeObjects(lf *labFlag, one bool) cobra.CompletionFunc {
+	return func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if one && len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
 		l, err := resolveLab(lf.name)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
