@@ -37,7 +37,8 @@ fi
 mkdir -p bin
 # Build errors are shown and stop the script: a stale bin/labctl must not
 # pass for a fresh one.
-if ! go build -o bin/labctl ./cmd/labctl; then
+commit=$(git rev-parse HEAD 2>/dev/null || true)
+if ! go build -ldflags "-X main.commit=${commit}" -o bin/labctl ./cmd/labctl; then
   echo "setup.sh: building cmd/labctl failed (the compiler's errors are above)" >&2
   exit 1
 fi

@@ -142,6 +142,10 @@ func self() string {
 	return "labctl"
 }
 
+// commit is set by scripts/setup.sh (-ldflags -X main.commit=...), for
+// builds where Go stamps no VCS information (-buildvcs=false, a worktree).
+var commit string
+
 // version is the module version and the commit labctl was built from.
 func version() string {
 	bi, ok := debug.ReadBuildInfo()
@@ -157,6 +161,9 @@ func version() string {
 		case "vcs.modified":
 			dirty = s.Value == "true"
 		}
+	}
+	if rev == "" {
+		rev = commit
 	}
 	if rev != "" {
 		v += ", commit " + rev
