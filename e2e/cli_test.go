@@ -10,12 +10,16 @@ import (
 	. "github.com/onsi/gomega"
 )
 
+// cliUID is the user these specs act for: their current lab is theirs
+// alone, whatever other specs running in parallel pick.
+const cliUID = "2147000002"
+
 // runIn is run with a working directory and extra environment.
 func runIn(dir string, env []string, args ...string) (string, int) {
 	GinkgoHelper()
 	cmd := exec.Command(labctl, args...)
 	cmd.Dir = dir
-	cmd.Env = append(append(cmd.Environ(), "SUDO_UID="+e2eUID), env...)
+	cmd.Env = append(append(cmd.Environ(), "SUDO_UID="+cliUID), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
