@@ -19,7 +19,8 @@ func newExec() *cobra.Command {
 		Short: "Run a command (ip, ping, tcpdump; a shell if none) inside a lab object's namespace",
 		Example: `  sudo labctl exec pod51 -- ip route
   sudo labctl exec node51 -- tcpdump -eni eth0
-  sudo labctl exec --lab pod-networking vpc -- tcpdump -p -eni br-a`,
+  sudo labctl exec --lab mine vpc -- tcpdump -p -eni br-a
+  sudo labctl exec pod51            # a shell ($SHELL, else /bin/bash)`,
 		Args:              cobra.MinimumNArgs(1),
 		ValidArgsFunction: completeObjects(&lf, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
