@@ -29,7 +29,7 @@ var chaosCases = func() []chaosCase {
 		cs = append(cs, chaosCase{"clusterip", []string{"pod", "delete", "--lab", "LAB", "WEBPOD"}, p})
 	}
 	cs = append(cs, chaosCase{"pod-networking", []string{"fault", "inject", "--lab", "LAB", "missing-1536"}, "fault-recorded"})
-	cs = append(cs, chaosCase{"pod-networking", []string{"walk", "--lab", "LAB", "-x", "-o", "CAPS", "A3"}, "walk-traced"})
+	cs = append(cs, chaosCase{"pod-networking", []string{"walk", "--lab", "LAB", "-x", "--captures-dir", "CAPS", "A3"}, "walk-traced"})
 	return cs
 }()
 

@@ -57,6 +57,9 @@ var _ = BeforeSuite(func() {
 	sweep()
 })
 
+// e2eUID is the uid the suite's labctl runs act for (no such user exists).
+const e2eUID = "2147000001"
+
 // e2e labs are named with this prefix so a run never touches a user's lab.
 const labPrefix = "e2e-"
 
@@ -104,7 +107,10 @@ func run(env []string, args ...string) (string, int) {
 func runState(env []string, args ...string) (string, *os.ProcessState) {
 	GinkgoHelper()
 	cmd := exec.Command(labctl, args...)
-	cmd.Env = append(os.Environ(), env...)
+	// labctl keeps a current lab per invoking user (SUDO_UID): the suite's
+	// own uid keeps the user's current lab out of its way, and its out of
+	// the user's.
+	cmd.Env = append(append(os.Environ(), "SUDO_UID="+e2eUID), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

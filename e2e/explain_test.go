@@ -72,7 +72,7 @@ var _ = Describe("walk --explain", Ordered, Label("explain"), func() {
 			}
 			return rules, monitors
 		}
-		_, st := runState([]string{"LABCTL_FAULT_AT=walk-traced"}, "walk", "--lab", name, "-x", "-o", GinkgoT().TempDir(), "A3")
+		_, st := runState([]string{"LABCTL_FAULT_AT=walk-traced"}, "walk", "--lab", name, "-x", "--captures-dir", GinkgoT().TempDir(), "A3")
 		Expect(st.Sys().(syscall.WaitStatus).Signal()).To(Equal(syscall.SIGKILL))
 		rules, monitors := traces()
 		Expect(rules).To(BeNumerically(">", 0), "the killed walk left no TRACE rule: the spec proves nothing")

@@ -42,7 +42,7 @@ var _ = Describe("labctl as root on a shared machine", Ordered, Label("lifecycle
 				Expect(os.Lchown(l, 65534, 65534)).To(Succeed())
 			}
 		}
-		out, code := run(nil, "walk", "--lab", name, "-o", caps, "A1")
+		out, code := run(nil, "walk", "--lab", name, "--captures-dir", caps, "A1")
 		Expect(code).NotTo(Equal(0), "the walk wrote its capture although its name was planted:\n"+out)
 		Expect(out).To(ContainSubstring("never writes through an existing name"))
 		b, err := os.ReadFile(victim)
@@ -55,7 +55,7 @@ var _ = Describe("labctl as root on a shared machine", Ordered, Label("lifecycle
 		up("pod-networking", name)
 		dir := GinkgoT().TempDir()
 		Expect(os.Chown(dir, 65534, 65534)).To(Succeed())
-		out, code := run(nil, "walk", "--lab", name, "-o", dir, "A1")
+		out, code := run(nil, "walk", "--lab", name, "--captures-dir", dir, "A1")
 		Expect(code).To(Equal(0), out)
 		files, _ := filepath.Glob(filepath.Join(dir, "*.pcapng"))
 		Expect(files).To(HaveLen(1))
@@ -66,7 +66,7 @@ var _ = Describe("labctl as root on a shared machine", Ordered, Label("lifecycle
 		link := filepath.Join(GinkgoT().TempDir(), "caps")
 		Expect(os.Symlink(GinkgoT().TempDir(), link)).To(Succeed())
 		Expect(os.Lchown(link, 65534, 65534)).To(Succeed())
-		out, code = run(nil, "walk", "--lab", name, "-o", link, "A1")
+		out, code = run(nil, "walk", "--lab", name, "--captures-dir", link, "A1")
 		Expect(code).NotTo(Equal(0), out)
 		Expect(out).To(ContainSubstring("symbolic link owned by uid 65534"))
 	})

@@ -90,7 +90,7 @@ var _ = Describe("the host", Label("lifecycle", "host"), func() {
 		Expect(code).To(Equal(0), out)
 		DeferCleanup(func() { _, _ = lab.Down(name) })
 		Expect(hostState(name, keys)).To(Equal(before), "up changed the host")
-		out, code = run(nil, "walk", "--lab", name, "-o", GinkgoT().TempDir())
+		out, code = run(nil, "walk", "--lab", name, "--captures-dir", GinkgoT().TempDir())
 		Expect(code).To(Equal(0), out)
 		Expect(hostState(name, keys)).To(Equal(before), "walk changed the host")
 		out, code = run(nil, "down", name)
@@ -192,7 +192,7 @@ var _ = Describe("labctl down after a crash", Label("lifecycle"), func() {
 		out, _ = run(nil, "status", "--lab", name)
 		Expect(out).To(ContainSubstring(fmt.Sprintf("app server NOT running (was pid %d)", st.AgentPID)))
 		Expect(out).To(ContainSubstring("labctl up --resume " + name))
-		out, code = run(nil, "walk", "--lab", name, "-o", GinkgoT().TempDir(), "A2")
+		out, code = run(nil, "walk", "--lab", name, "--captures-dir", GinkgoT().TempDir(), "A2")
 		Expect(code).NotTo(Equal(0), "A2 needs pod71's app, which died with the app server: "+out)
 
 		out, code = run(nil, "up", "--resume", name)
@@ -200,7 +200,7 @@ var _ = Describe("labctl down after a crash", Label("lifecycle"), func() {
 		st, err = lab.ReadState(name)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(agent.Running(name, st.AgentPID)).To(BeTrue(), "the restarted app server")
-		out, code = run(nil, "walk", "--lab", name, "-o", GinkgoT().TempDir(), "A2")
+		out, code = run(nil, "walk", "--lab", name, "--captures-dir", GinkgoT().TempDir(), "A2")
 		Expect(code).To(Equal(0), "A2 after up --resume: "+out)
 	})
 

@@ -218,7 +218,7 @@ var _ = Describe("clusterip on iptables-legacy, as on EKS's AL2 nodes", Ordered,
 	})
 
 	It("refuses walk --explain, which traces with nf_tables, naming the lab's backend", func() {
-		out, code := run(nil, "walk", "--lab", name, "--explain", "B1", "-o", GinkgoT().TempDir())
+		out, code := run(nil, "walk", "--lab", name, "--explain", "B1", "--captures-dir", GinkgoT().TempDir())
 		Expect(code).NotTo(Equal(0))
 		Expect(out).To(ContainSubstring("uses iptables-legacy"))
 	})

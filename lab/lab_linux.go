@@ -99,7 +99,10 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *state.State, er
 		logf("warning: %s", w)
 	}
 	p := plan.Build(t, name)
-	src, _ := filepath.Abs(t.File)
+	src := t.File // a built-in topology's name ("labctl:topologies/...") stays as it is
+	if _, err := os.Stat(t.File); err == nil {
+		src, _ = filepath.Abs(t.File)
+	}
 	topo, err := topologyBytes(t)
 	if err != nil {
 		return nil, fmt.Errorf("saving the topology with the lab: %w", err)
@@ -123,17 +126,33 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *state.State, er
 		return nil, err
 	}
 	crash.Point(ctx, "configured")
+	// Each file under /etc/netns goes through here, so that down knows
+	// whether up created /etc/netns itself.
+	resolv := func(object string, write func() (bool, error)) error {
+		created, err := write()
+		if created && !st.CreatedEtcNetns {
+			st.CreatedEtcNetns = true
+			if err := st.Write(); err != nil {
+				return err
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s's resolv.conf: %w", object, err)
+		}
+		return nil
+	}
 	if len(t.Manifests.Services) > 0 {
 		for _, pod := range t.Pods {
-			created, err := kernel.WriteResolvConf(t, name, pod)
-			if created {
-				st.CreatedEtcNetns = true
-				if err := st.Write(); err != nil {
-					return nil, err
-				}
+			if err := resolv(pod.Name, func() (bool, error) { return kernel.WriteResolvConf(t, name, pod) }); err != nil {
+				return nil, err
 			}
-			if err != nil {
-				return nil, fmt.Errorf("writing %s's resolv.conf: %w", pod.Name, err)
+		}
+	}
+	// Internet hosts resolve the lab's public names through its Route 53.
+	if in := t.Internet; in != nil && in.DNS != nil {
+		for _, h := range in.Hosts {
+			if err := resolv(h.Name, func() (bool, error) { return kernel.WriteInternetResolvConf(name, h.Name, in.DNS.IP) }); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -156,11 +175,11 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *state.State, er
 	return st, st.Write()
 }
 
-// topologyBytes is the user's file as written (comments and all), or the
-// topology itself when it was generated in memory.
+// topologyBytes is the text the topology was parsed from (comments and
+// all), or the topology itself when it was generated in memory.
 func topologyBytes(t *spec.Topology) ([]byte, error) {
-	if b, err := os.ReadFile(t.File); err == nil {
-		return b, nil
+	if len(t.Source) > 0 {
+		return t.Source, nil
 	}
 	return yaml.Marshal(t)
 }

@@ -11,12 +11,12 @@ if [ -d "/run/labctl/$topology" ]; then
   bin/labctl down "$topology"
 fi
 bin/labctl up "$topology"
-bin/labctl walk --lab "$topology" -o captures
+bin/labctl walk --lab "$topology" --captures-dir captures
 cat <<MSG
 
 The lab is still up. Look at it yourself, for example:
-  sudo bin/labctl exec --lab $topology node81 -- tcpdump -eni eth1 icmp
-  sudo bin/labctl walk --lab $topology -v A3
+  sudo bin/labctl exec node81 -- tcpdump -eni eth1 icmp
+  sudo bin/labctl walk -v A3
   tshark -r captures/$topology-A3-*.pcapng -T fields -e frame.interface_name -e eth.src -e eth.dst -e ip.src -e ip.dst
 Remove it with: sudo bin/labctl down $topology
 MSG

@@ -35,5 +35,11 @@ if ! ginkgo version 2>/dev/null | grep -q "${ginkgo_version#v}"; then
   go install "github.com/onsi/ginkgo/v2/ginkgo@${ginkgo_version}"
 fi
 mkdir -p bin
-go build -o bin/labctl ./cmd/labctl 2>/dev/null || echo "setup.sh: cmd/labctl does not build yet" >&2
+# Build errors are shown and stop the script: a stale bin/labctl must not
+# pass for a fresh one.
+commit=$(git rev-parse HEAD 2>/dev/null || true)
+if ! go build -ldflags "-X main.commit=${commit}" -o bin/labctl ./cmd/labctl; then
+  echo "setup.sh: building cmd/labctl failed (the compiler's errors are above)" >&2
+  exit 1
+fi
 echo "setup.sh: ready (iptables $(iptables --version | awk '{print $2, $3}'), $(tcpdump --version 2>&1 | head -1), $(go version | awk '{print $3}'))"

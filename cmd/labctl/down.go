@@ -9,6 +9,7 @@ import (
 
 	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/kernel"
+	"github.com/labctl/labctl/lab/state"
 )
 
 func newDown() *cobra.Command {
@@ -30,7 +31,7 @@ func newDown() *cobra.Command {
 				}
 				args = labs
 			} else if len(args) == 0 {
-				l, err := lab.Resolve("")
+				l, err := resolveLab("")
 				if err != nil {
 					return err
 				}
@@ -41,6 +42,9 @@ func newDown() *cobra.Command {
 				rm, err := lab.Down(l)
 				if err != nil {
 					errs = append(errs, err)
+				}
+				if err == nil {
+					forgetCurrent(l)
 				}
 				if rm != nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "lab %s removed: %d namespaces, %d processes\n", l,
@@ -67,4 +71,13 @@ func newDown() *cobra.Command {
 func completeLabs(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 	labs, _ := lab.Labs()
 	return labs, cobra.ShellCompDirectiveNoFileComp
+}
+
+// forgetCurrent clears the user's current lab if it was the lab just
+// removed, so the next command does not name a lab that is gone.
+func forgetCurrent(l string) {
+	uid := invokingUID()
+	if cur, _ := state.Current(uid); cur == l {
+		_ = state.SetCurrent(uid, "")
+	}
 }

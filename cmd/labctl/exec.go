@@ -15,27 +15,34 @@ import (
 func newExec() *cobra.Command {
 	var lf labFlag
 	c := &cobra.Command{
-		Use:   "exec [--lab L] <node|pod|host|vpc> -- <command> [args...]",
-		Short: "Run a command (ip, ping, tcpdump, a shell) inside a lab object's namespace",
+		Use:   "exec [--lab L] <node|pod|host|vpc> [-- <command> [args...]]",
+		Short: "Run a command (ip, ping, tcpdump; a shell if none) inside a lab object's namespace",
 		Example: `  sudo labctl exec pod51 -- ip route
   sudo labctl exec node51 -- tcpdump -eni eth0
-  sudo labctl exec --lab pod-networking vpc -- tcpdump -p -eni br-a`,
-		Args: cobra.MinimumNArgs(2),
+  sudo labctl exec --lab mine vpc -- tcpdump -p -eni br-a
+  sudo labctl exec pod51            # a shell ($SHELL, else /bin/bash)`,
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeObjects(&lf, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := lf.resolve()
 			if err != nil {
 				return err
 			}
 			command := args[1:]
-			if command[0] == "--" {
+			if len(command) > 0 && command[0] == "--" {
 				command = command[1:]
 			}
 			if len(command) == 0 {
-				return fmt.Errorf("usage: labctl exec [--lab L] <object> -- <command>")
+				// No command: a shell, as docker exec -it and kubectl exec do.
+				sh := os.Getenv("SHELL")
+				if sh == "" {
+					sh = "/bin/bash"
+				}
+				command = []string{sh}
 			}
 			name := spec.NSName(l, args[0])
 			if _, err := os.Stat(ns.Path(name)); err != nil {
-				return fmt.Errorf("lab %s has no object %q (labctl status --lab %s lists them)", l, args[0], l)
+				return fmt.Errorf("lab %s has no object %q (sudo %s status --lab %s lists them)", l, args[0], self(), l)
 			}
 			ip, err := exec.LookPath("ip")
 			if err != nil {

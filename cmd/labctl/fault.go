@@ -15,11 +15,24 @@ func newFault() *cobra.Command {
 	var lf labFlag
 	c := &cobra.Command{Use: "fault", Short: "Inject and clear realistic faults that break a walk at one hop"}
 	lf.register(c.PersistentFlags())
-	c.AddCommand(&cobra.Command{
+	var fo outputFlag
+	faultList := &cobra.Command{
 		Use:   "list",
 		Short: "List the faults, the topology each needs, and the walk it breaks",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := fo.check(); err != nil {
+				return err
+			}
+			if fo.machine() {
+				doc := NamedList{TypeMeta: meta("FaultList"), Items: []map[string]string{}}
+				for _, n := range lab.FaultNames() {
+					f := lab.Faults[n]
+					doc.Items = append(doc.Items, map[string]string{"name": n, "topology": f.Topology, "walk": f.Walk,
+						"summary": f.Summary, "symptom": f.Symptom})
+				}
+				return fo.print(cmd.OutOrStdout(), doc)
+			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "FAULT\tTOPOLOGY\tBREAKS\tWHAT")
 			for _, n := range lab.FaultNames() {
@@ -28,7 +41,9 @@ func newFault() *cobra.Command {
 			}
 			return tw.Flush()
 		},
-	}, &cobra.Command{
+	}
+	fo.register(faultList)
+	c.AddCommand(faultList, &cobra.Command{
 		Use:   "inject <fault>",
 		Short: "Break the lab (its topology must be the fault's)",
 		Args:  cobra.ExactArgs(1),
@@ -45,7 +60,7 @@ func newFault() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "injected %s: %s\nsee it: sudo labctl walk --lab %s %s\n", f.Name, f.Summary, s.Lab, f.Walk)
+			fmt.Fprintf(cmd.OutOrStdout(), "injected %s: %s\nsee it: sudo %s walk --lab %s %s\n", f.Name, f.Summary, self(), s.Lab, f.Walk)
 			return nil
 		},
 	}, &cobra.Command{
@@ -72,21 +87,44 @@ func newFault() *cobra.Command {
 
 func newExercise() *cobra.Command {
 	c := &cobra.Command{Use: "exercise", Short: "Troubleshooting tickets: a lab with a hidden fault to find and fix"}
-	c.AddCommand(&cobra.Command{
+	var eo outputFlag
+	var name string
+	exList := &cobra.Command{
 		Use:   "list",
 		Short: "List the tickets and their symptoms",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := eo.check(); err != nil {
+				return err
+			}
+			if eo.machine() {
+				doc := NamedList{TypeMeta: meta("ExerciseList"), Items: []map[string]string{}}
+				for _, e := range lab.Exercises() {
+					f := lab.Faults[e.Fault]
+					doc.Items = append(doc.Items, map[string]string{"ticket": e.Ticket, "topology": f.Topology,
+						"symptom": f.Symptom, "lab": lab.ExerciseLab(e.Ticket)})
+				}
+				return eo.print(cmd.OutOrStdout(), doc)
+			}
 			for _, e := range lab.Exercises() {
 				f := lab.Faults[e.Fault]
 				fmt.Fprintf(cmd.OutOrStdout(), "%s  (%s)  %s\n", e.Ticket, f.Topology, f.Symptom)
 			}
 			return nil
 		},
-	}, &cobra.Command{
-		Use:   "start <ticket>",
-		Short: "Build the ticket's lab, broken the way the ticket says",
+	}
+	eo.register(exList)
+	start := &cobra.Command{
+		Use:   "start <ticket> [--name N]",
+		Short: "Build the ticket's lab, broken the way the ticket says, and make it the current lab",
 		Args:  cobra.ExactArgs(1),
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			var t []string
+			for _, e := range lab.Exercises() {
+				t = append(t, e.Ticket)
+			}
+			return t, cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := needRoot(); err != nil {
 				return err
@@ -100,16 +138,26 @@ func newExercise() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			name, err := lab.StartExercise(cmd.Context(), t, e)
+			if cmd.Flags().Changed("name") && name == "" {
+				return fmt.Errorf("--name is empty: give the lab a name, or leave --name out to use %s", lab.ExerciseLab(e.Ticket))
+			}
+			l := name
+			if l == "" {
+				l = lab.ExerciseLab(e.Ticket)
+			}
+			l, err = lab.StartExerciseAs(cmd.Context(), t, e, l)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\nlab %s is up (topology %s). Find the fault with tcpdump, ip and iptables:\n"+
-				"  sudo labctl exec --lab %s <object> -- ...\nThen fix it and run: sudo labctl exercise check --lab %s\n",
-				e.Ticket, f.Symptom, name, f.Topology, name, name)
+			useNew(cmd, l)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\nlab %s is up (topology %s) and is your current lab. Find the fault with tcpdump, ip and iptables:\n"+
+				"  sudo %s exec <object> -- ...\nThen fix it and run: sudo %s exercise check\n",
+				e.Ticket, f.Symptom, l, f.Topology, self(), self())
 			return nil
 		},
-	})
+	}
+	start.Flags().StringVar(&name, "name", "", "lab name (default: the ticket's, e.g. ticket-108), so two people can work one ticket")
+	c.AddCommand(exList, start)
 	var lf labFlag
 	var out string
 	check := &cobra.Command{
@@ -134,7 +182,7 @@ func newExercise() *cobra.Command {
 		},
 	}
 	lf.register(check.Flags())
-	check.Flags().StringVarP(&out, "out", "o", "captures", "directory for the walk's pcapng and ladder")
+	check.Flags().StringVar(&out, "captures-dir", "captures", "directory for the walk's pcapng and ladder")
 	c.AddCommand(check)
 	return c
 }

@@ -13,11 +13,15 @@ import (
 
 func newLB() *cobra.Command {
 	var lf labFlag
+	var o outputFlag
 	c := &cobra.Command{
 		Use:   "lb [--lab L]",
 		Short: "List the lab's load balancers, their listeners and target groups, with each target's health",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			l, t, err := lf.topology()
 			if err != nil {
 				return err
@@ -27,6 +31,25 @@ func newLB() *cobra.Command {
 				return err
 			}
 			health, _ := agent.ReadHealth(l)
+			if o.machine() {
+				doc := LoadBalancerList{TypeMeta: meta("LoadBalancerList"), Lab: l, Items: []map[string]string{}, Targets: []TargetOut{}}
+				for _, b := range m.LBs {
+					doc.Items = append(doc.Items, map[string]string{"name": b.Name, "kind": b.Kind, "scheme": b.Scheme,
+						"owner": b.Owner, "controller": b.Controller, "crossZone": fmt.Sprint(b.CrossZone)})
+					for _, g := range b.Groups() {
+						for _, tg := range g.Targets {
+							h := health[g.Name+"/"+tg.String()]
+							st := h.State
+							if st == "" {
+								st = "unknown"
+							}
+							doc.Targets = append(doc.Targets, TargetOut{LoadBalancer: b.Name, TargetGroup: g.Name,
+								Target: tg.String(), Health: st, Reason: h.Reason})
+						}
+					}
+				}
+				return o.print(cmd.OutOrStdout(), doc)
+			}
 			w := cmd.OutOrStdout()
 			for _, p := range m.Pending {
 				fmt.Fprintf(w, "%s: pending, no load balancer: %s\n", p.Owner, p.Reason)
@@ -99,6 +122,7 @@ func newLB() *cobra.Command {
 		},
 	}
 	lf.register(c.Flags())
+	o.register(c)
 	return c
 }
 

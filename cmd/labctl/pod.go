@@ -19,11 +19,15 @@ func newPod() *cobra.Command {
 	var lf labFlag
 	c := &cobra.Command{Use: "pod", Short: "List and delete a lab's pods (delete as kubectl delete pod does)"}
 	lf.register(c.PersistentFlags())
-	c.AddCommand(&cobra.Command{
+	var o outputFlag
+	list := &cobra.Command{
 		Use:   "list",
 		Short: "List pods with their node, ENI, IP and owner",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			l, err := lf.resolve()
 			if err != nil {
 				return err
@@ -45,6 +49,21 @@ func newPod() *cobra.Command {
 				}
 			}
 			sort.Slice(pods, func(i, j int) bool { return pods[i].Namespace+pods[i].Name < pods[j].Namespace+pods[j].Name })
+			if o.machine() {
+				doc := NamedList{TypeMeta: meta("PodList"), Lab: l, Items: []map[string]string{}}
+				for _, p := range pods {
+					owner, ps := p.Manifest, status[p.Name]
+					if owner == "" {
+						owner = "(lab document)"
+					}
+					if ps == "" {
+						ps = "running"
+					}
+					doc.Items = append(doc.Items, map[string]string{"namespace": p.Namespace, "name": p.Name, "node": p.Node,
+						"eni": fmt.Sprintf("eth%d", p.ENI), "ip": p.IP.String(), "owner": owner, "status": ps})
+				}
+				return o.print(cmd.OutOrStdout(), doc)
+			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAMESPACE\tPOD\tNODE\tENI\tIP\tOWNER\tSTATUS")
 			for _, p := range pods {
@@ -60,7 +79,9 @@ func newPod() *cobra.Command {
 			}
 			return tw.Flush()
 		},
-	}, &cobra.Command{
+	}
+	o.register(list)
+	c.AddCommand(list, &cobra.Command{
 		Use:   "delete <pod>",
 		Short: "Delete a pod: its Deployment replaces it with a new IP; endpoints and rules follow",
 		Args:  cobra.ExactArgs(1),

@@ -19,10 +19,15 @@ import (
 
 func newStatus() *cobra.Command {
 	var lf labFlag
+	var o outputFlag
 	c := &cobra.Command{
-		Use:   "status [--lab L] [object...]",
-		Short: "Show a lab's namespaces, interfaces and addresses, read from the kernel",
+		Use:               "status [--lab L] [object...]",
+		Short:             "Show a lab's namespaces, interfaces and addresses, read from the kernel",
+		ValidArgsFunction: completeObjects(&lf, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			l, err := lf.resolve()
 			if err != nil {
 				return err
@@ -30,6 +35,12 @@ func newStatus() *cobra.Command {
 			st, err := lab.ReadState(l)
 			if err != nil {
 				return err
+			}
+			if err := knownObjects(l, st, args); err != nil {
+				return err
+			}
+			if o.machine() {
+				return o.print(cmd.OutOrStdout(), labStatus(l, st, args))
 			}
 			if len(args) == 0 {
 				printLabHeader(cmd.OutOrStdout(), l, st)
@@ -77,7 +88,98 @@ func newStatus() *cobra.Command {
 		},
 	}
 	lf.register(c.Flags())
+	o.register(c)
 	return c
+}
+
+// labStatus is status -o json|yaml: the header's facts and every
+// interface of the objects asked for (all of them if none).
+func labStatus(l string, st *lab.State, objects []string) LabStatus {
+	backend := st.Iptables
+	if backend == "" {
+		backend = spec.IptablesNFT
+	}
+	doc := LabStatus{TypeMeta: meta("LabStatus"), Lab: l, Complete: st.Complete, Iptables: backend,
+		AppServer: AppServer{PID: st.AgentPID, Running: st.AgentPID > 0 && agent.Running(l, st.AgentPID), Log: state.AgentLog(l)},
+		Objects:   []ObjectInterface{}}
+	want := map[string]bool{}
+	for _, a := range objects {
+		want[a] = true
+	}
+	for _, name := range st.Namespaces {
+		obj := name[len("lc.")+len(l)+1:]
+		if len(want) > 0 && !want[obj] {
+			continue
+		}
+		n, err := ns.Open(name)
+		if err != nil {
+			doc.Objects = append(doc.Objects, ObjectInterface{Object: obj, Namespace: name, Error: err.Error()})
+			continue
+		}
+		links, _ := n.NL.LinkList()
+		for _, lk := range links {
+			a := lk.Attrs()
+			if a.Name == "lo" {
+				continue
+			}
+			oi := ObjectInterface{Object: obj, Namespace: name, Interface: a.Name, State: operState(lk),
+				MAC: a.HardwareAddr.String(), MTU: a.MTU, Addresses: []string{}}
+			addrs, _ := n.NL.AddrList(lk, unix.AF_INET)
+			for _, ad := range addrs {
+				oi.Addresses = append(oi.Addresses, ad.IPNet.String())
+			}
+			if a.MasterIndex != 0 {
+				if m, err := n.NL.LinkByIndex(a.MasterIndex); err == nil {
+					oi.Master = m.Attrs().Name
+				}
+			}
+			doc.Objects = append(doc.Objects, oi)
+		}
+		n.Close()
+	}
+	return doc
+}
+
+// knownObjects refuses an object the lab does not have, rather than print
+// an empty table.
+func knownObjects(l string, st *lab.State, objects []string) error {
+	have := map[string]bool{}
+	var names []string
+	for _, n := range st.Namespaces {
+		obj := n[len(spec.NSPrefix)+len(l)+1:]
+		have[obj] = true
+		names = append(names, obj)
+	}
+	for _, o := range objects {
+		if !have[o] {
+			return fmt.Errorf("lab %s has no object %q (it has: %s)", l, o, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+// completeObjects completes the objects (namespaces) of the lab the
+// command would act on.
+// With one set, the arguments after the object are a command (exec).
+func completeObjects(lf *labFlag, one bool) cobra.CompletionFunc {
+	return func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if one && len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveDefault
+		}
+		l, err := resolveLab(lf.name)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		st, err := lab.ReadState(l)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []string
+		for _, name := range st.Namespaces {
+			out = append(out, name[len(spec.NSPrefix)+len(l)+1:])
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }
 
 func operState(l netlink.Link) string {
@@ -106,12 +208,12 @@ func printLabHeader(w io.Writer, l string, st *lab.State) {
 		apps = fmt.Sprintf("NOT running (was pid %d); walks that need the pods' apps will fail; see %s", st.AgentPID, state.AgentLog(l))
 	}
 	if st.AgentPID > 0 && !agent.Running(l, st.AgentPID) {
-		apps += "; sudo labctl up --resume " + l + " starts it again"
+		apps += "; sudo " + self() + " up --resume " + l + " starts it again"
 	}
 	fmt.Fprintf(w, "lab %s: %s; iptables %s; app server %s\n", l, shape, backend, apps)
 	if pd := st.Churn.Pending; pd != nil {
 		fmt.Fprintf(w, "pod delete pending: %s (%s) is being replaced by %s (%s); it stopped after step %q; "+
-			"sudo labctl pod delete --lab %s %s finishes it\n", pd.Deleted.Name, pd.Deleted.IP, pd.Started.Name, pd.Started.IP, pd.Step, l, pd.Deleted.Name)
+			"sudo %s pod delete --lab %s %s finishes it\n", pd.Deleted.Name, pd.Deleted.IP, pd.Started.Name, pd.Started.IP, pd.Step, self(), l, pd.Deleted.Name)
 	}
 	fmt.Fprintln(w)
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -11,6 +9,8 @@ import (
 
 	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
+	"github.com/labctl/labctl/topologies"
 )
 
 func newUp() *cobra.Command {
@@ -18,7 +18,7 @@ func newUp() *cobra.Command {
 	var noApps, resume bool
 	c := &cobra.Command{
 		Use:   "up <topology> | up --resume <lab>",
-		Short: "Build a lab from a topology (a name in topologies/ or a path)",
+		Short: "Build a lab from a topology (a name built into labctl, or a path)",
 		Example: `  sudo labctl up pod-networking
   sudo labctl up ./my-topology.yaml --name mine
   sudo labctl up --resume mine      # start a lab's app server again`,
@@ -51,8 +51,9 @@ func newUp() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "lab %s is up: %d namespaces in %v\n", st.Lab, len(st.Namespaces),
 				time.Since(start).Round(time.Millisecond))
-			fmt.Fprintf(cmd.OutOrStdout(), "next: sudo labctl walk --lab %s   |   sudo labctl exec --lab %s <node|pod> -- ip route\n",
-				st.Lab, st.Lab)
+			useNew(cmd, st.Lab)
+			fmt.Fprintf(cmd.OutOrStdout(), "lab %s is your current lab (labctl use changes it)\n", st.Lab)
+			fmt.Fprintf(cmd.OutOrStdout(), "next: sudo %s walk   |   sudo %s exec <node|pod> -- ip route\n", self(), self())
 			return nil
 		},
 	}
@@ -62,60 +63,33 @@ func newUp() *cobra.Command {
 	return c
 }
 
-// topologyDirs are searched for a topology given by name: ./topologies, the
-// directory in $LABCTL_TOPOLOGIES, and topologies/ beside the binary's repo.
-func topologyDirs() []string {
-	dirs := []string{"topologies"}
-	if d := os.Getenv("LABCTL_TOPOLOGIES"); d != "" {
-		dirs = append([]string{d}, dirs...)
-	}
-	if exe, err := os.Executable(); err == nil {
-		dirs = append(dirs, filepath.Join(filepath.Dir(exe), "..", "topologies"))
-	}
-	return dirs
+// isTopologyPath says whether arg names a file: it contains a "/" or ends
+// in .yaml. Anything else is a topology built into labctl, so a file that
+// happens to lie in the working directory is never picked up by surprise.
+func isTopologyPath(arg string) bool {
+	return strings.ContainsRune(arg, '/') || strings.HasSuffix(arg, ".yaml")
 }
 
-// resolveTopology turns "pod-networking" or a path into a file path.
-func resolveTopology(arg string) (string, error) {
-	if strings.ContainsRune(arg, '/') || strings.HasSuffix(arg, ".yaml") {
-		return arg, nil
-	}
-	for _, d := range topologyDirs() {
-		p := filepath.Join(d, arg+".yaml")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("no topology %q in %s (labctl list --topologies shows them)", arg,
-		strings.Join(topologyDirs(), ", "))
-}
-
+// loadTopology loads "pod-networking" from the embedded topologies, or a
+// path from the file system.
 func loadTopology(arg string) (*spec.Topology, error) {
-	p, err := resolveTopology(arg)
-	if err != nil {
-		return nil, err
+	if isTopologyPath(arg) {
+		return spec.Load(arg)
 	}
-	return spec.Load(p)
+	t, _, err := topologies.LoadWithSource(arg)
+	return t, err
+}
+
+// useNew makes a lab just built the user's current lab, as kubectl does
+// with the context of a new cluster; failing to is only worth a warning.
+func useNew(cmd *cobra.Command, l string) {
+	if err := state.SetCurrent(invokingUID(), l); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: lab %s is up but could not be made the current lab: %v\n", l, err)
+	}
 }
 
 func completeTopologies(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return topologyNames(), cobra.ShellCompDirectiveNoFileComp
-}
-
-func topologyNames() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, d := range topologyDirs() {
-		m, _ := filepath.Glob(filepath.Join(d, "*.yaml"))
-		for _, f := range m {
-			n := strings.TrimSuffix(filepath.Base(f), ".yaml")
-			if !seen[n] {
-				seen[n] = true
-				out = append(out, n)
-			}
-		}
-	}
-	return out
+	return topologies.Names(), cobra.ShellCompDirectiveNoFileComp
 }
 
 func newValidate() *cobra.Command {

@@ -19,6 +19,7 @@ import (
 func newWalk() *cobra.Command {
 	var lf labFlag
 	var out string
+	var o outputFlag
 	var verbose, explain bool
 	c := &cobra.Command{
 		Use:   "walk [--lab L] [walk...]",
@@ -28,7 +29,11 @@ interface of the ends, their nodes and the VPC router, sends real traffic from
 inside the source, and checks each hop's MACs, IPs and ports against what the
 VPC CNI's routing says must happen. Exit status 0 only if every hop matched.
 Each run writes a pcapng with one interface per namespace/interface.`,
+		ValidArgsFunction: completeWalks(&lf),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			s, err := lf.session()
 			if err != nil {
 				return err
@@ -51,18 +56,32 @@ Each run writes a pcapng with one interface per namespace/interface.`,
 				}
 			}
 			failed := 0
+			doc := WalkResultList{TypeMeta: meta("WalkResultList"), Lab: l, Items: []WalkResult{}}
+			tables := cmd.OutOrStdout()
+			if o.machine() {
+				tables = io.Discard
+			}
 			for _, w := range walks {
 				// A walk that could not run is a failed walk: say why and go
 				// on, so the summary covers every walk asked for.
-				ok, err := runOne(cmd.OutOrStdout(), s, w, out, verbose)
+				res, err := runOne(tables, s, w, out, verbose)
 				if err != nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "ERROR %s: %v\n\n", w.Name, err)
+					fmt.Fprintf(tables, "ERROR %s: %v\n\n", w.Name, err)
+					res = errorResult(w, err)
 				}
-				if err != nil || !ok {
+				doc.Items = append(doc.Items, res)
+				if res.Verdict != "PASS" {
 					failed++
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d passed, %d failed\n", len(walks)-failed, failed)
+			doc.Passed, doc.Failed = len(walks)-failed, failed
+			if o.machine() {
+				if err := o.print(cmd.OutOrStdout(), doc); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "%d passed, %d failed\n", len(walks)-failed, failed)
+			}
 			if failed > 0 {
 				return exitError{1}
 			}
@@ -70,7 +89,8 @@ Each run writes a pcapng with one interface per namespace/interface.`,
 		},
 	}
 	lf.register(c.Flags())
-	c.Flags().StringVarP(&out, "out", "o", "captures", "directory for the pcapng files")
+	c.Flags().StringVar(&out, "captures-dir", "captures", "directory for the pcapng files and ladder pages")
+	o.register(c)
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "show why each hop happens")
 	c.Flags().BoolVarP(&explain, "explain", "x", false,
 		"trace every decision in the kernel: iptables rules hit (TRACE), policy rule and route, neighbour, conntrack")
@@ -85,18 +105,19 @@ func walkNames(t *spec.Topology) string {
 	return strings.Join(n, ", ")
 }
 
-func runOne(w io.Writer, s *lab.Session, wk spec.Walk, out string, verbose bool) (bool, error) {
+// runOne runs a walk, prints its table to w and returns its result.
+func runOne(w io.Writer, s *lab.Session, wk spec.Walk, out string, verbose bool) (WalkResult, error) {
 	if wk.Kind == spec.WalkState {
 		rep, err := s.State()
 		if err != nil {
-			return false, err
+			return WalkResult{}, err
 		}
 		printState(w, wk, rep)
-		return rep.Passed(), nil
+		return stateResult(wk, rep), nil
 	}
 	run, err := s.Walk(wk, out)
 	if err != nil {
-		return false, err
+		return WalkResult{}, err
 	}
 	switch {
 	case run.Spread != nil:
@@ -106,7 +127,30 @@ func runOne(w io.Writer, s *lab.Session, wk spec.Walk, out string, verbose bool)
 	default:
 		printWalk(w, run, verbose)
 	}
-	return run.Passed(), nil
+	res := runResult(wk, run)
+	if res.Verdict != verdictOf(run.Passed()) {
+		res.Verdict = verdictOf(run.Passed()) // the run's own verdict decides, whatever its kind
+	}
+	return res, nil
+}
+
+// completeWalks completes the walks of the lab the command would act on.
+func completeWalks(lf *labFlag) cobra.CompletionFunc {
+	return func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		l, err := resolveLab(lf.name)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		t, _, err := lab.Load(l)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var names []string
+		for _, w := range t.Walks {
+			names = append(names, w.Name)
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
 }
 
 func printSpread(w io.Writer, wk spec.Walk, s *run.Spread) {

@@ -4,6 +4,7 @@ package kernel
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,14 +22,26 @@ var EtcNetns = "/etc/netns"
 // WriteResolvConf gives one pod its resolv.conf. It reports whether it had
 // to create EtcNetns, which down then removes once empty.
 func WriteResolvConf(t *spec.Topology, lab string, pod spec.Pod) (created bool, err error) {
+	return writeNetnsResolvConf(spec.NSName(lab, pod.Name), cluster.ResolvConf(t, pod.Namespace))
+}
+
+// WriteInternetResolvConf gives a host on the internet a resolv.conf that
+// names the lab's Route 53-like server, so `labctl exec webclient -- curl
+// http://portal.example.com/` resolves the way a client on the internet
+// would (the lab's public names exist nowhere else).
+func WriteInternetResolvConf(lab, host string, dns netip.Addr) (created bool, err error) {
+	return writeNetnsResolvConf(spec.NSName(lab, host), "nameserver "+dns.String()+"\n")
+}
+
+func writeNetnsResolvConf(nsName, content string) (created bool, err error) {
 	if _, err := os.Stat(EtcNetns); errors.Is(err, os.ErrNotExist) {
 		created = true
 	}
-	dir := filepath.Join(EtcNetns, spec.NSName(lab, pod.Name))
+	dir := filepath.Join(EtcNetns, nsName)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return created, err
 	}
-	return created, os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(cluster.ResolvConf(t, pod.Namespace)), 0o644)
+	return created, os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(content), 0o644)
 }
 
 // RemoveResolvConfs removes the lab's files under EtcNetns, and EtcNetns

@@ -78,6 +78,7 @@ func Parse(file, defaultName string, data []byte) (*Topology, error) {
 	if t.Name == "" {
 		t.Name = defaultName
 	}
+	t.Source = data
 	t.applyDefaults()
 	if errs := t.expandWorkloads(); len(errs) > 0 {
 		return nil, errs

@@ -43,6 +43,9 @@ type Topology struct {
 
 	// File is where the topology came from, for error messages.
 	File string `yaml:"-"`
+	// Source is the text it was parsed from (comments and all): a lab
+	// keeps it, so walks and status work without the original file.
+	Source []byte `yaml:"-"`
 	// lines maps a YAML path such as "nodes[1].enis[0].ip" to its line.
 	lines map[string]int
 }
