@@ -21,9 +21,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/labctl/labctl/lab/agent"
+	"github.com/labctl/labctl/lab/cluster"
 	"github.com/labctl/labctl/lab/internal/crash"
 	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/plan"
 	"github.com/labctl/labctl/lab/run"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/state"
@@ -84,30 +86,37 @@ func init() {
 	register(&Fault{Name: "missing-1536", Topology: "pod-networking", Walk: "A3", Object: "node81",
 		Summary: "node81 lost rule 1536 for pod81, the pod on its second ENI",
 		Symptom: "pods on other nodes cannot talk to pod81; pod81's answers leave the wrong ENI",
-		inject:  func(s *session) error { return s.rule("node81", 1536, "192.168.1.81", 2, false) },
-		clear:   func(s *session) error { return s.rule("node81", 1536, "192.168.1.81", 2, true) }})
+		inject:  func(s *session) error { return s.rule1536("pod81", false) },
+		clear:   func(s *session) error { return s.rule1536("pod81", true) }})
 	register(&Fault{Name: "secondary-ip-unassigned", Topology: "pod-networking", Walk: "A3", Object: "node51",
 		Summary: "pod81's IP is no longer a secondary IP of node81's eth1 (the VPC does not deliver it)",
 		Symptom: "pod81 is unreachable from other nodes, fine from its own node",
 		inject: func(s *session) error {
-			ip := netip.MustParseAddr("192.168.1.81")
-			if err := s.proxyNeigh("node81", "eth1", ip, false); err != nil {
+			p, err := s.pod("pod81")
+			if err != nil {
+				return err
+			}
+			if err := s.proxyNeigh(p.Node, spec.ENIName(p.ENI), p.IP, false); err != nil {
 				return err
 			}
 			// As if every ARP cache had aged out since: senders must ask again.
 			for _, n := range s.Topo.Nodes {
-				_ = s.forgetNeigh(n.Name, ip)
+				_ = s.forgetNeigh(n.Name, p.IP)
 			}
-			return s.forgetNeigh(spec.RouterName, ip)
+			return s.forgetNeigh(spec.RouterName, p.IP)
 		},
 		clear: func(s *session) error {
-			return s.proxyNeigh("node81", "eth1", netip.MustParseAddr("192.168.1.81"), true)
+			p, err := s.pod("pod81")
+			if err != nil {
+				return err
+			}
+			return s.proxyNeigh(p.Node, spec.ENIName(p.ENI), p.IP, true)
 		}})
 	register(&Fault{Name: "rp-filter-strict", Topology: "nodeport-local", Walk: "B3-local-secondary", Object: "node81",
 		Summary: "rp_filter is strict (1) on node81's eth0",
 		Symptom: "the NodePort answers on node71 but not on node81, whose pod sits on a secondary ENI",
 		inject:  func(s *session) error { return s.sysctl("node81", "net/ipv4/conf/eth0/rp_filter", "1") },
-		clear:   func(s *session) error { return s.sysctl("node81", "net/ipv4/conf/eth0/rp_filter", "2") }})
+		clear:   func(s *session) error { return s.planned("node81", "net/ipv4/conf/eth0/rp_filter") }})
 	register(ruleFault(&Fault{Name: "external-snat", Topology: "pod-egress", Walk: "D2", Object: "node51",
 		Summary: "AWS_VPC_K8S_CNI_EXTERNALSNAT=true on node51 without a NAT gateway: no SNAT to the node's IP",
 		Symptom: "pods on node51 cannot reach the internet; the node itself can"},
@@ -125,18 +134,27 @@ func init() {
 	// the health checks alone no longer breaks anything: us-east-1b's NLB
 	// node, whose only target node71 is, fails open to it (routing
 	// failover, lb.TargetGroup.Eligible) and the client's flow still works.
-	const nodePortDrop = "-p tcp --dport 30080 -m comment --comment \"lab fault: node security group\" -j DROP"
+	nodePortDrop := func(s *session) (string, error) {
+		port, err := s.nodePort("web")
+		return fmt.Sprintf("-p tcp --dport %d -m comment --comment \"lab fault: node security group\" -j DROP", port), err
+	}
 	register(&Fault{Name: "health-check-blocked", Topology: "nlb-instance", Walk: "C1-b", Object: "node71",
 		Summary: "node71 drops TCP to its NodePort 30080 from everywhere (its security group lost the NodePort rule): the NLB's health checks and the clients' flows",
 		Symptom: "clients of the NLB in us-east-1b time out; us-east-1a is fine",
 		inject: func(s *session) error {
-			if err := s.restoreIn("node71", "*raw\n-I PREROUTING 1 "+nodePortDrop+"\nCOMMIT\n"); err != nil {
+			rule, err := nodePortDrop(s)
+			if err != nil {
+				return err
+			}
+			if err := s.restoreIn("node71", "*raw\n-I PREROUTING 1 "+rule+"\nCOMMIT\n"); err != nil {
 				return err
 			}
 			return s.awaitHealth("node71", agent.StateUnhealthy)
 		},
 		clear: func(s *session) error {
-			_ = s.restoreIn("node71", "*raw\n-D PREROUTING "+nodePortDrop+"\nCOMMIT\n")
+			if rule, err := nodePortDrop(s); err == nil {
+				_ = s.restoreIn("node71", "*raw\n-D PREROUTING "+rule+"\nCOMMIT\n")
+			}
 			return s.awaitHealth("node71", agent.StateHealthy) // healthy again is what counts, however it got there
 		}})
 	// The rating Service's two pods, behind the ALB's rule for /rating, as
@@ -339,6 +357,52 @@ func FirstFailure(r *walk.Report) string {
 		return f.Point.Object
 	}
 	return ""
+}
+
+// The faults' values come from the running lab's topology, never copied
+// addresses: a pod's address, node, ENI and table; a Service's NodePort; a
+// sysctl's value as the plan writes it.
+
+// pod is a pod of the running lab.
+func (s *session) pod(name string) (*spec.Pod, error) {
+	if p := s.Topo.Pod(name); p != nil {
+		return p, nil
+	}
+	return nil, fmt.Errorf("lab %s has no pod %s", s.Lab, name)
+}
+
+// rule1536 adds or removes the VPC CNI's rule 1536 of a pod on a secondary
+// ENI: from the pod's IP, lookup the ENI's table.
+func (s *session) rule1536(pod string, add bool) error {
+	p, err := s.pod(pod)
+	if err != nil {
+		return err
+	}
+	return s.rule(p.Node, 1536, p.IP.String(), spec.RouteTable(p.ENI), add)
+}
+
+// nodePort is the first NodePort of a Service (default namespace or "ns/name").
+func (s *session) nodePort(svc string) (int32, error) {
+	sv := cluster.ServiceByName(s.Topo, svc)
+	if sv == nil || len(sv.Spec.Ports) == 0 || sv.Spec.Ports[0].NodePort == 0 {
+		return 0, fmt.Errorf("lab %s has no Service %s with a NodePort", s.Lab, svc)
+	}
+	return sv.Spec.Ports[0].NodePort, nil
+}
+
+// planned writes back a namespace's sysctl as the lab's plan has it.
+func (s *session) planned(obj, key string) error {
+	for _, n := range plan.Build(s.Topo, s.Lab).Namespaces {
+		if n.Name != spec.NSName(s.Lab, obj) {
+			continue
+		}
+		for _, sc := range n.Sysctls {
+			if sc.Key == key {
+				return s.sysctl(obj, key, sc.Value)
+			}
+		}
+	}
+	return fmt.Errorf("the plan of lab %s writes no %s in %s", s.Lab, key, obj)
 }
 
 // link is an object's namespace and one of its links.
