@@ -16,6 +16,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/vishvananda/netlink"
 
 	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/agent"
@@ -117,72 +118,21 @@ var _ = Describe("nlb-instance (walk C1) and NLB health", Ordered, Label("lb"), 
 		Expect(regexp.MustCompile(`(?m)  healthy$`).FindAllString(out, -1)).To(HaveLen(3), out)
 	})
 
-	It("a target whose health checks fail gets no new flows, and comes back when they pass", func() {
+	It("a target whose health checks fail stays in use while it is its AZ's only one (routing failover), and is healthy again when they pass", func() {
 		rule := []string{"PREROUTING", "-s", "192.168.102.0/24", "-p", "tcp", "--dport", "30080", "-j", "DROP"}
 		out, err := inNS(name, "node71", append([]string{"iptables", "-t", "raw", "-I"}, rule...)...)
 		Expect(err).NotTo(HaveOccurred(), out)
 		Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("unhealthy"))
-		// node71 was the only target of the NLB node in us-east-1b.
-		Expect(connects(name, "client", "192.168.102.4:80")).To(BeFalse())
+		// node71 is the only target of the NLB node in us-east-1b, which has
+		// cross-zone off: below the routing failover threshold (one healthy
+		// target) the node sends to every target it has, unhealthy ones
+		// included, as AWS's target group health does; the client's flows,
+		// which the blocked health checks do not share, still get through.
+		Expect(connects(name, "client", "192.168.102.4:80")).To(BeTrue())
 		out, err = inNS(name, "node71", append([]string{"iptables", "-t", "raw", "-D"}, rule...)...)
 		Expect(err).NotTo(HaveOccurred(), out)
 		Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("healthy"))
 		Eventually(func() bool { return connects(name, "client", "192.168.102.4:80") }, 10*time.Second).Should(BeTrue())
-	})
-
-	It("resets an established flow to a target that turns unhealthy (the NLB's passive check)", func() {
-		client, err := ns.Open(spec.NSName(name, "client"))
-		Expect(err).NotTo(HaveOccurred())
-		defer client.Close()
-		var c net.Conn
-		Expect(client.Do(func() error {
-			var err error
-			c, err = net.DialTimeout("tcp4", "192.168.102.4:80", 3*time.Second) // us-east-1b: node71 is its only target
-			return err
-		})).To(Succeed())
-		defer c.Close()
-		r := bufio.NewReader(c)
-		get := func() (*http.Response, error) {
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			if _, err := fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: web\r\n\r\n"); err != nil {
-				return nil, err
-			}
-			resp, err := http.ReadResponse(r, nil)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-			return resp, err
-		}
-		resp, err := get()
-		Expect(err).NotTo(HaveOccurred())
-		Expect(resp.StatusCode).To(Equal(http.StatusOK))
-
-		rule := []string{"PREROUTING", "-s", "192.168.102.0/24", "-p", "tcp", "--dport", "30080", "-j", "DROP"}
-		out, err := inNS(name, "node71", append([]string{"iptables", "-t", "raw", "-I"}, rule...)...)
-		Expect(err).NotTo(HaveOccurred(), out)
-		DeferCleanup(func() {
-			_, _ = inNS(name, "node71", append([]string{"iptables", "-t", "raw", "-D"}, rule...)...)
-			Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("healthy"))
-		})
-		Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("unhealthy"))
-		// The reset leaves the NLB by the us-east-1b ENI, eth1, which the
-		// client's packet came in on.
-		dump := exec.Command("ip", "netns", "exec", spec.NSName(name, "nlb-web"), "tcpdump", "-c", "1", "-nni", "eth1", "-Q", "out",
-			"tcp[tcpflags] & tcp-rst != 0 and dst host 192.168.50.10")
-		dumped := &syncBuffer{}
-		dump.Stdout, dump.Stderr = dumped, dumped
-		Expect(dump.Start()).To(Succeed())
-		defer func() { _ = dump.Process.Kill() }()
-		Eventually(func() string { return dumped.String() }, 5*time.Second, 20*time.Millisecond).Should(ContainSubstring("listening on eth1"))
-		// The health checks from the NLB are dropped; the client's own flow
-		// is not, yet the NLB resets it now that its target is unhealthy.
-		_, err = get()
-		Expect(err).To(MatchError(ContainSubstring("connection reset by peer")))
-		done := make(chan error, 1)
-		go func() { done <- dump.Wait() }()
-		Eventually(done, 5*time.Second).Should(Receive(BeNil()), "no reset left the NLB's eth1: %s", dumped)
-		Expect(dumped.String()).To(ContainSubstring("192.168.102.4.80 > 192.168.50.10"))
 	})
 
 	It("fails open when every target is unhealthy", func() {
@@ -485,4 +435,105 @@ var _ = Describe("internet-to-pod with cross-zone off: Route 53 answers only the
 		Expect(run.App.Object).NotTo(Equal(old))
 		Expect(strings.Join(run.Report.Notes, "\n")).To(MatchRegexp(`answered portal\.example\.com with \[203\.0\.113\.\d+ 203\.0\.113\.\d+\], TTL 60`))
 	})
+})
+
+// The NLB's passive check needs a target no node still sends to: with
+// cross-zone on, node71 turning unhealthy leaves every node other targets.
+var _ = Describe("nlb-instance with cross-zone on: the passive check", Ordered, Label("lb"), func() {
+	const name = labPrefix + "nlbxz"
+	var s *lab.Session
+	BeforeAll(func() {
+		b, err := os.ReadFile(topology("nlb-instance"))
+		Expect(err).NotTo(HaveOccurred())
+		text := strings.Replace(string(b), "    service.beta.kubernetes.io/aws-load-balancer-scheme: internal\n",
+			"    service.beta.kubernetes.io/aws-load-balancer-scheme: internal\n"+
+				"    service.beta.kubernetes.io/aws-load-balancer-attributes: load_balancing.cross_zone.enabled=true\n", 1)
+		Expect(text).To(ContainSubstring("cross_zone.enabled=true"))
+		file := filepath.Join(GinkgoT().TempDir(), "nlb-instance-crosszone.yaml")
+		Expect(os.WriteFile(file, []byte(text), 0o644)).To(Succeed())
+		upFile(file, name)
+		s, err = lab.OpenSession(name)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(s.Close)
+	})
+
+	It("resets an established flow to a target that turns unhealthy while others stay healthy (the NLB's passive check)", func() {
+		client, err := ns.Open(spec.NSName(name, "client"))
+		Expect(err).NotTo(HaveOccurred())
+		defer client.Close()
+		nlb, err := ns.Open(spec.NSName(name, "nlb-web"))
+		Expect(err).NotTo(HaveOccurred())
+		defer nlb.Close()
+		node71 := s.Topo.Node("node71").ENIs[0].IP
+		// With cross-zone on, the us-east-1b node spreads over every
+		// node: connect until a flow lands on node71, as conntrack in the
+		// NLB's namespace says.
+		var c net.Conn
+		for try := 0; try < 50 && c == nil; try++ {
+			var conn net.Conn
+			Expect(client.Do(func() error {
+				var err error
+				conn, err = net.DialTimeout("tcp4", "192.168.102.4:80", 3*time.Second)
+				return err
+			})).To(Succeed())
+			port := uint16(conn.LocalAddr().(*net.TCPAddr).Port)
+			flows, err := nlb.NL.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
+			Expect(err).NotTo(HaveOccurred())
+			for _, f := range flows {
+				if f.Forward.SrcPort == port && f.Reverse.SrcIP.Equal(node71.AsSlice()) {
+					c = conn
+				}
+			}
+			if c == nil {
+				conn.Close()
+			}
+		}
+		Expect(c).NotTo(BeNil(), "no flow landed on node71 in 50 connections")
+		defer c.Close()
+		r := bufio.NewReader(c)
+		get := func() (*http.Response, error) {
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: web\r\n\r\n"); err != nil {
+				return nil, err
+			}
+			resp, err := http.ReadResponse(r, nil)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			return resp, err
+		}
+		resp, err := get()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(resp.StatusCode).To(Equal(http.StatusOK))
+
+		rule := []string{"PREROUTING", "-s", "192.168.102.0/24", "-p", "tcp", "--dport", "30080", "-j", "DROP"}
+		out, err := inNS(name, "node71", append([]string{"iptables", "-t", "raw", "-I"}, rule...)...)
+		Expect(err).NotTo(HaveOccurred(), out)
+		DeferCleanup(func() {
+			_, _ = inNS(name, "node71", append([]string{"iptables", "-t", "raw", "-D"}, rule...)...)
+			Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("healthy"))
+		})
+		Eventually(func() string { return health(name, "node71") }, 30*time.Second, 100*time.Millisecond).Should(Equal("unhealthy"))
+		// The reset leaves the NLB by the us-east-1b ENI, eth1, which the
+		// client's packet came in on.
+		dump := exec.Command("ip", "netns", "exec", spec.NSName(name, "nlb-web"), "tcpdump", "-c", "1", "-nni", "eth1", "-Q", "out",
+			"tcp[tcpflags] & tcp-rst != 0 and dst host 192.168.50.10")
+		dumped := &syncBuffer{}
+		dump.Stdout, dump.Stderr = dumped, dumped
+		Expect(dump.Start()).To(Succeed())
+		defer func() { _ = dump.Process.Kill() }()
+		Eventually(func() string { return dumped.String() }, 5*time.Second, 20*time.Millisecond).Should(ContainSubstring("listening on eth1"))
+		// The health checks from the NLB are dropped; the client's own flow
+		// is not, yet the NLB resets it now that its target is unhealthy and
+		// no node needs it (the other AZs' targets are healthy and
+		// cross-zone is on, so no node fails open to it).
+		_, err = get()
+		Expect(err).To(MatchError(ContainSubstring("connection reset by peer")))
+		done := make(chan error, 1)
+		go func() { done <- dump.Wait() }()
+		Eventually(done, 5*time.Second).Should(Receive(BeNil()), "no reset left the NLB's eth1: %s", dumped)
+		Expect(dumped.String()).To(ContainSubstring("192.168.102.4.80 > 192.168.50.10"))
+	})
+
 })
