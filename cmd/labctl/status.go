@@ -46,43 +46,20 @@ func newStatus() *cobra.Command {
 				printLabHeader(cmd.OutOrStdout(), l, st)
 				tidyTraces(cmd.OutOrStdout(), l, st)
 			}
-			want := map[string]bool{}
-			for _, a := range args {
-				want[a] = true
-			}
+			// The table is the -o json document, read from the kernel once.
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "OBJECT\tNAMESPACE\tINTERFACE\tSTATE\tMAC\tMTU\tADDRESSES")
-			for _, name := range st.Namespaces {
-				obj := name[len("lc.")+len(l)+1:]
-				if len(want) > 0 && !want[obj] {
+			for _, oi := range labStatus(l, st, args).Objects {
+				if oi.Error != "" {
+					fmt.Fprintf(tw, "%s\t%s\t(missing: %v)\t\t\t\t\n", oi.Object, oi.Namespace, oi.Error)
 					continue
 				}
-				n, err := ns.Open(name)
-				if err != nil {
-					fmt.Fprintf(tw, "%s\t%s\t(missing: %v)\t\t\t\t\n", obj, name, err)
-					continue
+				master := ""
+				if oi.Master != "" {
+					master = " (port of " + oi.Master + ")"
 				}
-				links, _ := n.NL.LinkList()
-				for _, lk := range links {
-					a := lk.Attrs()
-					if a.Name == "lo" {
-						continue
-					}
-					addrs, _ := n.NL.AddrList(lk, unix.AF_INET)
-					var as []string
-					for _, ad := range addrs {
-						as = append(as, ad.IPNet.String())
-					}
-					master := ""
-					if a.MasterIndex != 0 {
-						if m, err := n.NL.LinkByIndex(a.MasterIndex); err == nil {
-							master = " (port of " + m.Attrs().Name + ")"
-						}
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s%s\n", obj, name, a.Name, operState(lk),
-						a.HardwareAddr, a.MTU, strings.Join(as, " "), master)
-				}
-				n.Close()
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s%s\n", oi.Object, oi.Namespace, oi.Interface, oi.State,
+					oi.MAC, oi.MTU, strings.Join(oi.Addresses, " "), master)
 			}
 			return tw.Flush()
 		},
