@@ -17,7 +17,14 @@ func Check(t *spec.Topology) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range t.Walks {
+	for i, w := range t.Walks {
+		if w.LoadBalancer == "" && t.InternetHost(w.From) != nil && t.InternetHost(w.To) == nil {
+			// Inbound from the internet the lab walks through a load
+			// balancer only; a flow to an instance's Elastic IP would be
+			// derived through hops the engine does not model.
+			return nil, fmt.Errorf("%s: walks[%d] (%s): from internet host %s to %s is not modelled; walk through a load balancer (loadBalancer:) instead",
+				t.File, i, w.Name, w.From, w.To)
+		}
 		if w.LoadBalancer == "" {
 			continue
 		}
