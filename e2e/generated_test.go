@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/fault"
 	"github.com/labctl/labctl/lab/spec"
 )
 
@@ -55,12 +56,28 @@ func runSeed(seed int64) (failures []string, yaml []byte) {
 	defer cancel()
 	res, err := lab.RunSeed(ctx, seed, name, GinkgoT().TempDir())
 	Expect(err).NotTo(HaveOccurred(), "seed %d:\n%s", seed, res.YAML)
+	for _, f := range res.Faults {
+		classesInjected[strings.Fields(f)[0]]++
+	}
 	expectNothingLeft(name)
 	Expect(res.Walks).To(BeNumerically(">", 3), "seed %d derived too few walks", seed)
 	return res.Failures, res.YAML
 }
 
-var _ = Describe("generated topologies", Label("generated"), func() {
+// classesInjected counts, per fault class, the seeds it was injected on.
+var classesInjected = map[string]int{}
+
+var _ = Describe("generated topologies", Ordered, Label("generated"), func() {
+	AfterAll(func() {
+		if os.Getenv("LABCTL_SEEDS") != "" || os.Getenv("LABCTL_RANDOM_SEEDS") != "" || CurrentSpecReport().Failed() {
+			return
+		}
+		// The fixed seeds cover every fault class: each failed its walk at
+		// its own hop on at least one topology nobody wrote by hand.
+		for _, c := range fault.Classes {
+			Expect(classesInjected[c.Name]).To(BeNumerically(">", 0), "fault class %s applied to no fixed seed", c.Name)
+		}
+	})
 	for _, seed := range generatedSeeds() {
 		It(fmt.Sprintf("seed %d: every derived walk passes", seed), func() {
 			failures, yaml := runSeed(seed)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/labctl/labctl/lab/fault"
 	"github.com/labctl/labctl/lab/spec"
 )
 
@@ -20,6 +21,8 @@ type SeedResult struct {
 	Failures []string
 	// YAML is the generated topology, so a failure reproduces as a file.
 	YAML []byte
+	// Faults are the fault classes injected, "class on walk".
+	Faults []string
 }
 
 // RunSeed generates the topology of seed (spec.Random), brings it up as
@@ -51,7 +54,12 @@ func RunSeed(ctx context.Context, seed int64, name, dir string) (res *SeedResult
 	}()
 	walks := append([]spec.Walk(nil), t.Walks...)
 	sort.SliceStable(walks, func(i, j int) bool { return walks[i].Kind != spec.WalkChurn && walks[j].Kind == spec.WalkChurn })
+	faultsDone := false
 	for _, w := range walks {
+		if w.Kind == spec.WalkChurn && !faultsDone {
+			res.faultClasses(l, walks, dir)
+			faultsDone = true
+		}
 		res.Walks++
 		if w.Kind == spec.WalkState {
 			rep, err := l.s.State()
@@ -79,5 +87,49 @@ func RunSeed(ctx context.Context, seed int64, name, dir string) (res *SeedResult
 			res.Failures = append(res.Failures, fmt.Sprintf("walk %s FAILED: %s", w.Name, run.Churn.Why()))
 		}
 	}
+	if !faultsDone {
+		res.faultClasses(l, walks, dir)
+	}
 	return res, nil
+}
+
+// faultClasses breaks the lab once per fault class, on the first walk the
+// class applies to: the walk must fail, first at the class's own hop, and
+// pass again once the fault is cleared.
+func (res *SeedResult) faultClasses(l *Lab, walks []spec.Walk, dir string) {
+	for _, c := range fault.Classes {
+		for _, w := range walks {
+			want, ok := c.Target(l.s.Topo, w)
+			if !ok {
+				continue
+			}
+			res.Faults = append(res.Faults, c.Name+" on "+w.Name)
+			fail := func(format string, a ...any) {
+				res.Failures = append(res.Failures, fmt.Sprintf("fault %s on walk %s: ", c.Name, w.Name)+fmt.Sprintf(format, a...))
+			}
+			if err := c.Inject(l.s, w); err != nil {
+				fail("inject: %v", err)
+				break
+			}
+			run, err := l.s.Walk(w, filepath.Join(dir, "fault-"+c.Name))
+			switch {
+			case err != nil:
+				fail("%v", err)
+			case run.Report == nil || run.Passed():
+				fail("the walk passed with the fault in")
+			case run.Report.FirstFailure() == nil:
+				fail("the walk failed with every hop matching (%v), not at %s", run.Report.Notes, want)
+			case run.Report.FirstFailure().Point.Object != want:
+				fail("first failed at %s, want %s", run.Report.FirstFailure().Describe(), want)
+			}
+			if err := c.Clear(l.s, w); err != nil {
+				fail("clear: %v", err)
+				break
+			}
+			if run, err := l.s.Walk(w, filepath.Join(dir, "fault-"+c.Name+"-cleared")); err != nil || !run.Passed() {
+				fail("the walk does not pass again once cleared (%v)", err)
+			}
+			break
+		}
+	}
 }

@@ -61,7 +61,7 @@ the seed and its topology, so it reproduces: labctl soak --seed S.`,
 				res, err := lab.RunSeed(cmd.Context(), seed, fmt.Sprintf("soak%d", i), fmt.Sprintf("%s/%d", dir, seed))
 				walks += res.Walks
 				if err == nil && len(res.Failures) == 0 {
-					fmt.Fprintf(w, "PASS seed %d: %d walks\n", seed, res.Walks)
+					fmt.Fprintf(w, "PASS seed %d: %d walks; faults that failed their walk at their own hop: %v\n", seed, res.Walks, res.Faults)
 					continue
 				}
 				failedSeeds++
