@@ -67,7 +67,7 @@ func runSeed(seed int64) (failures []string, yaml []byte) {
 // classesInjected counts, per fault class, the seeds it was injected on.
 var classesInjected = map[string]int{}
 
-var _ = Describe("generated topologies", Ordered, Label("generated"), func() {
+var _ = Describe("generated topologies", Ordered, ContinueOnFailure, Label("generated"), func() {
 	AfterAll(func() {
 		if os.Getenv("LABCTL_SEEDS") != "" || os.Getenv("LABCTL_RANDOM_SEEDS") != "" || CurrentSpecReport().Failed() {
 			return
