@@ -83,6 +83,8 @@ var mutations = []mutation{
 	// The load balancers.
 	{"lb-preserve-instance", "lab/lb/build.go", `tg.PreserveClientIP = on`, `tg.PreserveClientIP = on || targetType == TargetInstance`, unitLB,
 		"preserve_client_ip.enabled=false is ignored for instance targets (survivor 1)"},
+	{"lb-preserve-instance-e2e", "lab/lb/build.go", `tg.PreserveClientIP = on`, `tg.PreserveClientIP = on || targetType == TargetInstance`,
+		e2e("preserve_client_ip.enabled=false"), "the same, caught by walks C1-b and C1-hairpin on a lab with the attribute"},
 	{"lb-probability", "lab/lb/render.go", `1/float64(left)`, `1/float64(len(targets))`, unitLB,
 		"the NLB's statistic probabilities are 1/n on every rule (survivor 4: wrong from 3 targets)"},
 	{"lb-snat-node", "lab/lb/render.go", "-j SNAT --to-source %s`, n.Index+1, n.IP)", "-j SNAT --to-source %s`, n.Index+1, l.Nodes[0].IP)", unitLB,
