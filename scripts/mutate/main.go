@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -41,7 +42,7 @@ type mutation struct {
 const (
 	unitWalk = "go test -count=1 ./lab/walk/"
 	unitLB   = "go test -count=1 ./lab/lb/"
-	unitPlan = "go test -count=1 ./lab/plan/"
+	unitPlan = "go test -count=1 ./lab/plan/ ./lab/walk/"
 	unitKP   = "go test -count=1 ./lab/kubeproxy/"
 	unitCl   = "go test -count=1 ./lab/cluster/ ./lab/lb/"
 )
@@ -55,6 +56,8 @@ var mutations = []mutation{
 	// The walk checker.
 	{"walk-dst-mac", "lab/walk/check.go", `mac("dst MAC", h.DstMAC, p.DstMAC)`, `mac("dst MAC", h.DstMAC, h.DstMAC)`, unitWalk,
 		"the checker ignores destination MACs"},
+	{"walk-dst-mac-e2e", "lab/walk/check.go", `mac("dst MAC", h.DstMAC, p.DstMAC)`, `mac("dst MAC", h.DstMAC, h.DstMAC)`,
+		e2e("walk checker on a real capture"), "the same, caught on walk A3's real capture"},
 	{"walk-src-mac", "lab/walk/check.go", `mac("src MAC", h.SrcMAC, p.SrcMAC)`, `mac("src MAC", h.SrcMAC, h.SrcMAC)`, unitWalk,
 		"the checker ignores source MACs"},
 	{"walk-src-ip", "lab/walk/check.go", `if h.Src.IsValid() && h.Src != p.Src {`, `if false && h.Src != p.Src {`, unitWalk,
@@ -63,6 +66,8 @@ var mutations = []mutation{
 		"the checker ignores destination ports (a missing DNAT port passes)"},
 	{"walk-stray-off", "lab/walk/check.go", `if allowed[k] || len(seen[k]) == 0 {`, `if true || len(seen[k]) == 0 {`, unitWalk,
 		"the stray-flow check is off: the flow may show up off its path"},
+	{"walk-stray-off-e2e", "lab/walk/check.go", `if allowed[k] || len(seen[k]) == 0 {`, `if true || len(seen[k]) == 0 {`,
+		e2e("walk checker on a real capture"), "the same, caught on walk A3's real capture"},
 	{"walk-rst-ok", "lab/walk/check.go", `if p.Proto == "tcp" && p.TCP.RST {`, `if false && p.TCP.RST {`, unitWalk,
 		"a TCP reset matches a hop"},
 	{"walk-redirect-off", "lab/walk/check.go", `p.Proto == "icmp" && p.ICMPType == layers.ICMPv4TypeRedirect && p.Dir == Out`,
@@ -216,8 +221,8 @@ func main() {
 	killed, counted := 0, 0
 	fmt.Printf("Mutation run of %s, %s, %d mutations in %s.\n\n", head, time.Now().UTC().Format("2006-01-02 15:04 MST"), len(results),
 		time.Since(start).Round(time.Second))
-	fmt.Println("| # | id | file | mutation | test | result | time |")
-	fmt.Println("|---|----|------|----------|------|--------|------|")
+	fmt.Println("| # | id | file | mutation | test | result | caught by | time |")
+	fmt.Println("|---|----|------|----------|------|--------|-----------|------|")
 	for i, r := range results {
 		switch r.verdict {
 		case "killed", "timeout":
@@ -226,7 +231,12 @@ func main() {
 		case "survived":
 			counted++
 		}
-		fmt.Printf("| %d | %s | %s | %s | `%s` | %s | %s |\n", i+1, r.m.ID, r.m.File, r.m.Why, r.m.Test, r.verdict, r.dur.Round(time.Second))
+		by := ""
+		if r.verdict == "killed" {
+			by = strings.ReplaceAll(r.detail, "|", "/")
+		}
+		fmt.Printf("| %d | %s | %s | %s | `%s` | %s | %s | %s |\n", i+1, r.m.ID, r.m.File, r.m.Why, r.m.Test, r.verdict, by,
+			r.dur.Round(time.Second))
 	}
 	if counted > 0 {
 		fmt.Printf("\nKilled %d of %d (%.0f %%).\n", killed, counted, 100*float64(killed)/float64(counted))
@@ -268,7 +278,7 @@ func apply(scratch string, m mutation, limit time.Duration, baseline string) (ve
 	case timedOut:
 		return "timeout", lastLines(out, 3)
 	case code != 0:
-		return "killed", ""
+		return "killed", caughtBy(out)
 	}
 	return "survived", lastLines(out, 3)
 }
@@ -295,6 +305,35 @@ func runTest(dir, cmd string, limit time.Duration) (code int, out string, timedO
 		return -1, err.Error(), false
 	}
 	return 0, b.String(), false
+}
+
+var (
+	goFail     = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)
+	ginkgoFail = regexp.MustCompile(`(?m)^\s*\[FAIL\] (.+?)\s*$`)
+)
+
+// caughtBy names the tests that failed (Ginkgo's specs rather than go
+// test's TestE2E), so the table shows a mutation was caught for the right
+// reason.
+func caughtBy(out string) string {
+	var names []string
+	for _, re := range []*regexp.Regexp{ginkgoFail, goFail} {
+		for _, m := range re.FindAllStringSubmatch(out, -1) {
+			if !slices.Contains(names, m[1]) {
+				names = append(names, m[1])
+			}
+		}
+		if len(names) > 0 {
+			break
+		}
+	}
+	if len(names) == 0 {
+		return "(no failing test named: " + lastLines(out, 2) + ")"
+	}
+	if len(names) > 3 {
+		names = append(names[:3], "...")
+	}
+	return strings.Join(names, ", ")
 }
 
 func lastLines(s string, n int) string {
