@@ -49,7 +49,7 @@ const (
 
 // e2e runs one focused spec of the e2e suite (root, a real lab).
 func e2e(focus string) string {
-	return fmt.Sprintf("go test -count=1 -timeout 20m ./e2e/ -ginkgo.focus=%q", focus)
+	return fmt.Sprintf("go test -count=1 -timeout 20m ./e2e/ -ginkgo.no-color -ginkgo.focus=%q", focus)
 }
 
 var mutations = []mutation{
