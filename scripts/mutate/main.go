@@ -247,6 +247,9 @@ func main() {
 		}
 	}
 	if killed != counted {
+		if !*keep {
+			os.RemoveAll(scratch) // os.Exit skips the deferred removal
+		}
 		os.Exit(1)
 	}
 }
