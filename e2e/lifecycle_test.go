@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -81,11 +82,44 @@ func hostState(lab string, keys []string) string {
 	return b.String()
 }
 
+// expectHostStateSeesTheHost proves a hostState snapshot is not empty: each
+// section is there and holds what every Linux host has (lo and 127.0.0.1,
+// the local table's routes, the local rule, each sysctl with a value). A
+// snapshot that saw nothing would compare equal before and after anything.
+func expectHostStateSeesTheHost(s string, keys []string) {
+	GinkgoHelper()
+	sections := map[string]string{}
+	for _, part := range strings.Split(s, "== ")[1:] {
+		head, body, _ := strings.Cut(part, "\n")
+		sections[head] = body
+	}
+	for head, want := range map[string]string{
+		"ip -d link show": "lo: <LOOPBACK", "ip addr show": "inet 127.0.0.1/8",
+		"ip route show table all": "local 127.0.0.1 dev lo table local", "ip rule show": "from all lookup local",
+		"ip neigh show nud permanent": "", "ip neigh show proxy": "", "iptables-nft-save": "", "iptables-legacy-save": "",
+	} {
+		body, ok := sections[head]
+		Expect(ok).To(BeTrue(), "host state has no %q section:\n%s", head, s)
+		Expect(body).To(ContainSubstring(want), "host state's %q section", head)
+	}
+	Expect(keys).NotTo(BeEmpty(), "no sysctl of the lab's exists on the host")
+	for _, k := range keys {
+		Expect(s).To(MatchRegexp(`(?m)^`+regexp.QuoteMeta(k)+` = \S`), "host state lacks sysctl %s", k)
+	}
+	Expect(s).To(ContainSubstring("netns mounts: "))
+}
+
 var _ = Describe("the host", Label("lifecycle", "host"), func() {
+	It("has a host state snapshot that sees the host's own objects", func() {
+		keys := hostSysctlKeys()
+		expectHostStateSeesTheHost(hostState(labPrefix+"snap", keys), keys)
+	})
+
 	It("keeps its network namespace unchanged through up, walk and down", func() {
 		name := labPrefix + "host"
 		keys := hostSysctlKeys()
 		before := hostState(name, keys)
+		expectHostStateSeesTheHost(before, keys)
 		out, code := run(nil, "up", topology("pod-networking"), "--name", name)
 		Expect(code).To(Equal(0), out)
 		DeferCleanup(func() { _, _ = lab.Down(name) })
