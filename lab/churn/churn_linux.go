@@ -43,12 +43,23 @@ type PodChange struct {
 // step is recorded before the next begins; if a delete stopped half-way,
 // deleting the same pod again resumes it from its last step.
 func DeletePod(ctx context.Context, lab, pod string) (*PodChange, error) {
+	return DeletePodOf(ctx, lab, func(*spec.Topology) (string, error) { return pod, nil })
+}
+
+// DeletePodOf is DeletePod of the pod pick names, picked under the lab's
+// lock from the pods as they are then (a pending delete is resumed
+// whatever pick says, if pick names its pod).
+func DeletePodOf(ctx context.Context, lab string, pick func(*spec.Topology) (string, error)) (*PodChange, error) {
 	unlock, err := state.Lock(lab)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	raw, st, err := state.LoadRaw(lab)
+	if err != nil {
+		return nil, err
+	}
+	pod, err := pick(raw.At(st.Churn, stepOf(st)))
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +94,14 @@ func DeletePod(ctx context.Context, lab, pod string) (*PodChange, error) {
 		return nil, err
 	}
 	return deleteSteps(ctx, raw, lab, st)
+}
+
+// stepOf is the pending delete's step, or "" when none is pending.
+func stepOf(st *state.State) string {
+	if st.Churn.Pending != nil {
+		return st.Churn.Pending.Step
+	}
+	return ""
 }
 
 // deleteSteps does the pending delete's steps from the one after the last

@@ -539,22 +539,23 @@ func (s *Session) churn(w spec.Walk) (*Run, error) {
 	}
 	c := &Churn{Before: map[string]int{}, After: map[string]int{}, Connections: w.Connections}
 	ask(w.Connections/2, c.Before, c)
-	var victim string
-	eps := svc.Endpoints(s.Topo)
-	for _, ip := range walk.SortedAddrs(eps) {
-		if p := s.Topo.Pod(eps[ip]); p != nil && strings.HasPrefix(p.Manifest, "Deployment ") && p.Name != w.From {
-			victim = p.Name
-			break
+	// The victim is picked under the lab's lock from the pods as they are
+	// then: another walk's churn may have replaced pods since this session
+	// loaded the lab, and two churn walks must not pick the same pod.
+	pick := func(t *spec.Topology) (string, error) {
+		eps := walk.ServiceOf(t, w).Endpoints(t)
+		for _, ip := range walk.SortedAddrs(eps) {
+			if p := t.Pod(eps[ip]); p != nil && strings.HasPrefix(p.Manifest, "Deployment ") && p.Name != w.From && p.Phase == "" {
+				if h, ok := s.open[p.Name]; ok { // an open handle would keep the old pod's namespace alive
+					h.Close()
+					delete(s.open, p.Name)
+				}
+				return p.Name, nil
+			}
 		}
+		return "", fmt.Errorf("walk %s: no endpoint of %s/%s belongs to a Deployment", w.Name, svc.Namespace, svc.Name)
 	}
-	if victim == "" {
-		return nil, fmt.Errorf("walk %s: no endpoint of %s/%s belongs to a Deployment", w.Name, svc.Namespace, svc.Name)
-	}
-	if h, ok := s.open[victim]; ok { // an open handle would keep the old pod's namespace alive
-		h.Close()
-		delete(s.open, victim)
-	}
-	if c.Change, err = churn.DeletePod(context.Background(), s.Lab, victim); err != nil {
+	if c.Change, err = churn.DeletePodOf(context.Background(), s.Lab, pick); err != nil {
 		return nil, err
 	}
 	t, _, err := state.Load(s.Lab)
