@@ -184,6 +184,24 @@ func syncNodeNFT(h *ns.NS, prog netfilter.NFTProgram, t *spec.Topology, node str
 		// Kernels before 6.2 release a flushed chain's references late.
 		time.Sleep(time.Second)
 	}
+	// Chains an earlier sync left (a crash between a sync and its cleanup)
+	// are not in the proxier's state: the kernel's listing finds them.
+	listing, err := prog.List(h, kubeproxy.NFTTable)
+	if err != nil {
+		return s, err
+	}
+	full, err := kubeproxy.RenderNFTTransaction(cluster.NFTProxyConfig(t, node), services)
+	if err != nil {
+		return s, err
+	}
+	if left := nftLeftoverChains(nftTableChains(listing), nftScriptChains(full.String(), kubeproxy.NFTTable)); len(left) > 0 {
+		if err := prog.Apply(h, nftDeleteChains(kubeproxy.NFTTable, left)); err != nil {
+			return s, fmt.Errorf("deleting leftover kube-proxy chains %v: %w", left, err)
+		}
+		for _, c := range left {
+			s.Deleted = append(s.Deleted, kubeproxy.Chain(c))
+		}
+	}
 	n, err := CleanStaleUDP(h, services)
 	s.ConntrackDeleted = n
 	return s, err
