@@ -122,8 +122,9 @@ func syncNode(h *ns.NS, nf netfilter.Backend, t *spec.Topology, node string, bef
 // transaction that replaces changed map elements and rewrites the changed
 // Services' chains, and flushes the chains no longer used. Upstream deletes
 // those more than a second later, in the cleanup transaction of a later
-// sync; the lab runs that sync right after (dated a second on), retrying
-// once after a real second if the kernel still holds a reference.
+// sync; the lab renders that sync right after (dated a second on) and
+// applies its cleanup, retrying once after a real second if the kernel
+// still holds a reference.
 func syncNodeNFT(h *ns.NS, prog netfilter.NFTProgram, t *spec.Topology, node string, before, after []cluster.ServicePort) (NodeSync, error) {
 	s := NodeSync{Node: node, NFTables: true}
 	p, err := kubeproxy.NewNFTProxier(cluster.NFTProxyConfig(t, node))
@@ -166,11 +167,8 @@ func syncNodeNFT(h *ns.NS, prog netfilter.NFTProgram, t *spec.Topology, node str
 		if cl.Cleanup != nil {
 			cerr = prog.Apply(h, cl.Cleanup.String())
 		}
-		if cerr == nil {
-			if err := prog.Apply(h, cl.Tx.String()); err != nil {
-				return s, fmt.Errorf("sync after the cleanup: %w", err)
-			}
-		}
+		// Only the cleanup is applied: cl.Tx changes nothing the kernel
+		// needs, and this proxier is dropped after the step.
 		p.Applied(cl, cerr, nil)
 		if cerr == nil {
 			for _, c := range cl.DeletedChains {
