@@ -107,7 +107,8 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *state.State, er
 	if err != nil {
 		return nil, fmt.Errorf("saving the topology with the lab: %w", err)
 	}
-	st = &state.State{Lab: name, Topology: src, Created: time.Now().UTC(), Namespaces: p.NSNames(), Iptables: t.Iptables}
+	st = &state.State{Lab: name, Topology: src, Created: time.Now().UTC(), Namespaces: p.NSNames(), Iptables: t.Iptables,
+		KubeProxyMode: t.KubeProxy.Mode}
 	unlock, err := state.Begin(st, map[string][]byte{"topology.yaml": topo})
 	if err != nil {
 		return nil, err

@@ -152,16 +152,7 @@ func BenchKubeProxy(ctx context.Context, services, endpoints int, backend string
 	}
 	defer h.Close()
 	nf := netfilter.For(backend)
-	svcs := make([]kubeproxy.ServicePort, services)
-	for i := range svcs {
-		s := &svcs[i]
-		s.Namespace, s.Name, s.PortName, s.Protocol, s.Port = "bench", fmt.Sprintf("svc-%d", i), "http", "TCP", 80
-		s.ClusterIP = netip.AddrFrom4([4]byte{172, 20, byte(i >> 8), byte(i)})
-		for j := 0; j < endpoints; j++ {
-			s.Endpoints = append(s.Endpoints, kubeproxy.Endpoint{IP: netip.AddrFrom4([4]byte{10, 1 + byte(j), byte(i >> 8), byte(i)}),
-				Port: 8080, Ready: true, Serving: true})
-		}
-	}
+	svcs := benchServices(services, endpoints)
 	p, err := kubeproxy.NewProxier(cluster.ProxyConfig(t, t.Nodes[0].Name))
 	if err != nil {
 		return nil, err

@@ -96,6 +96,22 @@ func ProxyConfig(t *spec.Topology, node string) kubeproxy.Config {
 		RandomFully: true, LocalhostNodePorts: true}
 }
 
+// NFTProxyConfig is kube-proxy's configuration on a node in nftables mode:
+// ProxyConfig's mark and node IPs, the cluster's Service CIDR (the "Drop
+// traffic to unallocated ClusterIPs" rule), and NodePorts on the node's
+// primary IP only: the nftables mode's --nodeport-addresses default is
+// "primary" (kubernetes cmd/kube-proxy/app/server.go, v1.31+), which the
+// EKS add-on's config does not override. localhostNodePorts and
+// --random-fully are iptables-only (masquerading is always fully-random).
+func NFTProxyConfig(t *spec.Topology, node string) kubeproxy.NFTConfig {
+	cfg := ProxyConfig(t, node)
+	cfg.LocalhostNodePorts, cfg.RandomFully = false, false
+	if n := t.Node(node); n != nil && n.ENI(0) != nil {
+		cfg.NodePortAddresses = []netip.Prefix{netip.PrefixFrom(n.ENI(0).IP, 32)}
+	}
+	return kubeproxy.NFTConfig{Config: cfg, ServiceCIDRs: []netip.Prefix{t.VPC.ServiceCIDR}}
+}
+
 // ProxyServices is what kube-proxy on node sees: every Service port with its
 // endpoints, Local where the pod runs on this node.
 func ProxyServices(sps []ServicePort, node string) []kubeproxy.ServicePort {

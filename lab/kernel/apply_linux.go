@@ -23,6 +23,9 @@ import (
 	"github.com/labctl/labctl/lab/plan"
 )
 
+// NFT runs the nft programs of nftables-mode nodes.
+var NFT netfilter.NFTProgram = netfilter.NFT{}
+
 // handles holds the open namespaces of a build, by kernel name.
 type handles struct {
 	mu sync.Mutex
@@ -207,7 +210,8 @@ func linkMap(n *ns.NS) (map[string]netlink.Link, error) {
 
 // Configure brings one namespace to its planned state, in the order the
 // VPC CNI and the OS do it: sysctls, links up, addresses, routes (and the
-// removal of a secondary ENI's subnet route), rules, neighbours, iptables.
+// removal of a secondary ENI's subnet route), rules, neighbours, iptables,
+// then kube-proxy's nft table in nftables mode.
 func Configure(n *ns.NS, p *plan.Namespace, nf netfilter.Backend) error {
 	links, err := linkMap(n)
 	if err != nil {
@@ -268,6 +272,11 @@ func Configure(n *ns.NS, p *plan.Namespace, nf netfilter.Backend) error {
 	}
 	if p.Iptables != "" {
 		if err := nf.Restore(n, p.Iptables, false); err != nil {
+			return err
+		}
+	}
+	if p.NFT != "" {
+		if err := NFT.Apply(n, p.NFT); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -29,8 +30,12 @@ type NodeSync struct {
 	Fallback string
 	Bytes    int
 	// Written are the per-Service chains the payload (re)wrote; Deleted
-	// the stale ones it removed with -X.
+	// the stale ones it removed with -X. In nftables mode Written is empty
+	// (the proxier reports no list) and Deleted are the chains the sync
+	// flushed and its cleanup deleted.
 	Written, Deleted []kubeproxy.Chain
+	// NFTables is set for a kube-proxy in nftables mode.
+	NFTables bool
 	// Step is the pod delete step the sync was for.
 	Step string
 	// ConntrackDeleted counts the stale UDP entries the sync's conntrack
@@ -52,7 +57,12 @@ func SyncKubeProxy(t *spec.Topology, lab string, nf netfilter.Backend, before []
 		if err != nil {
 			return nil, err
 		}
-		s, err := syncNode(h, nf, t, n.Name, before, sps)
+		var s NodeSync
+		if t.NFTablesMode() {
+			s, err = syncNodeNFT(h, NFT, t, n.Name, before, sps)
+		} else {
+			s, err = syncNode(h, nf, t, n.Name, before, sps)
+		}
 		h.Close()
 		if err != nil {
 			return nil, err
@@ -101,6 +111,95 @@ func syncNode(h *ns.NS, nf netfilter.Backend, t *spec.Topology, node string, bef
 		}
 	}
 	s.Full, s.Bytes, s.Written, s.Deleted = res.Full, len(res.Payload), res.WrittenChains, res.DeletedChains
+	n, err := CleanStaleUDP(h, services)
+	s.ConntrackDeleted = n
+	return s, err
+}
+
+// syncNodeNFT is the same sync in nftables mode (kubernetes
+// pkg/proxy/nftables/proxier.go, syncProxyRules): an NFTProxier primed with
+// before, as the running kube-proxy has applied it, renders a partial
+// transaction that replaces changed map elements and rewrites the changed
+// Services' chains, and flushes the chains no longer used. Upstream deletes
+// those more than a second later, in the cleanup transaction of a later
+// sync; the lab renders that sync right after (dated a second on) and
+// applies its cleanup, retrying once after a real second if the kernel
+// still holds a reference.
+func syncNodeNFT(h *ns.NS, prog netfilter.NFTProgram, t *spec.Topology, node string, before, after []cluster.ServicePort) (NodeSync, error) {
+	s := NodeSync{Node: node, NFTables: true}
+	p, err := kubeproxy.NewNFTProxier(cluster.NFTProxyConfig(t, node))
+	if err != nil {
+		return s, err
+	}
+	now := time.Now()
+	primed, err := p.Sync(cluster.ProxyServices(before, node), now.Add(-time.Minute))
+	if err != nil {
+		return s, err
+	}
+	p.Applied(primed, nil, nil)
+	services := cluster.ProxyServices(after, node)
+	res, err := p.Sync(services, now)
+	if err != nil {
+		return s, err
+	}
+	if err := prog.Apply(h, res.Tx.String()); err != nil {
+		// A failed transaction changed nothing; kube-proxy's next sync is
+		// full and does not trust its remembered elements.
+		s.Fallback = err.Error()
+		p.Applied(res, nil, err)
+		p.ForceFullSync()
+		if res, err = p.Sync(services, now); err != nil {
+			return s, err
+		}
+		if err2 := prog.Apply(h, res.Tx.String()); err2 != nil {
+			return s, errors.Join(fmt.Errorf("partial sync: %w", err), fmt.Errorf("full sync after it: %w", err2))
+		}
+	}
+	p.Applied(res, nil, nil)
+	s.Full, s.Bytes = res.Full, len(res.Tx.String())
+	later := now.Add(time.Second + time.Millisecond)
+	for try := 0; ; try++ {
+		cl, err := p.Sync(services, later)
+		if err != nil {
+			return s, err
+		}
+		var cerr error
+		if cl.Cleanup != nil {
+			cerr = prog.Apply(h, cl.Cleanup.String())
+		}
+		// Only the cleanup is applied: cl.Tx changes nothing the kernel
+		// needs, and this proxier is dropped after the step.
+		p.Applied(cl, cerr, nil)
+		if cerr == nil {
+			for _, c := range cl.DeletedChains {
+				s.Deleted = append(s.Deleted, kubeproxy.Chain(c))
+			}
+			break
+		}
+		if try == 1 {
+			return s, fmt.Errorf("deleting stale kube-proxy chains: %w", cerr)
+		}
+		// Kernels before 6.2 release a flushed chain's references late.
+		time.Sleep(time.Second)
+	}
+	// Chains an earlier sync left (a crash between a sync and its cleanup)
+	// are not in the proxier's state: the kernel's listing finds them.
+	listing, err := prog.List(h, kubeproxy.NFTTable)
+	if err != nil {
+		return s, err
+	}
+	full, err := kubeproxy.RenderNFTTransaction(cluster.NFTProxyConfig(t, node), services)
+	if err != nil {
+		return s, err
+	}
+	if left := nftLeftoverChains(nftTableChains(listing), nftScriptChains(full.String(), kubeproxy.NFTTable)); len(left) > 0 {
+		if err := prog.Apply(h, nftDeleteChains(kubeproxy.NFTTable, left)); err != nil {
+			return s, fmt.Errorf("deleting leftover kube-proxy chains %v: %w", left, err)
+		}
+		for _, c := range left {
+			s.Deleted = append(s.Deleted, kubeproxy.Chain(c))
+		}
+	}
 	n, err := CleanStaleUDP(h, services)
 	s.ConntrackDeleted = n
 	return s, err

@@ -4,7 +4,8 @@
 // into one namespace as one transaction and saves a namespace's rules with
 // their counters; iptables-nft and iptables-legacy are the kernel backends,
 // and Fake records what would be applied, for unit tests without root.
-// An nftables kube-proxy or IPv6 adds a Backend here.
+// An NFTProgram runs nft programs (kube-proxy's nftables mode); NFT is the
+// kernel one.
 package netfilter
 
 import (
@@ -34,7 +35,15 @@ type Backend interface {
 	Save(n Namespace, counters bool, tables ...string) (string, error)
 }
 
-// Fake is a Backend that keeps every restored payload and answers Save
+// NFTProgram applies and lists nftables tables in a namespace.
+type NFTProgram interface {
+	// Apply runs an `nft -f` program as one transaction.
+	Apply(n Namespace, script string) error
+	// List prints one "ip" family table.
+	List(n Namespace, table string) (string, error)
+}
+
+// Fake is a Backend and an NFTProgram that keeps every restored payload and answers Save
 // from SaveText, for unit tests of the code that drives a backend.
 type Fake struct {
 	mu sync.Mutex
@@ -44,10 +53,34 @@ type Fake struct {
 	SaveText map[string]string
 	// Fail, if set, is the error of every Restore (a rejected payload).
 	Fail error
+	// Applied are the nft programs run, in order, per namespace; ListText
+	// is what List answers, per namespace; NFTFail fails every Apply.
+	Applied  map[string][]string
+	ListText map[string]string
+	NFTFail  error
 }
 
 // NewFake is an empty Fake.
-func NewFake() *Fake { return &Fake{Restored: map[string][]string{}, SaveText: map[string]string{}} }
+func NewFake() *Fake {
+	return &Fake{Restored: map[string][]string{}, SaveText: map[string]string{},
+		Applied: map[string][]string{}, ListText: map[string]string{}}
+}
+
+func (f *Fake) Apply(n Namespace, script string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.NFTFail != nil {
+		return fmt.Errorf("nft -f in %s: %w", n, f.NFTFail)
+	}
+	f.Applied[n.String()] = append(f.Applied[n.String()], script)
+	return nil
+}
+
+func (f *Fake) List(n Namespace, table string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ListText[n.String()], nil
+}
 
 func (f *Fake) Name() string    { return "fake" }
 func (f *Fake) Tools() []string { return nil }

@@ -26,6 +26,13 @@ var checkComment = regexp.MustCompile(`<!-- check: (.*?) -->`)
 // (every namespace of the role's payload holds TEXT) or "ROLE no-iptables TEXT".
 func docCheck(top *spec.Topology, p *Plan, check string) error {
 	role, rest, _ := strings.Cut(strings.TrimSpace(check), " ")
+	if role == spec.KubeProxyNFTables {
+		// "nftables node sysctl ...": the same topology with kube-proxy in
+		// nftables mode.
+		nft := *top
+		nft.KubeProxy.Mode = spec.KubeProxyNFTables
+		return docCheck(&nft, Build(&nft, p.Lab), rest)
+	}
 	verb, arg, _ := strings.Cut(rest, " ")
 	var nss []*Namespace
 	for _, n := range p.Namespaces {

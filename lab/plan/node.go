@@ -77,7 +77,7 @@ func nodeSysctls(enis []spec.ENI) []Sysctl {
 		{Key: "net/ipv4/conf/all/arp_ignore", Value: "1"},
 		{Key: "net/ipv4/conf/all/arp_announce", Value: "2"},
 		// kube-proxy sets it for localhost NodePorts (localhostNodePorts=true).
-		{Key: "net/ipv4/conf/all/route_localnet", Value: "1"},
+		{Key: routeLocalnet, Value: "1"},
 		// aws-vpc-cni-init (cmd/aws-vpc-cni-init/main.go): tcp_early_demux
 		// on unless DISABLE_TCP_EARLY_DEMUX.
 		{Key: "net/ipv4/tcp_early_demux", Value: "1"},
@@ -97,6 +97,22 @@ func nodeSysctls(enis []spec.ENI) []Sysctl {
 		s = append(s, Sysctl{Key: "net/ipv4/conf/" + spec.ENIName(*e.Index) + "/rp_filter", Value: amiRPFilterIf})
 	}
 	return append(s, conntrackSysctls()...)
+}
+
+// routeLocalnet is the key kube-proxy's iptables mode sets for localhost
+// NodePorts (kubernetes pkg/proxy/iptables/proxier.go, NewProxier).
+const routeLocalnet = "net/ipv4/conf/all/route_localnet"
+
+// KubeletFirewall is kubelet's KUBE-FIREWALL chain on an IPv4 node
+// (kubernetes pkg/kubelet/kubelet_network_linux.go, syncIPTablesRules): the
+// martian-localhost drop, jumped to from INPUT and OUTPUT. In iptables mode
+// kube-proxy's payload carries an identical copy; in nftables mode only
+// kubelet writes it.
+func KubeletFirewall() string {
+	return "*filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n" +
+		"-A INPUT -j KUBE-FIREWALL\n-A OUTPUT -j KUBE-FIREWALL\n" +
+		`-A KUBE-FIREWALL -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP` + "\n" +
+		"COMMIT\n"
 }
 
 // KubeletChains are the chains kubelet ensures on an IPv4 node

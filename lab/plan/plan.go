@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"github.com/labctl/labctl/lab/cluster"
@@ -53,6 +54,9 @@ type Namespace struct {
 	Neighs  []Neigh
 	// Iptables is an iptables-restore payload applied once, or "".
 	Iptables string
+	// NFT is an `nft -f` program applied once after Iptables, or "": a
+	// node's kube-proxy table in nftables mode.
+	NFT string
 }
 
 // Veth is a veth pair between two namespaces.
@@ -264,10 +268,31 @@ func (p *Plan) node(t *spec.Topology, n *spec.Node, sps []cluster.ServicePort, k
 	// SetupHostNetwork: NodePort and SNAT replies marked 0x80 use main.
 	ns.Rules = append(ns.Rules, Rule{Priority: 1024, Mark: 0x80, Mask: 0x80, Table: 254})
 	primary := n.ENI(0)
+	if t.NFTablesMode() {
+		// kube-proxy writes no iptables rule and no route_localnet (its
+		// nftables NodePorts never answer on 127.0.0.1); kubelet's
+		// KUBE-FIREWALL, which kube-proxy's iptables mode duplicates, stays;
+		// aws-node (v1.22 on nf_tables nodes) still writes iptables-nft rules.
+		ns.Sysctls = slices.DeleteFunc(ns.Sysctls, func(s Sysctl) bool { return s.Key == routeLocalnet })
+		ns.Iptables = mergeRestore(KubeletChains(), KubeletFirewall(),
+			VPCCNIRules(t.VPC.CIDR, primary.IP, spec.ENIName(0), t.VPCCNI.Version))
+		ns.NFT = KubeProxyNFT(t, n.Name, sps)
+		return
+	}
 	// kubelet starts first and creates its chains; kube-proxy prepends its
 	// jumps; aws-node appends its rules.
 	ns.Iptables = mergeRestore(KubeletChains(), KubeProxyRules(t, n.Name, sps, k),
 		VPCCNIRules(t.VPC.CIDR, primary.IP, spec.ENIName(0), t.VPCCNI.Version))
+}
+
+// KubeProxyNFT is kube-proxy's first full sync on a node in nftables mode:
+// the transaction that creates its "ip kube-proxy" table, as `nft -f` input.
+func KubeProxyNFT(t *spec.Topology, node string, sps []cluster.ServicePort) string {
+	tx, err := kubeproxy.RenderNFTTransaction(cluster.NFTProxyConfig(t, node), cluster.ProxyServices(sps, node))
+	if err != nil {
+		panic(fmt.Sprintf("plan: kube-proxy nftables render on %s: %v", node, err)) // validation guarantees valid input
+	}
+	return tx.String()
 }
 
 // KubeProxyRules is kube-proxy's first full sync on a node, with the jumps

@@ -334,6 +334,10 @@ func (s *Session) decide(out walk.HopResult, in *walk.HopResult, traced []*Trace
 	} else if traced != nil {
 		lines = append(lines, obj+": iptables: the kernel reported no trace of this packet")
 	}
+	if traced != nil && s.Topo.NFTablesMode() && s.Topo.Node(obj) != nil {
+		// xtables-monitor prints the iptables-nft tables' rules only.
+		lines = append(lines, obj+": kube-proxy runs in nftables mode: its rules (nft list table ip kube-proxy) are not in this trace")
+	}
 	lines = append(lines, s.routeLine(h, obj, src, dst, iif, mark, markNote)...)
 	if nat {
 		lines = append(lines, conntrackLines(h, obj, src, out.Seen, in)...)

@@ -245,6 +245,9 @@ func (t *Topology) applyDefaults() {
 	if t.Iptables == "" {
 		t.Iptables = IptablesNFT
 	}
+	if t.KubeProxy.Mode == "" {
+		t.KubeProxy.Mode = KubeProxyIPTables
+	}
 	if t.VPCCNI.Version == "" {
 		t.VPCCNI.Version = DefaultVPCCNIVersion
 	}

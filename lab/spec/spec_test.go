@@ -222,3 +222,17 @@ func TestIptablesBackendDefaultsToNFTAndRejectsOthers(t *testing.T) {
 	}
 	mustFail(t, "iptables: ebpf\n"+good, "t.yaml", "iptables", `"ebpf"`, "nft or legacy")
 }
+
+func TestKubeProxyModeDefaultsToIptablesAndRejectsOthers(t *testing.T) {
+	top, err := parse(t, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.KubeProxy.Mode != KubeProxyIPTables || top.NFTablesMode() {
+		t.Errorf("kube-proxy mode %q by default, want %q", top.KubeProxy.Mode, KubeProxyIPTables)
+	}
+	if top, err := parse(t, "kubeProxy: {mode: nftables}\n"+good); err != nil || !top.NFTablesMode() {
+		t.Errorf("kubeProxy.mode nftables gave %v, %v", top, err)
+	}
+	mustFail(t, "kubeProxy:\n  mode: ipvs\n"+good, "t.yaml:2", "kubeProxy.mode", `"ipvs"`, "iptables or nftables")
+}

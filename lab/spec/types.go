@@ -28,6 +28,8 @@ type Topology struct {
 	// Iptables is the nodes' iptables backend: "nft" (default, as on AL2023
 	// nodes; walk --explain needs it) or "legacy" (as on AL2 nodes).
 	Iptables string `yaml:"iptables"`
+	// KubeProxy is kube-proxy's configuration on every node.
+	KubeProxy KubeProxy `yaml:"kubeProxy"`
 	// VPCCNI is the Amazon VPC CNI release whose node rules the lab writes.
 	VPCCNI VPCCNI `yaml:"vpcCNI"`
 	// LoadBalancerController says whether the AWS Load Balancer Controller
@@ -264,6 +266,23 @@ func ValidateVPCCNI(c VPCCNI, backend string) error {
 	}
 	return err
 }
+
+// KubeProxy is the part of kube-proxy's configuration the lab varies.
+type KubeProxy struct {
+	// Mode is kube-proxy's --proxy-mode: "iptables" (default, as the EKS
+	// add-on runs it) or "nftables" (kubernetes pkg/proxy/nftables, GA in
+	// v1.33: one "ip kube-proxy" table written with nft -f).
+	Mode string `yaml:"mode"`
+}
+
+// kube-proxy modes.
+const (
+	KubeProxyIPTables = "iptables"
+	KubeProxyNFTables = "nftables"
+)
+
+// NFTablesMode says whether the nodes' kube-proxy runs in nftables mode.
+func (t *Topology) NFTablesMode() bool { return t.KubeProxy.Mode == KubeProxyNFTables }
 
 // iptables backends.
 const (

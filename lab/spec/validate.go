@@ -143,6 +143,9 @@ func (t *Topology) Validate() Errors {
 	if err := ValidateIptables(t.Iptables); err != nil {
 		v.add("iptables", "%v", err)
 	}
+	if m := t.KubeProxy.Mode; m != KubeProxyIPTables && m != KubeProxyNFTables {
+		v.add("kubeProxy.mode", "kube-proxy mode %q: use iptables or nftables", m)
+	}
 	if err := ValidateVPCCNI(t.VPCCNI, t.Iptables); err != nil {
 		v.add("vpcCNI.version", "%v", err)
 	}

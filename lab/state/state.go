@@ -40,6 +40,8 @@ type State struct {
 	Created  time.Time `json:"created"`
 	// Iptables is the lab's iptables backend (nft or legacy).
 	Iptables string `json:"iptables,omitempty"`
+	// KubeProxyMode is the nodes' kube-proxy mode (iptables or nftables).
+	KubeProxyMode string `json:"kubeProxyMode,omitempty"`
 	// Namespaces are the kernel names the lab will create (or created).
 	Namespaces []string `json:"namespaces"`
 	// Complete is set when up finished; a lab without it was interrupted.

@@ -149,8 +149,8 @@ func (m *model) clusterIP(svc *Service, from, ep Endpoint, sport, target uint16)
 			continue
 		}
 		if i == 2 {
-			req[i].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (KUBE-SERVICES -> %s -> %s)", node, svc.IP, svc.Port,
-				ep.IP, target, svc.SVCChain, svc.SEPChain(ep.IP, target))
+			req[i].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (%s -> %s -> %s)", node, svc.IP, svc.Port,
+				ep.IP, target, svc.dispatch(), svc.SVCChain, svc.SEPChain(ep.IP, target))
 		}
 	}
 	n := len(rep)
@@ -171,9 +171,9 @@ func (m *model) clusterIP(svc *Service, from, ep Endpoint, sport, target uint16)
 		for i := 2; i < len(req); i++ {
 			req[i].Src, req[i].SrcPort = nodeIP, 0
 		}
-		req[2].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (KUBE-SERVICES -> %s -> %s); the source is the endpoint itself, "+
-			"so KUBE-SEP marks it and KUBE-POSTROUTING masquerades it to %s (hairpin)", node, svc.IP, svc.Port,
-			ep.IP, target, svc.SVCChain, svc.SEPChain(ep.IP, target), nodeIP)
+		req[2].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (%s -> %s -> %s); the source is the endpoint itself, "+
+			"%s to %s (hairpin)", node, svc.IP, svc.Port,
+			ep.IP, target, svc.dispatch(), svc.SVCChain, svc.SEPChain(ep.IP, target), svc.hairpinNote(), nodeIP)
 		for i := 0; i < n-2; i++ {
 			rep[i].Dst, rep[i].DstPort = nodeIP, 0
 		}
@@ -188,7 +188,7 @@ func (m *model) clusterIP(svc *Service, from, ep Endpoint, sport, target uint16)
 func (m *model) nodePort(svc *Service, from, via, ep Endpoint, sport, target uint16, drop bool) []Hop {
 	hops := m.path(Request, from, via, sport, svc.NodePort)
 	if drop {
-		hops[len(hops)-1].Why += "; filter KUBE-EXTERNAL-SERVICES: \"has no local endpoints\" -j DROP (externalTrafficPolicy Local), nothing goes further"
+		hops[len(hops)-1].Why += "; " + svc.localDropNote()
 		return hops
 	}
 	return append(hops, m.viaNode(svc, from, via, ep, sport, target, from)...)

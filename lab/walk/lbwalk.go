@@ -255,12 +255,12 @@ func (m *model) viaNode(svc *Service, client, via, ep Endpoint, sport, target ui
 	}
 	hops := m.forward(Request, via, src.IP, ep, 0, target)
 	if len(hops) > 0 {
-		snat := fmt.Sprintf(", MASQUERADE to %s (KUBE-MARK-MASQ, KUBE-POSTROUTING)", via.IP)
+		snat := fmt.Sprintf(", MASQUERADE to %s (%s)", via.IP, svc.masquerade())
 		if svc.Local {
 			snat = ", no SNAT (externalTrafficPolicy Local)"
 		}
-		hops[0].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (KUBE-NODEPORTS -> %s)%s", via.Object, via.IP, svc.NodePort,
-			ep.IP, target, svc.ExtChain, snat)
+		hops[0].NAT = fmt.Sprintf("%s DNAT %s:%d -> %s:%d (%s -> %s)%s", via.Object, via.IP, svc.NodePort,
+			ep.IP, target, svc.nodePorts(), svc.ExtChain, snat)
 		for i := range hops {
 			if !svc.Local {
 				hops[i].SrcPort = 0

@@ -23,6 +23,45 @@ type Service struct {
 	SVCChain        string
 	ExtChain        string
 	port            corev1.ServicePort
+	// nft: kube-proxy runs in nftables mode; the notes name its chains.
+	nft bool
+}
+
+// kube-proxy's names in a walk's notes, per mode: the iptables chains, or
+// the nftables mode's (kubernetes pkg/proxy/nftables/proxier.go).
+func (s *Service) dispatch() string {
+	if s.nft {
+		return "services"
+	}
+	return "KUBE-SERVICES"
+}
+
+func (s *Service) nodePorts() string {
+	if s.nft {
+		return "services vmap @service-nodeports"
+	}
+	return "KUBE-NODEPORTS"
+}
+
+func (s *Service) masquerade() string {
+	if s.nft {
+		return "mark-for-masquerade, masquerading"
+	}
+	return "KUBE-MARK-MASQ, KUBE-POSTROUTING"
+}
+
+func (s *Service) hairpinNote() string {
+	if s.nft {
+		return "so the endpoint chain jumps to mark-for-masquerade and masquerading masquerades it"
+	}
+	return "so KUBE-SEP marks it and KUBE-POSTROUTING masquerades it"
+}
+
+func (s *Service) localDropNote() string {
+	if s.nft {
+		return "filter-input nodeport-endpoints-check: vmap @no-endpoint-nodeports drop (externalTrafficPolicy Local, no local endpoint), nothing goes further"
+	}
+	return "filter KUBE-EXTERNAL-SERVICES: \"has no local endpoints\" -j DROP (externalTrafficPolicy Local), nothing goes further"
 }
 
 // ServiceOf resolves a walk's Service port (kube-dns for a dns walk), or nil.
@@ -50,11 +89,16 @@ func ServiceOf(t *spec.Topology, w spec.Walk) *Service {
 			ip, _ := netip.ParseAddr(s.Spec.ClusterIP)
 			spn := kubeproxy.ServicePortName(ns, name, p.Name)
 			proto := strings.ToLower(string(p.Protocol))
-			return &Service{Namespace: ns, Name: name, Port: uint16(p.Port), Protocol: proto, IP: ip,
+			svc := &Service{Namespace: ns, Name: name, Port: uint16(p.Port), Protocol: proto, IP: ip,
 				NodePort: uint16(p.NodePort), port: p,
 				Local:    s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 				SVCChain: string(kubeproxy.ServicePortChainName(spn, proto)),
 				ExtChain: string(kubeproxy.ServiceExternalChainName(spn, proto))}
+			if t.NFTablesMode() {
+				base := kubeproxy.NFTServicePortChainNameBase(ns, name, proto, p.Name)
+				svc.nft, svc.SVCChain, svc.ExtChain = true, "service-"+base, "external-"+base
+			}
+			return svc
 		}
 	}
 	return nil
@@ -62,6 +106,9 @@ func ServiceOf(t *spec.Topology, w spec.Walk) *Service {
 
 // SEPChain is kube-proxy's chain for one endpoint of the port.
 func (s *Service) SEPChain(ip netip.Addr, port uint16) string {
+	if s.nft {
+		return "endpoint-" + kubeproxy.NFTEndpointChainNameBase(s.Namespace, s.Name, s.Protocol, s.port.Name, ip.String(), fmt.Sprint(port))
+	}
 	spn := kubeproxy.ServicePortName(s.Namespace, s.Name, s.port.Name)
 	return string(kubeproxy.ServicePortEndpointChainName(spn, s.Protocol, fmt.Sprintf("%s:%d", ip, port)))
 }
