@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-packages=(iproute2 iptables tcpdump tshark iputils-ping curl procps ca-certificates git graphviz)
+packages=(iproute2 iptables nftables tcpdump tshark iputils-ping curl procps ca-certificates git graphviz util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
