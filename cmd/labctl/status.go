@@ -187,7 +187,15 @@ func printLabHeader(w io.Writer, l string, st *lab.State) {
 	if st.AgentPID > 0 && !agent.Running(l, st.AgentPID) {
 		apps += "; sudo " + self() + " up --resume " + l + " starts it again"
 	}
-	fmt.Fprintf(w, "lab %s: %s; iptables %s; app server %s\n", l, shape, backend, apps)
+	mode := st.KubeProxyMode
+	if mode == "" {
+		mode = "iptables"
+	}
+	cni := ""
+	if t, _, err := lab.Load(l); err == nil {
+		cni = "; VPC CNI " + t.VPCCNI.Version
+	}
+	fmt.Fprintf(w, "lab %s: %s; iptables %s; kube-proxy %s%s; app server %s\n", l, shape, backend, mode, cni, apps)
 	if pd := st.Churn.Pending; pd != nil {
 		fmt.Fprintf(w, "pod delete pending: %s (%s) is being replaced by %s (%s); it stopped after step %q; "+
 			"sudo %s pod delete --lab %s %s finishes it\n", pd.Deleted.Name, pd.Deleted.IP, pd.Started.Name, pd.Started.IP, pd.Step, self(), l, pd.Deleted.Name)
