@@ -51,7 +51,7 @@ func newGraph() *cobra.Command {
 			var data []byte
 			switch format {
 			case "dot":
-				data = []byte(draw.DOT(p))
+				data = []byte(draw.DOT(p, t))
 			case "mermaid":
 				data = []byte(draw.Mermaid(p))
 			case "svg":
@@ -60,7 +60,7 @@ func newGraph() *cobra.Command {
 					return fmt.Errorf("svg needs Graphviz's dot (sudo scripts/setup.sh installs it); --format dot or mermaid need nothing")
 				}
 				c := exec.Command(dot, "-Tsvg")
-				c.Stdin = bytes.NewBufferString(draw.DOT(p))
+				c.Stdin = bytes.NewBufferString(draw.DOT(p, t))
 				var stderr bytes.Buffer
 				c.Stderr = &stderr
 				if data, err = c.Output(); err != nil {

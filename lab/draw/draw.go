@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/labctl/labctl/lab/plan"
+	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/walk"
 )
 
@@ -49,19 +50,103 @@ func label(n *plan.Namespace) string {
 
 // DOT is the lab as a Graphviz graph: one box per namespace with its
 // addresses, one edge per veth pair labelled with both interface names.
-func DOT(p *plan.Plan) string {
+// With the topology, instances and their pods are drawn inside their AZ
+// and the subnet of their primary ENI, a pod's edge names the ENI it sits
+// on, and the internet side (gateway, internet router, internet hosts) is
+// a group of its own.
+func DOT(p *plan.Plan, t ...*spec.Topology) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "graph %q {\n  graph [rankdir=LR, fontname=\"Helvetica\", label=\"lab %s\"];\n", p.Lab, p.Lab)
 	b.WriteString("  node [fontname=\"Helvetica\", fontsize=10];\n  edge [fontname=\"Helvetica\", fontsize=8];\n")
+	box := func(indent string, n *plan.Namespace) {
+		fmt.Fprintf(&b, "%s%s [label=\"%s\", %s];\n", indent, id(n.Object), label(n), roleStyle[n.Role])
+	}
+	var top *spec.Topology
+	if len(t) > 0 {
+		top = t[0]
+	}
+	groups := groupsOf(p, top)
+	placed := map[string]bool{}
+	if top != nil {
+		for ai, az := range top.AZs {
+			fmt.Fprintf(&b, "  subgraph cluster_az%d {\n    label=%q; style=dashed;\n", ai, "AZ "+az.Name)
+			for si, sn := range az.Subnets {
+				members := groups.subnet[sn.Name]
+				if len(members) == 0 {
+					continue
+				}
+				fmt.Fprintf(&b, "    subgraph cluster_az%d_s%d {\n      label=%q; style=rounded;\n", ai, si, "subnet "+sn.Name+" "+sn.CIDR.String())
+				for _, n := range members {
+					box("      ", n)
+					placed[n.Object] = true
+				}
+				b.WriteString("    }\n")
+			}
+			b.WriteString("  }\n")
+		}
+		if len(groups.internet) > 0 {
+			b.WriteString("  subgraph cluster_internet {\n    label=\"the internet side: the gateway, the internet router and its hosts (documentation ranges only)\"; style=dotted;\n")
+			for _, n := range groups.internet {
+				box("    ", n)
+				placed[n.Object] = true
+			}
+			b.WriteString("  }\n")
+		}
+	}
 	for _, n := range p.Namespaces {
-		fmt.Fprintf(&b, "  %s [label=\"%s\", %s];\n", id(n.Object), label(n), roleStyle[n.Role])
+		if !placed[n.Object] {
+			box("  ", n)
+		}
 	}
 	for _, v := range p.Veths {
 		a, z := object(p, v.A.NS), object(p, v.B.NS)
-		fmt.Fprintf(&b, "  %s -- %s [taillabel=\"%s\", headlabel=\"%s\"];\n", id(a.Object), id(z.Object), v.A.Name, v.B.Name)
+		extra := ""
+		if top != nil {
+			for _, o := range []*plan.Namespace{a, z} {
+				if pod := top.Pod(o.Object); pod != nil {
+					extra = fmt.Sprintf(", label=\"on %s\"", spec.ENIName(pod.ENI))
+				}
+			}
+		}
+		fmt.Fprintf(&b, "  %s -- %s [taillabel=\"%s\", headlabel=\"%s\"%s];\n", id(a.Object), id(z.Object), v.A.Name, v.B.Name, extra)
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// groups places namespaces for DOT: instances and hosts in the subnet of
+// their first ENI, a pod beside its node, the internet side apart; the
+// router and load balancers (in every AZ) stay outside.
+type groups struct {
+	subnet   map[string][]*plan.Namespace
+	internet []*plan.Namespace
+}
+
+func groupsOf(p *plan.Plan, t *spec.Topology) groups {
+	g := groups{subnet: map[string][]*plan.Namespace{}}
+	if t == nil {
+		return g
+	}
+	home := map[string]string{} // instance -> subnet
+	for _, n := range t.Nodes {
+		if len(n.ENIs) > 0 {
+			home[n.Name] = n.ENIs[0].Subnet
+		}
+	}
+	for _, h := range t.Hosts {
+		home[h.Name] = h.Subnet
+	}
+	for _, n := range p.Namespaces {
+		switch {
+		case n.Role == plan.RoleGateway || n.Role == plan.RoleInternet || n.Role == plan.RoleInternetHost:
+			g.internet = append(g.internet, n)
+		case n.Role == plan.RolePod && home[n.Node] != "":
+			g.subnet[home[n.Node]] = append(g.subnet[home[n.Node]], n)
+		case home[n.Object] != "" && (n.Role == plan.RoleNode || n.Role == plan.RoleHost):
+			g.subnet[home[n.Object]] = append(g.subnet[home[n.Object]], n)
+		}
+	}
+	return g
 }
 
 // Mermaid is the same graph as a Mermaid flowchart, for Markdown docs.
@@ -92,7 +177,7 @@ func Mermaid(p *plan.Plan) string {
 // the order the packets meet them, one arrow per move between namespaces,
 // labelled with the addresses, ports and MACs the capture showed there and
 // any NAT; failed hops in red. The page is self-contained HTML.
-func Ladder(r *walk.Report, title, pcap string) string {
+func Ladder(r *walk.Report, title, pcap string, asides ...walk.Aside) string {
 	var cols []string
 	col := map[string]int{}
 	for _, h := range r.Hops {
@@ -113,8 +198,14 @@ func Ladder(r *walk.Report, title, pcap string) string {
 			arrows = append(arrows, arrow{view(a), view(b)})
 		}
 	}
+	for _, a := range asides {
+		if _, ok := col[a.Point.Object]; !ok {
+			col[a.Point.Object] = len(cols)
+			cols = append(cols, a.Point.Object)
+		}
+	}
 	width := 80 + len(cols)*colW
-	height := top + len(arrows)*rowH + 40
+	height := top + len(arrows)*rowH + len(asides)*24 + 40
 	var s strings.Builder
 	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="Helvetica,Arial" font-size="10">`, width, height)
 	for _, c := range cols {
@@ -144,6 +235,18 @@ func Ladder(r *walk.Report, title, pcap string) string {
 			fmt.Fprintf(&s, `<text x="%d" y="%d" text-anchor="middle" fill="#8e24aa">%s</text>`, mid, y+14, html.EscapeString(nat))
 		}
 	}
+	// The asides below the hops: a DNS exchange first made, an ARP request
+	// nobody answered (red), each at its own column.
+	for i, a := range asides {
+		y := top + len(arrows)*rowH + i*24 + 20
+		color := "#6d4c41"
+		if a.Bad {
+			color = "#c62828"
+		}
+		fmt.Fprintf(&s, `<circle cx="%d" cy="%d" r="4" fill="%s"/>`, x(a.Point.Object), y, color)
+		fmt.Fprintf(&s, `<text x="%d" y="%d" fill="%s">%s (frame %d)</text>`, x(a.Point.Object)+8, y+4, color,
+			html.EscapeString(a.Point.Iface+": "+a.What), a.Frame)
+	}
 	s.WriteString("</svg>")
 	var page strings.Builder
 	fmt.Fprintf(&page, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>%s</title>\n", html.EscapeString(title))
@@ -164,7 +267,19 @@ func Ladder(r *walk.Report, title, pcap string) string {
 		fmt.Fprintf(&page, "<tr%s><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n", cls, i+1,
 			h.Leg, html.EscapeString(h.Point.String()), h.Dir, html.EscapeString(seen), h.Verdict, html.EscapeString(h.Why))
 	}
-	page.WriteString("</table>\n</body></html>\n")
+	page.WriteString("</table>\n")
+	if len(asides) > 0 {
+		page.WriteString("<h3>Other packets of the run</h3>\n<table><tr><th>frame</th><th>where</th><th>what</th></tr>\n")
+		for _, a := range asides {
+			cls := ""
+			if a.Bad {
+				cls = ` class="bad"`
+			}
+			fmt.Fprintf(&page, "<tr%s><td>%d</td><td>%s</td><td>%s</td></tr>\n", cls, a.Frame, html.EscapeString(a.Point.String()), html.EscapeString(a.What))
+		}
+		page.WriteString("</table>\n")
+	}
+	page.WriteString("</body></html>\n")
 	return page.String()
 }
 

@@ -34,6 +34,41 @@ func TestDOTHasEveryNamespaceAndVeth(t *testing.T) {
 	}
 }
 
+func TestDOTGroupsInstancesByAZAndSubnetAndNamesAPodsENI(t *testing.T) {
+	top, err := spec.Load("../../topologies/internet-to-pod.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plan.Build(top, "x")
+	d := DOT(p, top)
+	for _, az := range top.AZs {
+		if !strings.Contains(d, `label="AZ `+az.Name+`"`) {
+			t.Errorf("no cluster for AZ %s", az.Name)
+		}
+	}
+	if !strings.Contains(d, "subgraph cluster_internet") {
+		t.Error("the internet side is not a group of its own")
+	}
+	pod := top.Pods[0]
+	if !strings.Contains(d, `label="on `+spec.ENIName(pod.ENI)+`"`) {
+		t.Errorf("no edge names the ENI pod %s sits on", pod.Name)
+	}
+	// Every namespace is drawn exactly once, grouped or not.
+	for _, o := range Objects(p) {
+		if n := strings.Count(d, id(o)+" [label="); n != 1 {
+			t.Errorf("%s drawn %d times", o, n)
+		}
+	}
+	// A node sits in the cluster of its primary ENI's subnet.
+	n := top.Nodes[0]
+	sub, _ := top.Subnet(n.ENIs[0].Subnet)
+	i := strings.Index(d, `label="subnet `+sub.Name+" ")
+	j := strings.Index(d, id(n.Name)+" [label=")
+	if i < 0 || j < i {
+		t.Errorf("node %s is not inside subnet %s's cluster", n.Name, sub.Name)
+	}
+}
+
 func TestMermaidIsAFlowchartWithEveryLink(t *testing.T) {
 	p := podNet(t)
 	m := Mermaid(p)
@@ -65,5 +100,19 @@ func TestLadderDrawsEveryMoveAndMarksFailures(t *testing.T) {
 	}
 	if strings.Count(page, "<polygon") < 8 {
 		t.Errorf("too few arrows: %d", strings.Count(page, "<polygon"))
+	}
+}
+
+func TestLadderShowsTheAsidesOfARun(t *testing.T) {
+	r := &walk.Report{Hops: []walk.HopResult{{Hop: walk.Hop{Point: walk.Point{Object: "pod51", Iface: "eth0"}, Dir: walk.Out, Leg: walk.Request}, Verdict: walk.Missing}}}
+	asides := []walk.Aside{
+		{Point: walk.Point{Object: "webclient", Iface: "eth0"}, Frame: 1, What: "DNS query 198.51.100.20 > 198.51.100.53"},
+		{Point: walk.Point{Object: "node51", Iface: "eth0"}, Frame: 7, What: "ARP who-has 192.168.1.81 tell 192.168.1.50: no answer", Bad: true},
+	}
+	page := Ladder(r, "A3", "x.pcapng", asides...)
+	for _, want := range []string{"Other packets of the run", "DNS query 198.51.100.20", `<tr class="bad"><td>7</td>`, ">webclient<", "eth0: ARP who-has 192.168.1.81"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the ladder page lacks %q", want)
+		}
 	}
 }

@@ -92,6 +92,6 @@ func (s *Session) runFlow(w spec.Walk, f flow, outDir string) (*Run, error) {
 	if run.Pcap, err = writePcap(outDir, s.Lab, w.Name, e, cl, frames, pkts); err != nil {
 		return run, err
 	}
-	run.Ladder, err = writeLadder(run, w)
+	run.Ladder, err = writeLadder(run, w, walk.Asides(cl, pkts, w.From))
 	return run, err
 }

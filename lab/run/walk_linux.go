@@ -452,14 +452,14 @@ func conntrackLine(f *netlink.ConntrackFlow) string {
 }
 
 // writeLadder puts the run's ladder diagram beside its pcapng.
-func writeLadder(run *Run, w spec.Walk) (string, error) {
+func writeLadder(run *Run, w spec.Walk, asides []walk.Aside) (string, error) {
 	path := strings.TrimSuffix(run.Pcap, ".pcapng") + ".html"
 	title := fmt.Sprintf("walk %s: %s", w.Name, w.Title)
 	f, err := state.CreateIn(filepath.Dir(path), filepath.Base(path), 0o644)
 	if err != nil {
 		return "", err
 	}
-	_, err = f.WriteString(draw.Ladder(run.Report, title, filepath.Base(run.Pcap)))
+	_, err = f.WriteString(draw.Ladder(run.Report, title, filepath.Base(run.Pcap), asides...))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -77,3 +77,44 @@ func ResetsOf(c *Classifier, pkts []Packet) []string {
 	}
 	return out
 }
+
+// Aside is a packet of a walk run that is not one of its hops but tells
+// its story: a DNS exchange the client made first, an ARP request nobody
+// answered.
+type Aside struct {
+	Point Point
+	Frame int
+	What  string
+	// Bad: the packet shows a failure (an unanswered ARP request).
+	Bad bool
+}
+
+// Asides are the DNS packets captured at the client's own points (for a
+// walk whose flow is not DNS itself) and every ARP request that got no
+// reply at the point where it was seen.
+func Asides(c *Classifier, pkts []Packet, client string) []Aside {
+	var out []Aside
+	answered := map[Point]map[netip.Addr]bool{}
+	for _, p := range pkts {
+		if p.Proto == "arp" && p.ARPOp == layers.ARPReply {
+			if answered[p.Point] == nil {
+				answered[p.Point] = map[netip.Addr]bool{}
+			}
+			answered[p.Point][p.Src] = true
+		}
+	}
+	for i := range pkts {
+		p := &pkts[i]
+		switch {
+		case p.Proto == "udp" && (p.SrcPort == 53 || p.DstPort == 53) && p.Point.Object == client && !c.DNS:
+			what := "DNS query"
+			if p.SrcPort == 53 {
+				what = "DNS answer"
+			}
+			out = append(out, Aside{Point: p.Point, Frame: p.Frame, What: fmt.Sprintf("%s %s > %s", what, p.Src, p.Dst)})
+		case p.Proto == "arp" && p.ARPOp == layers.ARPRequest && !answered[p.Point][p.Dst]:
+			out = append(out, Aside{Point: p.Point, Frame: p.Frame, What: fmt.Sprintf("ARP who-has %s tell %s: no answer", p.Dst, p.Src), Bad: true})
+		}
+	}
+	return out
+}

@@ -66,3 +66,24 @@ func TestDecodeReadsARPWhoHas(t *testing.T) {
 		t.Errorf("summary %q", got)
 	}
 }
+
+func TestAsidesAreTheClientsDNSAndTheUnansweredARP(t *testing.T) {
+	client := Point{Object: "webclient", Iface: "eth0"}
+	node := Point{Object: "node51", Iface: "eth0"}
+	target, answeredIP := netip.MustParseAddr("192.168.1.81"), netip.MustParseAddr("192.168.1.1")
+	pkts := []Packet{
+		{Point: client, Proto: "udp", Src: netip.MustParseAddr("198.51.100.20"), SrcPort: 40000, Dst: netip.MustParseAddr("198.51.100.53"), DstPort: 53, Frame: 1},
+		{Point: client, Proto: "udp", Src: netip.MustParseAddr("198.51.100.53"), SrcPort: 53, Dst: netip.MustParseAddr("198.51.100.20"), DstPort: 40000, Frame: 2},
+		{Point: node, Proto: "arp", ARPOp: layers.ARPRequest, Dst: target, Frame: 3},
+		{Point: node, Proto: "arp", ARPOp: layers.ARPRequest, Dst: answeredIP, Frame: 4},
+		{Point: node, Proto: "arp", ARPOp: layers.ARPReply, Src: answeredIP, Frame: 5},
+		{Point: node, Proto: "udp", SrcPort: 53, Frame: 6}, // DNS elsewhere: not the client's
+	}
+	got := Asides(&Classifier{Proto: "tcp"}, pkts, "webclient")
+	if len(got) != 3 || got[0].Frame != 1 || got[1].Frame != 2 || got[2].Frame != 3 || !got[2].Bad {
+		t.Fatalf("asides %+v; want the client's query and answer, and the one unanswered ARP request", got)
+	}
+	if got := Asides(&Classifier{Proto: "udp", DNS: true}, pkts, "webclient"); len(got) != 1 {
+		t.Errorf("a DNS walk's own packets are its hops, not asides: %+v", got)
+	}
+}
