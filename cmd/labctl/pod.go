@@ -128,7 +128,11 @@ func printNodeSyncs(w io.Writer, indent string, syncs []kernel.NodeSync) {
 		if s.Full {
 			kind = "full sync (the partial restore failed: " + s.Fallback + ")"
 		}
-		fmt.Fprintf(w, "%skube-proxy on %s: %s, %d bytes", indent, s.Node, kind, s.Bytes)
+		step := ""
+		if s.Step != "" {
+			step = " (" + s.Step + ")"
+		}
+		fmt.Fprintf(w, "%skube-proxy on %s%s: %s, %d bytes", indent, s.Node, step, kind, s.Bytes)
 		if len(s.Written) > 0 {
 			fmt.Fprintf(w, "; rewrote %s", names(s.Written))
 		}
