@@ -18,8 +18,8 @@ go vet ./...
 echo "== unit tests"
 go test -count=1 ./lab/... ./cmd/...
 echo "== fuzzing topology loading and load balancer decisions (bounded; longer runs: docs/testing.md)"
-go test -run='^$' -fuzz=FuzzParse -fuzztime=30s -fuzzminimizetime=3s ./lab/spec
-go test -run='^$' -fuzz=FuzzBuild -fuzztime=30s -fuzzminimizetime=3s ./lab/lb
+go test -run='^$' -fuzz=FuzzParse -fuzztime=15s -fuzzminimizetime=3s ./lab/spec
+go test -run='^$' -fuzz=FuzzBuild -fuzztime=15s -fuzzminimizetime=3s ./lab/lb
 echo "== e2e suites and the library examples (ginkgo)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
