@@ -64,6 +64,11 @@ func TestD3IsSNATedByTheNodeTheNATGatewayAndTheIGW(t *testing.T) {
 			t.Errorf("hop %q appears %d times, want once (hops: %v)", k, count[k], count)
 		}
 	}
+	for _, h := range e.Hops {
+		if h.Point == (Point{"nat-a", "eth0"}) && h.Leg == Request && h.Dir == Out && h.SrcPort != 0 {
+			t.Errorf("the NAT gateway picks the source port: its out hop must not pin it, got %d", h.SrcPort)
+		}
+	}
 	found := false
 	for _, p := range e.Points {
 		found = found || p == (Point{"nat-a", "eth0"})
