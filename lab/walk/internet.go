@@ -141,6 +141,9 @@ func (m *model) routeOut(leg Leg, from, to Endpoint, public netip.Addr, sport, d
 		h.Why += fmt.Sprintf("; subnet %s's %s has no route to 0.0.0.0/0 (unreachable): dropped", sub.Name, table)
 		return hops, false
 	}
+	if eg.Table != "" {
+		h.Why += fmt.Sprintf(": subnet %s's route table %s: 0.0.0.0/0 -> the internet gateway", sub.Name, eg.Table)
+	}
 	add(spec.RouterName, routerGatewayIf, Out, spec.RouterGatewayMAC, spec.GatewayVPCMAC, priv,
 		"router: default route to the internet gateway")
 	h = add(spec.GatewayName, gatewayVPCIf, In, spec.RouterGatewayMAC, spec.GatewayVPCMAC, priv, "the internet gateway receives it")
