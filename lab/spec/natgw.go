@@ -204,10 +204,10 @@ func (v *validator) natGateways(subnets map[string]Subnet, claim func(string, st
 			own(p+".ip", n.IP, "NAT gateway "+n.Name)
 		}
 		switch {
-		case n.PublicIP.IsValid() && n.PublicIP.As4()[3] > 200:
-			v.add(p+".publicIP", "%s: the lab gives %s.201-254 to load balancer nodes; pick a lower address", n.PublicIP, PublicRange)
 		case !PublicRange.Contains(n.PublicIP):
 			v.add(p+".publicIP", "%v: public IPs come from %s (a documentation range)", n.PublicIP, PublicRange)
+		case n.PublicIP.As4()[3] > 200:
+			v.add(p+".publicIP", "%s: the lab gives 203.0.113.201-254 to load balancer nodes; pick a lower address", n.PublicIP)
 		case publics[n.PublicIP]:
 			v.add(p+".publicIP", "public IP %s is mapped twice", n.PublicIP)
 		}

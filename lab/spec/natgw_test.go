@@ -71,6 +71,8 @@ func TestRouteTablesAndNATGatewaysAreValidated(t *testing.T) {
 	mustFail(t, strings.Replace(ok, "publicIP: 203.0.113.20", "publicIP: 52.0.0.1", 1), "natGateways[0].publicIP", "203.0.113.0/24")
 	mustFail(t, strings.Replace(ok, "publicIP: 203.0.113.20", "publicIP: 203.0.113.220", 1), "natGateways[0].publicIP", "load balancer")
 	mustFail(t, strings.Replace(ok, "{name: nat-a, subnet: b", "{name: c1, subnet: b", 1), "natGateways[0].name", "already used")
+	mustFail(t, strings.Replace(ok, "publicIP: 203.0.113.20", `publicIP: "2001:db8::1"`, 1), "natGateways[0].publicIP", "203.0.113.0/24")
+	mustFail(t, strings.Replace(ok, ", publicIP: 203.0.113.20", "", 1), "natGateways[0].publicIP", "203.0.113.0/24")
 	noInternet := ok[:strings.Index(ok, "internet:")]
 	mustFail(t, noInternet, "natGateways[0]", "internet gateway")
 }
