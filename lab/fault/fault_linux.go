@@ -175,6 +175,47 @@ func init() {
 		Symptom: "pods reach each other, but not the client instance in the other subnet",
 		inject:  func(s *session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), false) },
 		clear:   func(s *session) error { return s.linkState("vpc", spec.RouterPortName("client", 0), true) }})
+	// The two ways a private subnet behind a NAT gateway loses the
+	// internet: its own route table, or the NAT gateway's.
+	register(&Fault{Name: "nat-route-missing", Topology: "private-subnets", Walk: "D3", Object: spec.RouterName,
+		Summary: "route table private-a lost its 0.0.0.0/0 route to NAT gateway nat-a",
+		Symptom: "pods in the private subnet cannot reach the internet; they reach each other and the VPC",
+		inject:  func(s *session) error { return s.defaultRoute("private-a", false) },
+		clear:   func(s *session) error { return s.defaultRoute("private-a", true) }})
+	register(&Fault{Name: "natgw-without-igw", Topology: "private-subnets", Walk: "D3", Object: spec.RouterName,
+		Summary: "the NAT gateway's subnet's route table (public) has no 0.0.0.0/0 route to the internet gateway",
+		Symptom: "nothing in the private subnets reaches the internet, though their route table points at the NAT gateway",
+		inject:  func(s *session) error { return s.defaultRoute("public", false) },
+		clear:   func(s *session) error { return s.defaultRoute("public", true) }})
+}
+
+// defaultRoute replaces a VPC route table's 0.0.0.0/0 on the router with
+// an unreachable route (as if the route were deleted from the table), or
+// puts back the route the plan renders.
+func (s *session) defaultRoute(table string, restore bool) error {
+	h, err := s.NS(spec.RouterName)
+	if err != nil {
+		return err
+	}
+	id := plan.RouteTableID(s.Topo, table)
+	if id == 0 {
+		return fmt.Errorf("topology %s has no route table %q", s.Topo.Name, table)
+	}
+	dst := &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
+	if !restore {
+		return h.NL.RouteReplace(&netlink.Route{Dst: dst, Table: id, Type: unix.RTN_UNREACHABLE})
+	}
+	for _, r := range plan.Build(s.Topo, s.Lab).NS(spec.RouterName).Routes {
+		if r.Table != id || r.Dst.Bits() != 0 || r.Unreachable {
+			continue
+		}
+		l, err := h.NL.LinkByName(r.Dev)
+		if err != nil {
+			return fmt.Errorf("%s: link %s: %w", spec.RouterName, r.Dev, err)
+		}
+		return h.NL.RouteReplace(&netlink.Route{Dst: dst, Table: id, Gw: r.Gw.AsSlice(), LinkIndex: l.Attrs().Index})
+	}
+	return fmt.Errorf("route table %s has no default route to restore in topology %s", table, s.Topo.Name)
 }
 
 // deployPods lists a Deployment's pods in the running lab.

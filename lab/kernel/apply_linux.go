@@ -289,6 +289,13 @@ func Configure(n *ns.NS, p *plan.Namespace, nf netfilter.Backend) error {
 }
 
 func route(n *ns.NS, r plan.Route, dev func(string) (int, error)) error {
+	if r.Unreachable {
+		rt := &netlink.Route{Dst: ipNet(r.Dst.Addr().AsSlice(), r.Dst.Bits()), Table: r.Table, Type: unix.RTN_UNREACHABLE}
+		if err := n.NL.RouteAdd(rt); err != nil {
+			return fmt.Errorf("ip route add unreachable %s table %d in %s: %w", r.Dst, r.Table, n.Name, err)
+		}
+		return nil
+	}
 	idx, err := dev(r.Dev)
 	if err != nil {
 		return err

@@ -21,16 +21,21 @@ const (
 // internet renders the VPC's internet gateway and the internet behind it:
 // the router's default route to the gateway, the gateway's 1:1 NAT of
 // Elastic IPs, and an internet router with a LAN of internet hosts.
+//
+// Subnets with a route table of their own are routed by it (see
+// routeTables), and NAT gateways add their Elastic IPs to the gateway's.
 func (p *Plan) internet(t *spec.Topology, public []spec.PublicIP) {
+	link := spec.GatewayLink.Addr()
+	routerIP, igwIP := link.Next(), link.Next().Next()
+	p.routeTables(t, igwIP)
 	in := t.Internet
 	if in == nil {
 		return
 	}
+	public = append(public, p.natGateways(t)...)
 	router := p.Namespaces[0]
 	igw := p.add(spec.GatewayName, RoleGateway)
 	inet := p.add(spec.InternetName, RoleInternet)
-	link := spec.GatewayLink.Addr()
-	routerIP, igwIP := link.Next(), link.Next().Next()
 	lanRouter := spec.InternetLAN.Addr().Next()
 	lanGateway := lanRouter.Next()
 

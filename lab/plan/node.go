@@ -144,6 +144,17 @@ func connmarkReturnComment(version string) string {
 // settings (SNAT on, NodePort support on, prng random SNAT), in
 // iptables-save form so a dump of the node diffs cleanly against it.
 func VPCCNIRules(vpc netip.Prefix, nodeIP netip.Addr, primaryIF, version string) string {
+	return VPCCNIRulesWith(vpc, nodeIP, primaryIF, spec.VPCCNI{Version: version})
+}
+
+// VPCCNIRulesWith is VPCCNIRules with aws-node's SNAT settings:
+// AWS_VPC_K8S_CNI_EXTERNALSNAT drops the SNAT chain and the nat connmark
+// chain (UpdateHostSNATRules, connmark.Cleanup), and each of
+// AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS is one more RETURN in both chains,
+// inserted at position 1 so they read in reverse order
+// (aws/amazon-vpc-cni-k8s pkg/networkutils/network.go, v1.16+).
+func VPCCNIRulesWith(vpc netip.Prefix, nodeIP netip.Addr, primaryIF string, c spec.VPCCNI) string {
+	version := c.Version
 	if version == "" {
 		version = spec.DefaultVPCCNIVersion
 	}
@@ -158,15 +169,34 @@ func VPCCNIRules(vpc netip.Prefix, nodeIP netip.Addr, primaryIF, version string)
 	w("*nat")
 	w(":PREROUTING ACCEPT [0:0]")
 	w(":POSTROUTING ACCEPT [0:0]")
+	if c.ExternalSNAT {
+		w("COMMIT")
+		return b.String()
+	}
 	w(":AWS-CONNMARK-CHAIN-0 - [0:0]")
 	w(":AWS-SNAT-CHAIN-0 - [0:0]")
 	w(`-A PREROUTING -i eni+ -m comment --comment "AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0`)
 	w(`-A PREROUTING -m comment --comment "AWS, CONNMARK" -j CONNMARK --restore-mark --nfmask 0x80 --ctmask 0x80`)
 	w(`-A POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0`)
+	for i := len(c.ExcludeSNATCIDRs) - 1; i >= 0; i-- {
+		w(`-A AWS-CONNMARK-CHAIN-0 %s-m comment --comment "%s" -j RETURN`, dstMatch(c.ExcludeSNATCIDRs[i]), connmarkReturnComment(version))
+	}
 	w(`-A AWS-CONNMARK-CHAIN-0 -d %s -m comment --comment "%s" -j RETURN`, vpc, connmarkReturnComment(version))
 	w(`-A AWS-CONNMARK-CHAIN-0 -m comment --comment "AWS, CONNMARK" -j CONNMARK --set-xmark 0x80/0x80`)
+	for i := len(c.ExcludeSNATCIDRs) - 1; i >= 0; i-- {
+		w(`-A AWS-SNAT-CHAIN-0 %s-m comment --comment "AWS SNAT CHAIN EXCLUSION" -j RETURN`, dstMatch(c.ExcludeSNATCIDRs[i]))
+	}
 	w(`-A AWS-SNAT-CHAIN-0 -d %s -m comment --comment "AWS SNAT CHAIN" -j RETURN`, vpc)
 	w(`-A AWS-SNAT-CHAIN-0 ! -o vlan+ -m comment --comment "AWS, SNAT" -m addrtype ! --dst-type LOCAL -j SNAT --to-source %s --random-fully`, nodeIP)
 	w("COMMIT")
 	return b.String()
+}
+
+// dstMatch is "-d <cidr> ", or nothing for 0.0.0.0/0, which aws-node
+// writes without -d.
+func dstMatch(p netip.Prefix) string {
+	if p.Bits() == 0 {
+		return ""
+	}
+	return "-d " + p.String() + " "
 }

@@ -118,6 +118,9 @@ type Route struct {
 	Src    netip.Addr
 	Table  int
 	Delete bool
+	// Unreachable is an unreachable route (no Gw, no Dev): a VPC route
+	// table without a route for Dst (see natgw.go).
+	Unreachable bool
 }
 
 // Rule is a policy routing rule.
@@ -282,7 +285,7 @@ func (p *Plan) node(t *spec.Topology, n *spec.Node, sps []cluster.ServicePort, k
 	// kubelet starts first and creates its chains; kube-proxy prepends its
 	// jumps; aws-node appends its rules.
 	ns.Iptables = mergeRestore(KubeletChains(), KubeProxyRules(t, n.Name, sps, k),
-		VPCCNIRules(t.VPC.CIDR, primary.IP, spec.ENIName(0), t.VPCCNI.Version))
+		VPCCNIRulesWith(t.VPC.CIDR, primary.IP, spec.ENIName(0), t.NodeVPCCNI(n.Name)))
 }
 
 // KubeProxyNFT is kube-proxy's first full sync on a node in nftables mode:

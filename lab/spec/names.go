@@ -235,6 +235,9 @@ func (t *Topology) Objects() []string {
 	for _, h := range t.Hosts {
 		out = append(out, h.Name)
 	}
+	for _, n := range t.NATGateways {
+		out = append(out, n.Name)
+	}
 	if t.Internet != nil {
 		out = append(out, GatewayName, InternetName)
 		for _, h := range t.Internet.Hosts {

@@ -24,7 +24,14 @@ type Topology struct {
 	// Internet is the world outside the VPC, reached through its internet
 	// gateway. Nil means the VPC has no internet gateway.
 	Internet *Internet `yaml:"internet"`
-	Walks    []Walk    `yaml:"walks"`
+	// RouteTables are the VPC's custom route tables; a subnet names one
+	// (routeTable) or uses the main table (default route to the internet
+	// gateway). See natgw.go.
+	RouteTables []SubnetRouteTable `yaml:"routeTables"`
+	// NATGateways are public NAT gateways, each in a subnet with an
+	// Elastic IP; a route table sends a private subnet's traffic to one.
+	NATGateways []NATGateway `yaml:"natGateways"`
+	Walks       []Walk       `yaml:"walks"`
 	// Iptables is the nodes' iptables backend: "nft" (default, as on AL2023
 	// nodes; walk --explain needs it) or "legacy" (as on AL2 nodes).
 	Iptables string `yaml:"iptables"`
@@ -79,6 +86,9 @@ type Subnet struct {
 	// load balancer subnets by: "elb" (kubernetes.io/role/elb, public) or
 	// "internal-elb" (kubernetes.io/role/internal-elb).
 	Role string `yaml:"role"`
+	// RouteTable names one of the topology's routeTables; "" is the main
+	// table (0.0.0.0/0 to the internet gateway).
+	RouteTable string `yaml:"routeTable"`
 	// AZ is filled in from the enclosing AZ.
 	AZ string `yaml:"-"`
 }
@@ -89,6 +99,9 @@ type Node struct {
 	// InstanceType sets the ENI and per-ENI IPv4 limits EC2 enforces.
 	InstanceType string `yaml:"instanceType"`
 	ENIs         []ENI  `yaml:"enis"`
+	// VPCCNI overrides the lab-wide aws-node SNAT settings on this node
+	// (externalSNAT, excludeSNATCIDRs; not version).
+	VPCCNI *VPCCNI `yaml:"vpcCNI"`
 }
 
 // ENI is an elastic network interface, eth<Index> in the node.
@@ -240,6 +253,13 @@ type VPCCNI struct {
 	// ignored); it defaults to DefaultVPCCNIVersion. v1.23 needs iptables:
 	// legacy, since on nf_tables nodes it builds a native nft table.
 	Version string `yaml:"version"`
+	// ExternalSNAT is AWS_VPC_K8S_CNI_EXTERNALSNAT: aws-node writes no
+	// SNAT (no AWS-SNAT-CHAIN-0, no nat connmark chain), so pod traffic
+	// leaves the node with the pod's IP and a NAT gateway translates it.
+	ExternalSNAT bool `yaml:"externalSNAT"`
+	// ExcludeSNATCIDRs is AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS: destinations
+	// that, like the VPC CIDR, keep the pod's IP (RETURN in both chains).
+	ExcludeSNATCIDRs []netip.Prefix `yaml:"excludeSNATCIDRs"`
 }
 
 // DefaultVPCCNIVersion is the newest release whose rules are iptables rules

@@ -176,6 +176,7 @@ func (t *Topology) Validate() Errors {
 	delegated := v.nodes(subnets, claim, own)
 	v.pods(claim, own)
 	v.hosts(subnets, claim, own)
+	v.natGateways(subnets, claim, own)
 	// EC2 gives an address of a delegated /28 to no other ENI, neither as
 	// its primary nor as a secondary IP.
 	for _, o := range order {
