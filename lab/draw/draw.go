@@ -35,6 +35,7 @@ var roleStyle = map[plan.Role]string{
 	plan.RoleHost:         `shape=box, style=filled, fillcolor="#eeeeee"`,
 	plan.RoleLoadBalancer: `shape=hexagon, style=filled, fillcolor="#f8d7da"`,
 	plan.RoleGateway:      `shape=octagon, style=filled, fillcolor="#fff3bf"`,
+	plan.RoleNATGateway:   `shape=octagon, style=filled, fillcolor="#ffe8cc"`,
 	plan.RoleInternet:     `shape=box3d, style=filled, fillcolor="#e5dbff"`,
 	plan.RoleInternetHost: `shape=box, style=filled, fillcolor="#f3f0ff"`,
 }
@@ -136,13 +137,16 @@ func groupsOf(p *plan.Plan, t *spec.Topology) groups {
 	for _, h := range t.Hosts {
 		home[h.Name] = h.Subnet
 	}
+	for _, g := range t.NATGateways {
+		home[g.Name] = g.Subnet
+	}
 	for _, n := range p.Namespaces {
 		switch {
 		case n.Role == plan.RoleGateway || n.Role == plan.RoleInternet || n.Role == plan.RoleInternetHost:
 			g.internet = append(g.internet, n)
 		case n.Role == plan.RolePod && home[n.Node] != "":
 			g.subnet[home[n.Node]] = append(g.subnet[home[n.Node]], n)
-		case home[n.Object] != "" && (n.Role == plan.RoleNode || n.Role == plan.RoleHost):
+		case home[n.Object] != "" && (n.Role == plan.RoleNode || n.Role == plan.RoleHost || n.Role == plan.RoleNATGateway):
 			g.subnet[home[n.Object]] = append(g.subnet[home[n.Object]], n)
 		}
 	}
