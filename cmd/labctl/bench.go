@@ -49,7 +49,7 @@ func newBench() *cobra.Command {
 				}
 				tw.Flush()
 				if r.Unhealthy > 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "a target's health checks failing -> the NLB stops sending it new flows: %v\n",
+					fmt.Fprintf(cmd.OutOrStdout(), "a target's health checks failing -> the NLB marks it unhealthy: %v\n",
 						r.Unhealthy.Round(time.Millisecond))
 				}
 				return nil

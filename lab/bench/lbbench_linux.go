@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/agent"
 	"github.com/labctl/labctl/lab/lb"
 	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
@@ -35,7 +36,9 @@ type Latency struct {
 type LBBenchResult struct {
 	Paths []Latency
 	// Unhealthy is the time from a target's health checks starting to fail
-	// to the NLB's rules no longer sending it new flows.
+	// to the load balancer marking it unhealthy. Whether new flows then
+	// avoid it depends on the rest of its AZ (routing failover: a node
+	// whose AZ has no healthy target keeps sending to its unhealthy ones).
 	Unhealthy time.Duration
 }
 
@@ -145,8 +148,8 @@ func measure(src *ns.NS, from netip.Addr, dst netip.AddrPort, path string, n int
 	return l
 }
 
-// timeToUnhealthy blocks the health checks of the first instance target of
-// the first NLB and times how long until its rules no longer name it.
+// timeToUnhealthy blocks the health checks of the last instance target of
+// the first NLB and times how long until the NLB marks it unhealthy.
 func timeToUnhealthy(s *run.Session, m *lb.Model) (time.Duration, error) {
 	for _, l := range m.LBs {
 		if l.Kind != lb.NLB {
@@ -158,10 +161,6 @@ func timeToUnhealthy(s *run.Session, m *lb.Model) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
-		lbns, err := s.NS(l.Name)
-		if err != nil {
-			return 0, err
-		}
 		rule := []string{"PREROUTING", "-p", "tcp", "--dport", fmt.Sprint(tg.Port), "-j", "DROP"}
 		if err := iptablesIn(node, append([]string{"-t", "raw", "-I"}, rule...)); err != nil {
 			return 0, err
@@ -169,13 +168,12 @@ func timeToUnhealthy(s *run.Session, m *lb.Model) (time.Duration, error) {
 		defer iptablesIn(node, append([]string{"-t", "raw", "-D"}, rule...)) //nolint:errcheck
 		start := time.Now()
 		for time.Since(start) < 30*time.Second {
-			out, _ := netfilter.Of(lbns).Save(lbns, false, "nat")
-			if !strings.Contains(out, tg.String()) {
+			if h, err := agent.ReadHealth(s.Lab); err == nil && h[g.Name+"/"+tg.String()].State == agent.StateUnhealthy {
 				return time.Since(start), nil
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		return 0, fmt.Errorf("%s still sends new flows to %s after 30 s", l.Name, tg)
+		return 0, fmt.Errorf("%s never marked %s unhealthy in 30 s", l.Name, tg)
 	}
 	return 0, nil
 }
