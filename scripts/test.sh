@@ -22,9 +22,10 @@ go test -run='^$' -fuzz=FuzzParse -fuzztime=15s -fuzzminimizetime=3s ./lab/spec
 go test -run='^$' -fuzz=FuzzBuild -fuzztime=15s -fuzzminimizetime=3s ./lab/lb
 echo "== e2e suites and the library examples (ginkgo)"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+report=$(mktemp)
+trap 'rm -f "$log" "$report"' EXIT
 set +e
-ginkgo -r --keep-going --no-color ./e2e ./examples 2>&1 | tee "$log"
+ginkgo -r --keep-going --no-color --json-report="$report" ./e2e ./examples 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # Nothing of a lab may outlive the tests.
@@ -33,7 +34,11 @@ if [ -n "$left" ]; then
   echo "test.sh: the e2e suites left namespaces behind: $left" >&2
   rc=1
 fi
-# One plain closing line over every suite: "e2e: N passed, N failed, N skipped".
-sed -nE 's/.*-- ([0-9]+) Passed \| ([0-9]+) Failed \| ([0-9]+) Pending \| ([0-9]+) Skipped.*/\1 \2 \4/p' "$log" |
-  awk '{p+=$1; f+=$2; s+=$3} END {printf "e2e: %d passed, %d failed, %d skipped\n", p, f, s}'
+# One plain closing line over every suite, counted from ginkgo's JSON
+# report (its console summary is terse when every suite passes):
+# "e2e: N passed, N failed, N skipped".
+awk '/"LeafNodeType":/ {it = ($0 ~ /"It"/)}
+  /"State":/ && it {s = $2; gsub(/[",]/, "", s); c[s]++; it = 0}
+  END {printf "e2e: %d passed, %d failed, %d skipped\n", c["passed"],
+    c["failed"] + c["panicked"] + c["interrupted"] + c["aborted"] + c["timedout"], c["skipped"] + c["pending"]}' "$report"
 exit $rc
