@@ -16,8 +16,8 @@
 //     built-in chains that kube-proxy ensures outside the payload;
 //   - kube-proxy's health-check answers (health.go).
 //
-// The behaviour follows shared/reference/kube-proxy.md, which quotes
-// kubernetes/kubernetes pkg/proxy/iptables/proxier.go. Deliberate
+// The behaviour follows kubernetes/kubernetes pkg/proxy/iptables/proxier.go
+// (syncProxyRules, at commit 531be81208e2). Deliberate
 // differences from upstream:
 //   - Services are emitted sorted (namespace/name/port) and endpoints by
 //     "ip:port"; upstream iterates a map, so any order is "correct" and
