@@ -35,17 +35,42 @@ import (
 // coreDNS is the Deployment whose pods serve cluster DNS.
 const coreDNS = "Deployment kube-system/coredns"
 
-// listener is one socket the app server holds in a lab namespace.
+// listenerKind is what a listener serves.
+type listenerKind string
+
+const (
+	kindHTTP         listenerKind = "http"          // a pod's or host's app over TCP
+	kindEcho         listenerKind = "echo"          // its UDP echo
+	kindDNS          listenerKind = "dns"           // CoreDNS
+	kindHealthz      listenerKind = "healthz"       // kube-proxy's /healthz
+	kindServiceCheck listenerKind = "service-check" // kube-proxy's health check port of a Local Service
+	kindALB          listenerKind = "alb"           // one node of an ALB
+	kindRoute53      listenerKind = "route53"       // the internet's authoritative DNS
+)
+
+// listener is one socket the app server holds in a lab namespace. It is a
+// map key: every field is comparable.
 type listener struct {
 	Object string
-	Kind   string // http, echo, dns, healthz, hc:<svc>, alb:<node>
+	Kind   listenerKind
 	Proto  string // tcp or udp
 	Port   int
 	Addr   netip.Addr // bound address; unset means any
+	// Service is the namespace/name of a service-check listener.
+	Service string
+	// ALBNode is the index of an alb listener's node in its load balancer.
+	ALBNode int
 }
 
 func (l listener) String() string {
-	return fmt.Sprintf("%s %s %s/%d", l.Object, l.Kind, l.Proto, l.Port)
+	what := string(l.Kind)
+	switch l.Kind {
+	case kindServiceCheck:
+		what += " " + l.Service
+	case kindALB:
+		what += fmt.Sprintf(" node %d", l.ALBNode)
+	}
+	return fmt.Sprintf("%s %s %s/%d", l.Object, what, l.Proto, l.Port)
 }
 
 // agent is the lab's app server. One process holds sockets in every pod,
@@ -173,7 +198,7 @@ func want(t *spec.Topology) []listener {
 	for _, p := range t.Pods {
 		if p.Manifest == coreDNS {
 			for _, cp := range p.Ports {
-				out = append(out, listener{Object: p.Name, Kind: "dns", Proto: strings.ToLower(cp.Protocol), Port: cp.Port})
+				out = append(out, listener{Object: p.Name, Kind: kindDNS, Proto: strings.ToLower(cp.Protocol), Port: cp.Port})
 			}
 			continue
 		}
@@ -186,10 +211,10 @@ func want(t *spec.Topology) []listener {
 			}
 		}
 		for port := range tcp {
-			out = append(out, listener{Object: p.Name, Kind: "http", Proto: "tcp", Port: port})
+			out = append(out, listener{Object: p.Name, Kind: kindHTTP, Proto: "tcp", Port: port})
 		}
 		for port := range udp {
-			out = append(out, listener{Object: p.Name, Kind: "echo", Proto: "udp", Port: port})
+			out = append(out, listener{Object: p.Name, Kind: kindEcho, Proto: "udp", Port: port})
 		}
 	}
 	hosts := []string{}
@@ -202,13 +227,13 @@ func want(t *spec.Topology) []listener {
 		}
 	}
 	for _, h := range hosts {
-		out = append(out, listener{Object: h, Kind: "http", Proto: "tcp", Port: spec.AppTCPPort}, listener{Object: h, Kind: "echo", Proto: "udp", Port: spec.AppUDPPort})
+		out = append(out, listener{Object: h, Kind: kindHTTP, Proto: "tcp", Port: spec.AppTCPPort}, listener{Object: h, Kind: kindEcho, Proto: "udp", Port: spec.AppUDPPort})
 	}
 	sps := cluster.Endpoints(t)
 	for _, n := range t.Nodes {
-		out = append(out, listener{Object: n.Name, Kind: "healthz", Proto: "tcp", Port: kubeproxy.ProxyHealthzPort})
+		out = append(out, listener{Object: n.Name, Kind: kindHealthz, Proto: "tcp", Port: kubeproxy.ProxyHealthzPort})
 		for _, hc := range kubeproxy.HealthCheckServices(cluster.ProxyServices(sps, n.Name)) {
-			out = append(out, listener{Object: n.Name, Kind: "hc:" + hc.Namespace + "/" + hc.Name, Proto: "tcp", Port: int(hc.NodePort)})
+			out = append(out, listener{Object: n.Name, Kind: kindServiceCheck, Service: hc.Namespace + "/" + hc.Name, Proto: "tcp", Port: int(hc.NodePort)})
 		}
 	}
 	if m, err := lb.Build(t); err == nil {
@@ -217,14 +242,14 @@ func want(t *spec.Topology) []listener {
 				continue
 			}
 			for _, n := range l.Nodes {
-				out = append(out, listener{Object: l.Name, Kind: fmt.Sprintf("alb:%d", n.Index), Proto: "tcp", Port: 80, Addr: n.IP})
+				out = append(out, listener{Object: l.Name, Kind: kindALB, ALBNode: n.Index, Proto: "tcp", Port: 80, Addr: n.IP})
 			}
 		}
 	}
 	if t.Internet != nil && t.Internet.DNS != nil {
 		d := t.Internet.DNS.Name
-		out = append(out, listener{Object: d, Kind: "route53", Proto: "udp", Port: 53},
-			listener{Object: d, Kind: "route53", Proto: "tcp", Port: 53})
+		out = append(out, listener{Object: d, Kind: kindRoute53, Proto: "udp", Port: 53},
+			listener{Object: d, Kind: kindRoute53, Proto: "tcp", Port: 53})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
@@ -330,32 +355,31 @@ func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error
 		base.Namespace, base.Node = p.Namespace, p.Node
 	}
 	switch {
-	case l.Kind == "echo":
+	case l.Kind == kindEcho:
 		go serveUDP(ul, base)
 		return ul, nil
-	case l.Kind == "route53" && l.Proto == "udp":
+	case l.Kind == kindRoute53 && l.Proto == "udp":
 		srv := &dns.Server{PacketConn: ul, Handler: a.route53Handler(t)}
 		go srv.ActivateAndServe() //nolint:errcheck
 		return ul, nil
-	case l.Kind == "route53":
+	case l.Kind == kindRoute53:
 		srv := &dns.Server{Listener: tl, Handler: a.route53Handler(t)}
 		go srv.ActivateAndServe() //nolint:errcheck
 		return tl, nil
-	case l.Kind == "dns" && l.Proto == "udp":
+	case l.Kind == kindDNS && l.Proto == "udp":
 		srv := &dns.Server{PacketConn: ul, Handler: a.dnsHandler()}
 		go srv.ActivateAndServe() //nolint:errcheck // ends when the socket closes
 		return ul, nil
-	case l.Kind == "dns":
+	case l.Kind == kindDNS:
 		srv := &dns.Server{Listener: tl, Handler: a.dnsHandler()}
 		go srv.ActivateAndServe() //nolint:errcheck
 		return tl, nil
-	case l.Kind == "healthz":
+	case l.Kind == kindHealthz:
 		ph := kubeproxy.NewProxyHealth(kubeproxy.DefaultHealthTimeout, nil)
 		ph.Updated()
 		go serveHTTP(tl, ph.Handler())
 		return tl, nil
-	case strings.HasPrefix(l.Kind, "alb:"):
-		idx, _ := strconv.Atoi(strings.TrimPrefix(l.Kind, "alb:"))
+	case l.Kind == kindALB:
 		m, err := lb.Build(t)
 		if err != nil {
 			tl.Close()
@@ -370,12 +394,12 @@ func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error
 		}
 		for _, lbi := range m.LBs {
 			if lbi.Name == l.Object {
-				go serveHTTP(tl, a.albHandler(own, l.Object, lbi.Nodes[idx]))
+				go serveHTTP(tl, a.albHandler(own, l.Object, lbi.Nodes[l.ALBNode]))
 			}
 		}
 		return closers{tl, closerFunc(func() error { own.Close(); return nil })}, nil
-	case strings.HasPrefix(l.Kind, "hc:"):
-		nsName, name, _ := strings.Cut(strings.TrimPrefix(l.Kind, "hc:"), "/")
+	case l.Kind == kindServiceCheck:
+		nsName, name, _ := strings.Cut(l.Service, "/")
 		node := l.Object
 		go serveHTTP(tl, &kubeproxy.ServiceHealthHandler{Namespace: nsName, Name: name,
 			LocalEndpoints: func() int { return a.localEndpoints(node, nsName+"/"+name) }})
