@@ -74,7 +74,6 @@ var _ = Describe("labctl as root on a shared machine", Ordered, Label("lifecycle
 	It("keeps a lab's state directory and control socket for root alone, whatever the umask", func() {
 		name := labPrefix + "umask"
 		cmd := exec.Command(labctl, "up", topology("pod-networking"), "--name", name)
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
 		old := syscall.Umask(0)
 		out, err := cmd.CombinedOutput()
 		syscall.Umask(old)

@@ -5,12 +5,12 @@ package lab
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 
 	"github.com/labctl/labctl/lab/fault"
 	"github.com/labctl/labctl/lab/spec"
+	"github.com/labctl/labctl/lab/state"
 )
 
 // SeedResult is one generated topology's run: how many walks it derived
@@ -32,13 +32,19 @@ type SeedResult struct {
 // their own cluster's plan, so seeds stand in for plans we have not seen.
 func RunSeed(ctx context.Context, seed int64, name, dir string) (res *SeedResult, err error) {
 	res = &SeedResult{Seed: seed, YAML: spec.Random(seed)}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// dir may be the caller's: never written through a planted name.
+	f, err := state.CreateIn(dir, fmt.Sprintf("seed-%d.yaml", seed), 0o644)
+	if err != nil {
 		return res, err
 	}
-	file := filepath.Join(dir, fmt.Sprintf("seed-%d.yaml", seed))
-	if err := os.WriteFile(file, res.YAML, 0o644); err != nil {
+	_, err = f.Write(res.YAML)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return res, err
 	}
+	file := f.Name()
 	t, err := spec.Load(file)
 	if err != nil {
 		return res, fmt.Errorf("seed %d does not load: %w", seed, err)

@@ -463,7 +463,7 @@ func conntrackLines(h *ns.NS, obj string, src netip.Addr, out *walk.Packet, in *
 	for _, f := range flows {
 		if (f.Forward.SrcIP.Equal(src.AsSlice()) && f.Forward.SrcPort == sport) ||
 			(f.Reverse.SrcIP.Equal(src.AsSlice()) && f.Reverse.SrcPort == sport) {
-			lines = append(lines, obj+": conntrack "+conntrackLine(f))
+			lines = append(lines, obj+": conntrack "+entryOf(f).String())
 		}
 	}
 	if len(lines) == 0 {

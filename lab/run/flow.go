@@ -30,6 +30,7 @@ func (e Entry) Translated() bool {
 	return e.Reply.Src != e.Orig.Dst || e.Reply.Dst != e.Orig.Src
 }
 
+// String prints the entry as conntrack -L does.
 func (e Entry) String() string {
 	return e.Orig.String() + " " + e.Reply.String()[len(e.Reply.Proto)+1:]
 }

@@ -442,15 +442,6 @@ func entryOf(f *netlink.ConntrackFlow) Entry {
 	return Entry{Orig: t(f.Forward), Reply: t(f.Reverse)}
 }
 
-// conntrackLine prints a flow as conntrack -L does.
-func conntrackLine(f *netlink.ConntrackFlow) string {
-	proto := map[uint8]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_ICMP: "icmp"}[f.Forward.Protocol]
-	t := func(x netlink.IPTuple) string {
-		return fmt.Sprintf("src=%s dst=%s sport=%d dport=%d", x.SrcIP, x.DstIP, x.SrcPort, x.DstPort)
-	}
-	return fmt.Sprintf("%s %s %s", proto, t(f.Forward), t(f.Reverse))
-}
-
 // writeLadder puts the run's ladder diagram beside its pcapng.
 func writeLadder(run *Run, w spec.Walk, asides []walk.Aside) (string, error) {
 	path := strings.TrimSuffix(run.Pcap, ".pcapng") + ".html"

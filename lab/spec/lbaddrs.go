@@ -28,18 +28,7 @@ func (t *Topology) LBAddrs(s Subnet) []netip.Addr {
 	if n == 0 {
 		return nil
 	}
-	fixed := map[netip.Addr]bool{}
-	for _, nd := range t.Nodes {
-		for _, e := range nd.ENIs {
-			fixed[e.IP] = true
-			for _, a := range e.SecondaryIPs {
-				fixed[a] = true
-			}
-		}
-	}
-	for _, h := range t.Hosts {
-		fixed[h.IP] = true
-	}
+	fixed := t.instanceAddrs()
 	for _, p := range t.Pods {
 		if t.writtenAddr(p) {
 			fixed[p.IP] = true

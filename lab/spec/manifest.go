@@ -342,6 +342,16 @@ func (t *Topology) UsedAddrs() map[netip.Addr]bool {
 
 // usedAddrs is every address the lab document assigns.
 func (t *Topology) usedAddrs() map[netip.Addr]bool {
+	used := t.instanceAddrs()
+	for _, p := range t.Pods {
+		used[p.IP] = true
+	}
+	return used
+}
+
+// instanceAddrs are the instances' addresses: every ENI's, its secondary
+// IPs, and the hosts'.
+func (t *Topology) instanceAddrs() map[netip.Addr]bool {
 	used := map[netip.Addr]bool{}
 	for _, n := range t.Nodes {
 		for _, e := range n.ENIs {
@@ -350,9 +360,6 @@ func (t *Topology) usedAddrs() map[netip.Addr]bool {
 				used[a] = true
 			}
 		}
-	}
-	for _, p := range t.Pods {
-		used[p.IP] = true
 	}
 	for _, h := range t.Hosts {
 		used[h.IP] = true

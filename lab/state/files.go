@@ -56,30 +56,27 @@ func Create(lab string) error {
 // time (up until it is complete, pod delete, fault inject and clear, down).
 // The lock is a flock on a file in the state directory, so a killed holder
 // releases it.
-func Lock(lab string) (unlock func(), err error) {
-	f, err := os.OpenFile(Path(lab, lockFile), os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, fmt.Errorf("lab %q is %w", lab, ErrNotUp)
-		}
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking lab %s: %w", lab, err)
-	}
-	return func() { f.Close() }, nil
-}
+func Lock(lab string) (unlock func(), err error) { return lock(lab, -1) }
 
 // TryLock is Lock that gives up after wait, naming the lab: down waits for
 // an up or a pod delete in progress, but not for ever.
-func TryLock(lab string, wait time.Duration) (unlock func(), err error) {
+func TryLock(lab string, wait time.Duration) (unlock func(), err error) { return lock(lab, wait) }
+
+// lock takes the lab's lock, waiting at most wait (for ever if negative).
+func lock(lab string, wait time.Duration) (unlock func(), err error) {
 	f, err := os.OpenFile(Path(lab, lockFile), os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil, fmt.Errorf("lab %q is %w", lab, ErrNotUp)
 		}
 		return nil, err
+	}
+	if wait < 0 {
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("locking lab %s: %w", lab, err)
+		}
+		return func() { f.Close() }, nil
 	}
 	deadline := time.Now().Add(wait)
 	for {
