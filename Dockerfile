@@ -19,7 +19,7 @@ RUN go build -o /labctl ./cmd/labctl
 FROM debian:bookworm-slim
 RUN echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections && \
     apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      iproute2 iptables tcpdump tshark iputils-ping curl procps ca-certificates util-linux && \
+      iproute2 iptables nftables tcpdump tshark iputils-ping curl procps ca-certificates util-linux graphviz && \
     rm -rf /var/lib/apt/lists/*
 COPY --from=build /labctl /usr/local/bin/labctl
 ENTRYPOINT []
