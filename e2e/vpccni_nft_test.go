@@ -91,11 +91,16 @@ var _ = Describe("VPC CNI v1.23's native nft table (pod-egress-nft)", Ordered, L
 		passes(s, "D2-no-eip")
 	})
 
-	It("B1, B1-secondary and B2: Services through kube-proxy's table; snat-mark sees the endpoint and leaves it unmarked", func() {
+	It("A4-tcp and A4-subnet: snat-mark returns for the VPC CIDR, so a secondary-ENI pod's VPC traffic keeps its own ENI", func() {
+		passes(s, "A4-tcp")
+		passes(s, "A4-subnet")
+	})
+
+	It("B1, B1-secondary and B2: kube-proxy's DNAT at dstnat binds the connection, so the nat chain at dstnat + 10 never runs and nothing is marked", func() {
 		before := snatMarked(name, "node51")
 		passes(s, "B1")
 		passes(s, "B1-secondary")
 		passes(s, "B2")
-		Expect(snatMarked(name, "node51")).To(Equal(before), "a Service connection to a VPC endpoint was marked for SNAT")
+		Expect(snatMarked(name, "node51")).To(Equal(before), "a Service connection was marked for SNAT")
 	})
 })
