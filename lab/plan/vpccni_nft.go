@@ -15,11 +15,14 @@ import (
 // ip aws-cni` prints it back, so the kernel's listing diffs against it:
 //
 //   - nat-prerouting is a nat base chain at prerouting priority -90
-//     (dstnat + 10), after kube-proxy's DNAT at -100, so it sees the pod IP
-//     a ClusterIP was rewritten to (#3588, issue #3563). It returns for local
-//     destinations (fib daddr type local), jumps to snat-mark for packets
-//     from the pods' veths ("eni*"), and copies the connection's 0x80 mark
-//     to the packet for the routing decision (rule 1024).
+//     (dstnat + 10), after kube-proxy's DNAT at -100 (#3588, issue #3563:
+//     at the same priority it could mark a ClusterIP connection first). A
+//     connection kube-proxy DNATs is bound there and the kernel runs no
+//     later nat chain of the hook for it (nf_nat_inet_fn), so Service
+//     traffic is never marked. The chain returns for local destinations
+//     (fib daddr type local), jumps to snat-mark for packets from the pods'
+//     veths ("eni*"), and copies the connection's 0x80 mark to the packet
+//     for the routing decision (rule 1024).
 //   - snat-mark returns for the VPC CIDRs and AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS
 //     (Setup(append(vpcCIDRs, excludeSNATCIDRs...))) and marks the rest 0x80.
 //
