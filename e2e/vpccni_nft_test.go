@@ -44,11 +44,13 @@ var _ = Describe("VPC CNI v1.23's native nft table (pod-egress-nft)", Ordered, L
 	})
 
 	It("holds the table the renderer wrote and no iptables connmark rule of aws-node; SNAT and mangle stay iptables rules", func() {
+		p := plan.Build(s.Topo, name)
 		for _, n := range s.Topo.Nodes {
 			_, want := plan.VPCCNINode(s.Topo.VPC.CIDR, n.ENI(0).IP, spec.ENIName(0), spec.IptablesNFT, s.Topo.NodeVPCCNI(n.Name))
 			Expect(awsCNITable(name, n.Name)).To(Equal(want), n.Name)
 			save, code := run(nil, "exec", "--lab", name, n.Name, "--", "iptables-save")
 			Expect(code).To(Equal(0), save)
+			Expect(awsLines(save)).To(Equal(awsLines(p.NS(n.Name).Iptables)), n.Name+"'s aws-node iptables rules")
 			Expect(save).NotTo(ContainSubstring("AWS-CONNMARK-CHAIN-0"), n.Name)
 			Expect(save).NotTo(ContainSubstring(`"AWS, outbound connections"`), n.Name)
 			Expect(save).NotTo(ContainSubstring(`"AWS, CONNMARK"`), n.Name)

@@ -141,8 +141,10 @@ func connmarkReturnComment(version string) string {
 
 // VPCCNIRules is the iptables-restore payload aws-node of the given VPC CNI
 // version ("" for spec.DefaultVPCCNIVersion) installs on a node with default
-// settings (SNAT on, NodePort support on, prng random SNAT), in
-// iptables-save form so a dump of the node diffs cleanly against it.
+// settings (SNAT on, NodePort support on, prng random SNAT) when all its
+// rules are iptables rules (v1.16 to v1.22, or v1.23 on iptables-legacy;
+// VPCCNINode picks by backend), in iptables-save form so a dump of the
+// node diffs cleanly against it.
 func VPCCNIRules(vpc netip.Prefix, nodeIP netip.Addr, primaryIF, version string) string {
 	return VPCCNIRulesWith(vpc, nodeIP, primaryIF, spec.VPCCNI{Version: version})
 }
