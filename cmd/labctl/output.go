@@ -66,8 +66,27 @@ type LabStatus struct {
 	Lab       string            `json:"lab" yaml:"lab"`
 	Complete  bool              `json:"complete" yaml:"complete"`
 	Iptables  string            `json:"iptables" yaml:"iptables"`
+	VPCCNI    VPCCNIStatus      `json:"vpcCNI" yaml:"vpcCNI"`
+	KubeProxy KubeProxyStatus   `json:"kubeProxy" yaml:"kubeProxy"`
 	AppServer AppServer         `json:"appServer" yaml:"appServer"`
 	Objects   []ObjectInterface `json:"interfaces" yaml:"interfaces"`
+}
+
+// VPCCNIStatus is the aws-node release the lab models and where its rules
+// live on the nodes.
+type VPCCNIStatus struct {
+	Version string `json:"version" yaml:"version"`
+	// Iptables holds its SNAT chain and mangle rules: iptables-nft or
+	// iptables-legacy.
+	Iptables string `json:"iptables" yaml:"iptables"`
+	// Connmark holds its nat connmark rules: iptables-nft, iptables-legacy
+	// or "nft table ip aws-cni" (v1.23+ on nf_tables nodes).
+	Connmark string `json:"connmark" yaml:"connmark"`
+}
+
+// KubeProxyStatus is kube-proxy's mode on the nodes.
+type KubeProxyStatus struct {
+	Mode string `json:"mode" yaml:"mode"`
 }
 
 // AppServer is the lab's app server process.

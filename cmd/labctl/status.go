@@ -77,8 +77,12 @@ func labStatus(l string, st *lab.State, objects []string) LabStatus {
 		backend = spec.IptablesNFT
 	}
 	doc := LabStatus{TypeMeta: meta("LabStatus"), Lab: l, Complete: st.Complete, Iptables: backend,
+		KubeProxy: KubeProxyStatus{Mode: kubeProxyMode(st)},
 		AppServer: AppServer{PID: st.AgentPID, Running: st.AgentPID > 0 && agent.Running(l, st.AgentPID), Log: state.AgentLog(l)},
 		Objects:   []ObjectInterface{}}
+	if t, _, err := lab.Load(l); err == nil {
+		doc.VPCCNI = vpcCNIStatus(t.VPCCNI.Version, backend)
+	}
 	want := map[string]bool{}
 	for _, a := range objects {
 		want[a] = true
@@ -187,15 +191,12 @@ func printLabHeader(w io.Writer, l string, st *lab.State) {
 	if st.AgentPID > 0 && !agent.Running(l, st.AgentPID) {
 		apps += "; sudo " + self() + " up --resume " + l + " starts it again"
 	}
-	mode := st.KubeProxyMode
-	if mode == "" {
-		mode = "iptables"
-	}
 	cni := ""
 	if t, _, err := lab.Load(l); err == nil {
-		cni = "; VPC CNI " + t.VPCCNI.Version
+		c := vpcCNIStatus(t.VPCCNI.Version, backend)
+		cni = fmt.Sprintf("; VPC CNI %s (SNAT and mangle in %s, connmark in %s)", c.Version, c.Iptables, c.Connmark)
 	}
-	fmt.Fprintf(w, "lab %s: %s; iptables %s; kube-proxy %s%s; app server %s\n", l, shape, backend, mode, cni, apps)
+	fmt.Fprintf(w, "lab %s: %s; iptables %s; kube-proxy %s%s; app server %s\n", l, shape, backend, kubeProxyMode(st), cni, apps)
 	if pd := st.Churn.Pending; pd != nil {
 		fmt.Fprintf(w, "pod delete pending: %s (%s) is being replaced by %s (%s); it stopped after step %q; "+
 			"sudo %s pod delete --lab %s %s finishes it\n", pd.Deleted.Name, pd.Deleted.IP, pd.Started.Name, pd.Started.IP, pd.Step, self(), l, pd.Deleted.Name)
@@ -221,4 +222,23 @@ func tidyTraces(w io.Writer, l string, st *lab.State) {
 	if err != nil {
 		fmt.Fprintf(w, "could not check for leftover TRACE rules: %v\n\n", err)
 	}
+}
+
+// kubeProxyMode is the lab's kube-proxy mode; labs from before the field
+// ran iptables mode.
+func kubeProxyMode(st *lab.State) string {
+	if st.KubeProxyMode == "" {
+		return spec.KubeProxyIPTables
+	}
+	return st.KubeProxyMode
+}
+
+// vpcCNIStatus names where aws-node of a version keeps its rules on nodes
+// with the given iptables backend (spec.VPCCNIConnmark).
+func vpcCNIStatus(version, backend string) VPCCNIStatus {
+	ipt := spec.ConnmarkIptablesNFT
+	if backend == spec.IptablesLegacy {
+		ipt = spec.ConnmarkIptablesLegacy
+	}
+	return VPCCNIStatus{Version: version, Iptables: ipt, Connmark: spec.VPCCNIConnmark(version, backend)}
 }

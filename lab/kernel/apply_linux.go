@@ -211,7 +211,7 @@ func linkMap(n *ns.NS) (map[string]netlink.Link, error) {
 // Configure brings one namespace to its planned state, in the order the
 // VPC CNI and the OS do it: sysctls, links up, addresses, routes (and the
 // removal of a secondary ENI's subnet route), rules, neighbours, iptables,
-// then kube-proxy's nft table in nftables mode.
+// then the nft tables (kube-proxy in nftables mode, aws-node v1.23+ on nft).
 func Configure(n *ns.NS, p *plan.Namespace, nf netfilter.Backend) error {
 	links, err := linkMap(n)
 	if err != nil {

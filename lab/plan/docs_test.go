@@ -16,14 +16,17 @@ const differencesFile = "../../docs/differences.md"
 // differences.md that mentions one must say, in a check, what the plan holds.
 var mustCheck = []string{"route_localnet", "rp_filter", "arp_ignore", "arp_announce", "proxy_delay",
 	"accept_local", "send_redirects", "tcp_early_demux", "nf_conntrack_", "bridge-nf-call",
-	"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY", "nfacct", "CONNMARK CHAIN"}
+	"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY", "nfacct", "CONNMARK CHAIN", "aws-cni"}
 
 var checkComment = regexp.MustCompile(`<!-- check: (.*?) -->`)
 
 // docCheck verifies one check against the plan: "ROLE sysctl KEY=VALUE"
 // (every namespace of the role writes it; {eni} and {veth} in a node key
 // stand for each of its ENIs and each of its pods' host veths), "ROLE no-sysctl KEY", "ROLE iptables TEXT"
-// (every namespace of the role's payload holds TEXT) or "ROLE no-iptables TEXT".
+// (every namespace of the role's payload holds TEXT), "ROLE no-iptables TEXT",
+// "ROLE nft TEXT" or "ROLE no-nft TEXT" (its nft program); "nftables ..."
+// and "v1.23 ..." check the topology with kube-proxy's nftables mode or
+// that VPC CNI version.
 func docCheck(top *spec.Topology, p *Plan, check string) error {
 	role, rest, _ := strings.Cut(strings.TrimSpace(check), " ")
 	if role == spec.KubeProxyNFTables {
@@ -32,6 +35,15 @@ func docCheck(top *spec.Topology, p *Plan, check string) error {
 		nft := *top
 		nft.KubeProxy.Mode = spec.KubeProxyNFTables
 		return docCheck(&nft, Build(&nft, p.Lab), rest)
+	}
+	if strings.HasPrefix(role, "v1.") {
+		// "v1.23 node nft ...": the same topology with that VPC CNI version.
+		v := *top
+		v.VPCCNI.Version = role
+		if err := spec.ValidateVPCCNI(v.VPCCNI); err != nil {
+			return err
+		}
+		return docCheck(&v, Build(&v, p.Lab), rest)
 	}
 	verb, arg, _ := strings.Cut(rest, " ")
 	var nss []*Namespace
@@ -82,8 +94,16 @@ func docCheck(top *spec.Topology, p *Plan, check string) error {
 			if strings.Contains(n.Iptables, arg) {
 				return fmt.Errorf("%s's iptables hold %q, the doc says they do not", n.Object, arg)
 			}
+		case "nft":
+			if !strings.Contains(n.NFT, arg) {
+				return fmt.Errorf("%s's nft program has no %q", n.Object, arg)
+			}
+		case "no-nft":
+			if strings.Contains(n.NFT, arg) {
+				return fmt.Errorf("%s's nft program holds %q, the doc says it does not", n.Object, arg)
+			}
 		default:
-			return fmt.Errorf("unknown check %q (want sysctl, no-sysctl, iptables or no-iptables)", verb)
+			return fmt.Errorf("unknown check %q (want sysctl, no-sysctl, iptables, no-iptables, nft or no-nft)", verb)
 		}
 	}
 	return nil
@@ -137,10 +157,12 @@ func TestDifferencesCheckCatchesAStaleLine(t *testing.T) {
 	stale := "- The lab does not set route_localnet. <!-- check: node no-sysctl net/ipv4/conf/all/route_localnet -->\n" +
 		"- Nodes keep the host's rp_filter.\n" +
 		"- x <!-- check: node sysctl net/ipv4/conf/{veth}/rp_filter=1; node sysctl net/ipv4/neigh/{eni}/proxy_delay=3 -->\n" +
-		"- y <!-- check: node iptables KUBE-NOPE; lb sysctl a=b; node frob x -->\n"
+		"- y <!-- check: node iptables KUBE-NOPE; lb sysctl a=b; node frob x -->\n" +
+		"- z <!-- check: v1.23 node no-nft table ip aws-cni; node nft table ip aws-cni; v1.9 node nft x -->\n"
 	errs := checkDifferences(top, p, stale)
-	if len(errs) != 7 {
-		t.Fatalf("want 7 errors (wrong no-sysctl, unchecked line, wrong veth value, wrong ENI value, missing text, no lb, unknown verb), got %d:\n%s",
+	if len(errs) != 10 {
+		t.Fatalf("want 10 errors (wrong no-sysctl, unchecked line, wrong veth value, wrong ENI value, missing text, no lb, unknown verb, "+
+			"v1.23's table, v1.22's missing table, unknown version), got %d:\n%s",
 			len(errs), strings.Join(errs, "\n"))
 	}
 	if !strings.Contains(errs[0], "differences.md:1:") || !strings.Contains(errs[1], "differences.md:2:") {

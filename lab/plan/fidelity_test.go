@@ -38,29 +38,36 @@ func nodeSoftwareDump(n *Namespace) string {
 			b.WriteString(l + "\n")
 		}
 	}
+	b.WriteString("# nft: aws-node's table (v1.23+ on nf_tables nodes)\n")
+	if i := strings.Index(n.NFT, "table ip aws-cni {"); i >= 0 {
+		b.WriteString(n.NFT[i:])
+	}
 	return b.String()
 }
 
 func stripComments(s string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
-		if !strings.HasPrefix(l, "# ") || strings.HasPrefix(l, "# sysctls") || strings.HasPrefix(l, "# iptables") {
+		if !strings.HasPrefix(l, "# ") || strings.HasPrefix(l, "# sysctls") || strings.HasPrefix(l, "# iptables") || strings.HasPrefix(l, "# nft") {
 			out = append(out, l)
 		}
 	}
 	return strings.Join(out, "\n")
 }
 
-// TestNodeSoftwareStateMatchesTheModelledReleases is the golden per backend:
-// nft nodes run VPC CNI v1.22 (the long connmark comment), legacy nodes may
-// run v1.23 (the short one); both get the AL2023 AMI's sysctls, kube-proxy's
-// conntrack timeouts and kubelet's chains.
+// TestNodeSoftwareStateMatchesTheModelledReleases is the golden per backend
+// and VPC CNI line: v1.22 on nft nodes (the long connmark comment in
+// iptables), v1.23 on legacy nodes (the short one, still iptables) and v1.23
+// on nft nodes (connmark in the native table ip aws-cni, SNAT and mangle in
+// iptables); all get the AL2023 AMI's sysctls, kube-proxy's conntrack
+// timeouts and kubelet's chains.
 func TestNodeSoftwareStateMatchesTheModelledReleases(t *testing.T) {
 	for _, c := range []struct{ backend, version, golden string }{
 		{spec.IptablesNFT, "v1.22", "testdata/node-nft-v1.22.golden"},
 		{spec.IptablesLegacy, "v1.23", "testdata/node-legacy-v1.23.golden"},
+		{spec.IptablesNFT, "v1.23", "testdata/node-nft-v1.23.golden"},
 	} {
-		t.Run(c.backend, func(t *testing.T) {
+		t.Run(c.backend+"-"+c.version, func(t *testing.T) {
 			top := podNetworking(t)
 			top.Iptables, top.VPCCNI.Version = c.backend, c.version
 			if errs := top.Validate(); errs != nil {

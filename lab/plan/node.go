@@ -141,8 +141,10 @@ func connmarkReturnComment(version string) string {
 
 // VPCCNIRules is the iptables-restore payload aws-node of the given VPC CNI
 // version ("" for spec.DefaultVPCCNIVersion) installs on a node with default
-// settings (SNAT on, NodePort support on, prng random SNAT), in
-// iptables-save form so a dump of the node diffs cleanly against it.
+// settings (SNAT on, NodePort support on, prng random SNAT) when all its
+// rules are iptables rules (v1.16 to v1.22, or v1.23 on iptables-legacy;
+// VPCCNINode picks by backend), in iptables-save form so a dump of the
+// node diffs cleanly against it.
 func VPCCNIRules(vpc netip.Prefix, nodeIP netip.Addr, primaryIF, version string) string {
 	return VPCCNIRulesWith(vpc, nodeIP, primaryIF, spec.VPCCNI{Version: version})
 }
@@ -154,6 +156,29 @@ func VPCCNIRules(vpc netip.Prefix, nodeIP netip.Addr, primaryIF, version string)
 // inserted at position 1 so they read in reverse order
 // (aws/amazon-vpc-cni-k8s pkg/networkutils/network.go, v1.16+).
 func VPCCNIRulesWith(vpc netip.Prefix, nodeIP netip.Addr, primaryIF string, c spec.VPCCNI) string {
+	return vpcCNIRules(vpc, nodeIP, primaryIF, c, true)
+}
+
+// VPCCNINode is what aws-node writes on a node with the given iptables
+// backend: its iptables-restore payload and, for v1.23+ on nf_tables, its
+// native table (VPCCNINFTTable; "" otherwise). There the payload keeps the
+// mangle rules and the SNAT chain (pkg/networkutils/network.go,
+// buildIptablesSNATRules, unchanged in v1.23) but not AWS-CONNMARK-CHAIN-0
+// and its two nat PREROUTING rules, which nftConnmark.Setup removes
+// (cleanupIptablesConnmarkRules).
+func VPCCNINode(vpc netip.Prefix, nodeIP netip.Addr, primaryIF, backend string, c spec.VPCCNI) (iptables, nft string) {
+	if c.Version == "" {
+		c.Version = spec.DefaultVPCCNIVersion
+	}
+	if spec.VPCCNIConnmark(c.Version, backend) != spec.ConnmarkNFTTable {
+		return vpcCNIRules(vpc, nodeIP, primaryIF, c, true), ""
+	}
+	return vpcCNIRules(vpc, nodeIP, primaryIF, c, false), VPCCNINFTTable([]netip.Prefix{vpc}, c)
+}
+
+// vpcCNIRules writes the payload; connmark false leaves out the nat
+// connmark chain and its jumps (v1.23+ keeps them in nft).
+func vpcCNIRules(vpc netip.Prefix, nodeIP netip.Addr, primaryIF string, c spec.VPCCNI, connmark bool) string {
 	version := c.Version
 	if version == "" {
 		version = spec.DefaultVPCCNIVersion
@@ -173,16 +198,22 @@ func VPCCNIRulesWith(vpc netip.Prefix, nodeIP netip.Addr, primaryIF string, c sp
 		w("COMMIT")
 		return b.String()
 	}
-	w(":AWS-CONNMARK-CHAIN-0 - [0:0]")
-	w(":AWS-SNAT-CHAIN-0 - [0:0]")
-	w(`-A PREROUTING -i eni+ -m comment --comment "AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0`)
-	w(`-A PREROUTING -m comment --comment "AWS, CONNMARK" -j CONNMARK --restore-mark --nfmask 0x80 --ctmask 0x80`)
-	w(`-A POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0`)
-	for i := len(c.ExcludeSNATCIDRs) - 1; i >= 0; i-- {
-		w(`-A AWS-CONNMARK-CHAIN-0 %s-m comment --comment "%s" -j RETURN`, dstMatch(c.ExcludeSNATCIDRs[i]), connmarkReturnComment(version))
+	if connmark {
+		w(":AWS-CONNMARK-CHAIN-0 - [0:0]")
 	}
-	w(`-A AWS-CONNMARK-CHAIN-0 -d %s -m comment --comment "%s" -j RETURN`, vpc, connmarkReturnComment(version))
-	w(`-A AWS-CONNMARK-CHAIN-0 -m comment --comment "AWS, CONNMARK" -j CONNMARK --set-xmark 0x80/0x80`)
+	w(":AWS-SNAT-CHAIN-0 - [0:0]")
+	if connmark {
+		w(`-A PREROUTING -i eni+ -m comment --comment "AWS, outbound connections" -j AWS-CONNMARK-CHAIN-0`)
+		w(`-A PREROUTING -m comment --comment "AWS, CONNMARK" -j CONNMARK --restore-mark --nfmask 0x80 --ctmask 0x80`)
+	}
+	w(`-A POSTROUTING -m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0`)
+	if connmark {
+		for i := len(c.ExcludeSNATCIDRs) - 1; i >= 0; i-- {
+			w(`-A AWS-CONNMARK-CHAIN-0 %s-m comment --comment "%s" -j RETURN`, dstMatch(c.ExcludeSNATCIDRs[i]), connmarkReturnComment(version))
+		}
+		w(`-A AWS-CONNMARK-CHAIN-0 -d %s -m comment --comment "%s" -j RETURN`, vpc, connmarkReturnComment(version))
+		w(`-A AWS-CONNMARK-CHAIN-0 -m comment --comment "AWS, CONNMARK" -j CONNMARK --set-xmark 0x80/0x80`)
+	}
 	for i := len(c.ExcludeSNATCIDRs) - 1; i >= 0; i-- {
 		w(`-A AWS-SNAT-CHAIN-0 %s-m comment --comment "AWS SNAT CHAIN EXCLUSION" -j RETURN`, dstMatch(c.ExcludeSNATCIDRs[i]))
 	}

@@ -55,7 +55,8 @@ type Namespace struct {
 	// Iptables is an iptables-restore payload applied once, or "".
 	Iptables string
 	// NFT is an `nft -f` program applied once after Iptables, or "": a
-	// node's kube-proxy table in nftables mode.
+	// node's kube-proxy table in nftables mode, then aws-node's table ip
+	// aws-cni (VPC CNI v1.23+ on nf_tables nodes).
 	NFT string
 }
 
@@ -271,21 +272,22 @@ func (p *Plan) node(t *spec.Topology, n *spec.Node, sps []cluster.ServicePort, k
 	// SetupHostNetwork: NodePort and SNAT replies marked 0x80 use main.
 	ns.Rules = append(ns.Rules, Rule{Priority: 1024, Mark: 0x80, Mask: 0x80, Table: 254})
 	primary := n.ENI(0)
+	// aws-node: iptables rules and, v1.23+ on nf_tables, its own nft table.
+	awsIptables, awsNFT := VPCCNINode(t.VPC.CIDR, primary.IP, spec.ENIName(0), t.Iptables, t.NodeVPCCNI(n.Name))
 	if t.NFTablesMode() {
 		// kube-proxy writes no iptables rule and no route_localnet (its
 		// nftables NodePorts never answer on 127.0.0.1); kubelet's
 		// KUBE-FIREWALL, which kube-proxy's iptables mode duplicates, stays;
-		// aws-node (v1.22 on nf_tables nodes) still writes iptables-nft rules.
+		// aws-node's rules are as in iptables mode.
 		ns.Sysctls = slices.DeleteFunc(ns.Sysctls, func(s Sysctl) bool { return s.Key == routeLocalnet })
-		ns.Iptables = mergeRestore(KubeletChains(), KubeletFirewall(),
-			VPCCNIRules(t.VPC.CIDR, primary.IP, spec.ENIName(0), t.VPCCNI.Version))
-		ns.NFT = KubeProxyNFT(t, n.Name, sps)
+		ns.Iptables = mergeRestore(KubeletChains(), KubeletFirewall(), awsIptables)
+		ns.NFT = KubeProxyNFT(t, n.Name, sps) + awsNFT
 		return
 	}
 	// kubelet starts first and creates its chains; kube-proxy prepends its
 	// jumps; aws-node appends its rules.
-	ns.Iptables = mergeRestore(KubeletChains(), KubeProxyRules(t, n.Name, sps, k),
-		VPCCNIRulesWith(t.VPC.CIDR, primary.IP, spec.ENIName(0), t.NodeVPCCNI(n.Name)))
+	ns.Iptables = mergeRestore(KubeletChains(), KubeProxyRules(t, n.Name, sps, k), awsIptables)
+	ns.NFT = awsNFT
 }
 
 // KubeProxyNFT is kube-proxy's first full sync on a node in nftables mode:

@@ -250,8 +250,9 @@ type Walk struct {
 // VPCCNI names the aws-node release the lab models.
 type VPCCNI struct {
 	// Version is "v1.16" to "v1.23" (a patch, "v1.22.4", is accepted and
-	// ignored); it defaults to DefaultVPCCNIVersion. v1.23 needs iptables:
-	// legacy, since on nf_tables nodes it builds a native nft table.
+	// ignored); it defaults to DefaultVPCCNIVersion. From v1.23 aws-node
+	// writes its nat connmark rules as a native "table ip aws-cni" on
+	// nf_tables nodes (VPCCNIConnmark).
 	Version string `yaml:"version"`
 	// ExternalSNAT is AWS_VPC_K8S_CNI_EXTERNALSNAT: aws-node writes no
 	// SNAT (no AWS-SNAT-CHAIN-0, no nat connmark chain), so pod traffic
@@ -278,13 +279,47 @@ func VPCCNIMinor(version string) (int, error) {
 	return minor, nil
 }
 
-// ValidateVPCCNI checks a VPC CNI version against the nodes' backend.
-func ValidateVPCCNI(c VPCCNI, backend string) error {
-	minor, err := VPCCNIMinor(c.Version)
-	if err == nil && minor >= 23 && backend == IptablesNFT {
-		err = fmt.Errorf("VPC CNI %s builds a native nft table (ip aws-cni) on nf_tables nodes, which the lab does not model: use v1.22 or iptables: legacy", c.Version)
-	}
+// ValidateVPCCNI checks a VPC CNI version. Every modelled version runs on
+// both backends: v1.16 to v1.22 write iptables rules through the node's
+// iptables, v1.23 moves its nat connmark rules into a native nft table on
+// nf_tables nodes (VPCCNIConnmark). Older releases (a different iptables
+// layout, before #2697) and newer ones (not yet read) are refused.
+func ValidateVPCCNI(c VPCCNI) error {
+	_, err := VPCCNIMinor(c.Version)
 	return err
+}
+
+// Where aws-node holds its nat connmark rules (VPCCNIConnmark).
+const (
+	ConnmarkIptablesLegacy = "iptables-legacy"
+	ConnmarkIptablesNFT    = "iptables-nft"
+	// ConnmarkNFTTable is v1.23+ on nf_tables nodes: "table ip aws-cni",
+	// chains nat-prerouting (nat hook prerouting, priority -90) and
+	// snat-mark (aws/amazon-vpc-cni-k8s v1.23.0,
+	// pkg/networkutils/nftables_connmark.go).
+	ConnmarkNFTTable = "nft table ip aws-cni"
+)
+
+// VPCCNIConnmark says where aws-node of a version keeps its nat connmark
+// rules on a node with the given iptables backend. v1.23 picks the backend
+// from `iptables --version` (pkg/iptableswrapper GetIptablesMode,
+// NewConnmark): nf_tables gets the native table, legacy keeps
+// AWS-CONNMARK-CHAIN-0. Its SNAT chain and mangle rules stay iptables
+// rules on both (pkg/networkutils/network.go, buildIptablesSNATRules).
+func VPCCNIConnmark(version, backend string) string {
+	if backend == IptablesLegacy {
+		return ConnmarkIptablesLegacy
+	}
+	if minor, err := VPCCNIMinor(version); err == nil && minor >= 23 {
+		return ConnmarkNFTTable
+	}
+	return ConnmarkIptablesNFT
+}
+
+// VPCCNINFTTable says whether the lab's nodes hold aws-node's native
+// "table ip aws-cni".
+func (t *Topology) VPCCNINFTTable() bool {
+	return VPCCNIConnmark(t.VPCCNI.Version, t.Iptables) == ConnmarkNFTTable
 }
 
 // KubeProxy is the part of kube-proxy's configuration the lab varies.

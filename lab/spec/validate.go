@@ -146,7 +146,7 @@ func (t *Topology) Validate() Errors {
 	if m := t.KubeProxy.Mode; m != KubeProxyIPTables && m != KubeProxyNFTables {
 		v.add("kubeProxy.mode", "kube-proxy mode %q: use iptables or nftables", m)
 	}
-	if err := ValidateVPCCNI(t.VPCCNI, t.Iptables); err != nil {
+	if err := ValidateVPCCNI(t.VPCCNI); err != nil {
 		v.add("vpcCNI.version", "%v", err)
 	}
 	v.vpc()

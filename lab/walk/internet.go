@@ -53,8 +53,12 @@ func (m *model) egress(from, to Endpoint, sport, dport uint16) []Hop {
 	sub := m.eniSubnet(inst, src.ENI)
 	switch {
 	case nodeSNAT:
-		out[0].Why = fmt.Sprintf("%s: AWS-CONNMARK-CHAIN-0 marks it 0x80 (not to %s); rule 1024 fwmark 0x80 lookup main -> default via %s dev eth0",
-			inst, m.t.VPC.CIDR, spec.Gateway(sub.CIDR))
+		marker := "AWS-CONNMARK-CHAIN-0"
+		if m.t.VPCCNINFTTable() {
+			marker = "table ip aws-cni chain snat-mark" // VPC CNI v1.23+ on nf_tables
+		}
+		out[0].Why = fmt.Sprintf("%s: %s marks it 0x80 (not to %s); rule 1024 fwmark 0x80 lookup main -> default via %s dev eth0",
+			inst, marker, m.t.VPC.CIDR, spec.Gateway(sub.CIDR))
 		out[0].NAT = fmt.Sprintf("%s SNAT %s -> %s (AWS-SNAT-CHAIN-0, --random-fully)", inst, from.IP, src.IP)
 	case from.Pod != nil && m.t.NodeVPCCNI(inst).ExternalSNAT:
 		out[0].Why = fmt.Sprintf("%s: AWS_VPC_K8S_CNI_EXTERNALSNAT=true: no connmark, no SNAT; it leaves %s with the pod's IP (default via %s)",
