@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/labctl/labctl/lab/kernel"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/plan"
 	"github.com/labctl/labctl/lab/spec"
@@ -102,6 +103,75 @@ var _ = Describe("node fidelity: nodes hold the AL2023 EKS AMI's sysctls and the
 				comment = `--comment "AWS CONNMARK CHAIN" -j RETURN`
 			}
 			Expect(iptablesSave(name, "node51", c.save)).To(ContainSubstring(comment))
+		})
+	}
+})
+
+// nfacctCounters dumps a lab node's nfacct objects by name.
+func nfacctCounters(labName, node string) map[string]kernel.NFAcctCounter {
+	GinkgoHelper()
+	h, err := ns.Open(spec.NSName(labName, node))
+	Expect(err).NotTo(HaveOccurred())
+	defer h.Close()
+	list, err := kernel.NFAcctList(h)
+	Expect(err).NotTo(HaveOccurred())
+	out := map[string]kernel.NFAcctCounter{}
+	for _, c := range list {
+		out[c.Name] = c
+	}
+	return out
+}
+
+var _ = Describe("nfacct: kube-proxy's counters are decided from the node kernel", Label("fidelity"), func() {
+	for _, c := range []struct{ backend, save string }{
+		{spec.IptablesNFT, "iptables-nft-save"},
+		{spec.IptablesLegacy, "iptables-legacy-save"},
+	} {
+		It(fmt.Sprintf("on %s: every node holds kube-proxy's nfacct objects and matches, the host none, a localhost NodePort counts, and a pod delete's sync keeps them", c.backend), func() {
+			name := labPrefix + "nfacct" + c.backend
+			src, err := os.ReadFile(topology("nodeport"))
+			Expect(err).NotTo(HaveOccurred())
+			file := filepath.Join(GinkgoT().TempDir(), "nodeport.yaml")
+			Expect(os.WriteFile(file, append([]byte("iptables: "+c.backend+"\n"), src...), 0o644)).To(Succeed())
+			upFile(file, name)
+
+			for _, node := range []string{"node51", "node71", "node81"} {
+				save := iptablesSave(name, node, c.save)
+				Expect(save).To(MatchRegexp(`-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name +ct_state_invalid_dropped_pkts -j DROP`), node)
+				Expect(save).To(MatchRegexp(`-A KUBE-NODEPORTS -d 127\.0\.0\.0/8 .*--dport 30080 -m nfacct --nfacct-name +localhost_nps_accepted_pkts -j KUBE-EXT-`), node)
+				Expect(nfacctCounters(name, node)).To(HaveKey("ct_state_invalid_dropped_pkts"), node)
+				Expect(nfacctCounters(name, node)).To(HaveKey("localhost_nps_accepted_pkts"), node)
+			}
+			// nfacct objects are per network namespace: none in the host's.
+			host, err := kernel.NFAcctListHere()
+			Expect(err).NotTo(HaveOccurred())
+			for _, h := range host {
+				Expect(kernel.NFAcctObjects).NotTo(ContainElement(h.Name), "the host's namespace holds a kube-proxy nfacct object")
+			}
+
+			// A localhost NodePort connection is counted in the node it is
+			// made in, and in no other.
+			before51, before71 := nfacctCounters(name, "node51"), nfacctCounters(name, "node71")
+			Expect(connects(name, "node51", "127.0.0.1:30080")).To(BeTrue())
+			after51, after71 := nfacctCounters(name, "node51"), nfacctCounters(name, "node71")
+			Expect(after51["localhost_nps_accepted_pkts"].Packets).To(Equal(before51["localhost_nps_accepted_pkts"].Packets+1), "one new connection, one packet through the nat rule")
+			Expect(after51["localhost_nps_accepted_pkts"].Bytes).To(BeNumerically(">", before51["localhost_nps_accepted_pkts"].Bytes))
+			Expect(after71["localhost_nps_accepted_pkts"]).To(Equal(before71["localhost_nps_accepted_pkts"]))
+
+			// kube-proxy's sync after a pod delete is rendered by a Proxier
+			// that probes nfacct again, so the filter rule keeps its match.
+			top, err := spec.Load(file)
+			Expect(err).NotTo(HaveOccurred())
+			dns := ""
+			for _, p := range top.Pods {
+				if strings.HasPrefix(p.Name, "coredns-") {
+					dns = p.Name
+				}
+			}
+			Expect(dns).NotTo(BeEmpty(), "the topology's CoreDNS pods")
+			out, code := run(nil, "pod", "delete", "--lab", name, dns)
+			Expect(code).To(Equal(0), out)
+			Expect(iptablesSave(name, "node51", c.save)).To(MatchRegexp(`--ctstate INVALID -m nfacct --nfacct-name +ct_state_invalid_dropped_pkts -j DROP`))
 		})
 	}
 })

@@ -123,7 +123,7 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *state.State, er
 	}()
 	crash.Point(ctx, "state")
 	start := time.Now()
-	if err := kernel.Apply(ctx, p, nf); err != nil {
+	if _, err := kernel.ApplyProbed(ctx, func(k plan.Kernel) *plan.Plan { return plan.BuildFor(t, name, k) }, nf); err != nil {
 		return nil, err
 	}
 	crash.Point(ctx, "configured")

@@ -47,26 +47,33 @@ func newStatus() *cobra.Command {
 				tidyTraces(cmd.OutOrStdout(), l, st)
 			}
 			// The table is the -o json document, read from the kernel once.
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "OBJECT\tNAMESPACE\tINTERFACE\tSTATE\tMAC\tMTU\tADDRESSES")
-			for _, oi := range labStatus(l, st, args).Objects {
-				if oi.Error != "" {
-					fmt.Fprintf(tw, "%s\t%s\t(missing: %v)\t\t\t\t\n", oi.Object, oi.Namespace, oi.Error)
-					continue
-				}
-				master := ""
-				if oi.Master != "" {
-					master = " (port of " + oi.Master + ")"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s%s\n", oi.Object, oi.Namespace, oi.Interface, oi.State,
-					oi.MAC, oi.MTU, strings.Join(oi.Addresses, " "), master)
-			}
-			return tw.Flush()
+			return writeStatusTable(cmd.OutOrStdout(), labStatus(l, st, args))
 		},
 	}
 	lf.register(c.Flags())
 	o.register(c)
 	return c
+}
+
+// writeStatusTable prints the status document as a table, every line
+// ended, so whatever a shell prints after it (time's line on stderr)
+// starts a line of its own.
+func writeStatusTable(w io.Writer, doc LabStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "OBJECT\tNAMESPACE\tINTERFACE\tSTATE\tMAC\tMTU\tADDRESSES")
+	for _, oi := range doc.Objects {
+		if oi.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\t(missing: %v)\t\t\t\t\n", oi.Object, oi.Namespace, oi.Error)
+			continue
+		}
+		master := ""
+		if oi.Master != "" {
+			master = " (port of " + oi.Master + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s%s\n", oi.Object, oi.Namespace, oi.Interface, oi.State,
+			oi.MAC, oi.MTU, strings.Join(oi.Addresses, " "), master)
+	}
+	return tw.Flush()
 }
 
 // labStatus is status -o json|yaml: the header's facts and every

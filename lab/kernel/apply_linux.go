@@ -57,8 +57,25 @@ func workers() int { return 2 * runtime.NumCPU() }
 // Apply creates everything in the plan. Each phase runs in parallel across
 // namespaces; a goroutine only ever uses the handle of the namespace it owns.
 func Apply(ctx context.Context, p *plan.Plan, nf netfilter.Backend) error {
+	_, err := apply(ctx, func(plan.Kernel) *plan.Plan { return p }, nf, false)
+	return err
+}
+
+// ApplyProbed is Apply for a plan rendered for the nodes' kernel, probed
+// as the node software probes it once the namespaces exist: each node
+// whose kube-proxy runs in iptables mode gets kube-proxy's nfacct objects
+// (EnsureNFAcct), and the nodes' rules carry kube-proxy's nfacct matches
+// only when every node has both. build renders the plan for a kernel;
+// namespace names must not depend on it. It returns what the probe found.
+func ApplyProbed(ctx context.Context, build func(plan.Kernel) *plan.Plan, nf netfilter.Backend) (plan.Kernel, error) {
+	return apply(ctx, build, nf, true)
+}
+
+func apply(ctx context.Context, build func(plan.Kernel) *plan.Plan, nf netfilter.Backend, probe bool) (plan.Kernel, error) {
 	hs := &handles{m: map[string]*ns.NS{}}
 	defer hs.close()
+	var k plan.Kernel
+	p := build(k)
 
 	if err := each(ctx, p.Namespaces, func(n *plan.Namespace) error {
 		h, err := ns.Create(n.Name)
@@ -68,9 +85,38 @@ func Apply(ctx context.Context, p *plan.Plan, nf netfilter.Backend) error {
 		hs.put(h)
 		return nil
 	}); err != nil {
-		return err
+		return k, err
 	}
 	crash.Point(ctx, "namespaces")
+	if probe {
+		if k = probeNodes(ctx, p, hs); k != (plan.Kernel{}) {
+			p = build(k)
+		}
+	}
+	return k, configure(ctx, p, nf, hs)
+}
+
+// probeNodes creates kube-proxy's nfacct objects in every iptables-mode
+// node (kube-proxy in nftables mode counts in nft and never uses nfacct)
+// and says whether all of them have both. A node that fails is left with
+// whatever it has, and kube-proxy there would write no nfacct match, as
+// upstream logs the error and goes on.
+func probeNodes(ctx context.Context, p *plan.Plan, hs *handles) plan.Kernel {
+	var nodes []*plan.Namespace
+	for _, n := range p.Namespaces {
+		if n.Role == plan.RoleNode && n.NFT == "" {
+			nodes = append(nodes, n)
+		}
+	}
+	if len(nodes) == 0 {
+		return plan.Kernel{}
+	}
+	err := each(ctx, nodes, func(n *plan.Namespace) error { return EnsureNFAcct(hs.get(n.Name)) })
+	return plan.Kernel{NFAcct: err == nil}
+}
+
+// configure builds the links and state of namespaces that exist.
+func configure(ctx context.Context, p *plan.Plan, nf netfilter.Backend, hs *handles) error {
 	for _, n := range p.Namespaces {
 		for _, br := range n.Bridges {
 			if err := addBridge(hs.get(n.Name), br); err != nil {

@@ -76,7 +76,11 @@ func SyncKubeProxy(t *spec.Topology, lab string, nf netfilter.Backend, before []
 
 func syncNode(h *ns.NS, nf netfilter.Backend, t *spec.Topology, node string, before, after []cluster.ServicePort) (NodeSync, error) {
 	s := NodeSync{Node: node}
-	p, err := kubeproxy.NewProxier(cluster.ProxyConfig(t, node))
+	cfg := cluster.ProxyConfig(t, node)
+	// The Proxier is rebuilt for each change, so it probes nfacct as
+	// kube-proxy does at start: the objects `up` created are found.
+	cfg.NFAcct = EnsureNFAcct(h) == nil
+	p, err := kubeproxy.NewProxier(cfg)
 	if err != nil {
 		return s, err
 	}

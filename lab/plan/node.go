@@ -17,7 +17,8 @@ type Kernel struct {
 	// and localhost_nps_accepted_pkts and adds "-m nfacct" matches to two
 	// rules (kubernetes pkg/proxy/iptables/proxier.go, NewProxier:
 	// nfacct.New() and Ensure; a failure just leaves them out). The caller
-	// must create both objects in each node before the restore, or it fails.
+	// must create both objects in each node before the restore, or it fails:
+	// kernel.ApplyProbed does both, in each node's namespace.
 	NFAcct bool
 }
 

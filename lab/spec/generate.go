@@ -71,7 +71,8 @@ var GeneratedSeeds = []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 
 // normal loader, so a failing seed can print exactly what it ran. The same
 // seed always gives the same text. The topologies vary what the lab models
 // (address plans, AZs, ENIs and device indexes, prefix delegation, load
-// balancer subnets holding pods, NLBs and ALBs of every kind, the internet)
+// balancer subnets holding pods, NLBs and ALBs of every kind, the internet,
+// private subnets behind a NAT gateway with aws-node's SNAT settings)
 // and carry a walk for every path kind they contain. They never use what
 // the lab rejects: ALB instance targets, UDP load balancer walks, and
 // internet clients of a load balancer without dnsName.
@@ -108,6 +109,17 @@ type genNode struct {
 	az        int
 	enis      []*genENI
 	public    netip.Addr
+	// aws-node's SNAT settings on a node behind the NAT gateway (walks
+	// D3-external and D3-exclude).
+	externalSNAT, excludeSNAT bool
+}
+
+// genNAT is a NAT gateway in a public subnet of its own, the default route
+// of the private subnets.
+type genNAT struct {
+	s      *genSubnet
+	ip     netip.Addr
+	public netip.Addr
 }
 
 type genPod struct {
@@ -157,7 +169,21 @@ type gen struct {
 	udp      bool // web's Service has a UDP port
 	nodePort string
 	walks    []string
+	// slots are the subnet-sized blocks of the VPC not handed out yet.
+	slots []int
+	sbits int
+	nat   *genNAT
+	// private are the AZs whose node subnets route to the NAT gateway.
+	private map[int]bool
 }
+
+// natSalt keeps the NAT gateway's choices off the main random stream, so
+// the seeds that get none generate what they did before NAT gateways.
+const natSalt = 0x6e617467
+
+// excludedInternet is the internet hosts' range, what a node with
+// AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS excludes.
+const excludedInternet = "198.51.100.0/24"
 
 func (g *gen) pick(n int) int { return g.r.Intn(n) }
 func (g *gen) coin(p float64) bool {
@@ -187,6 +213,7 @@ func (g *gen) subnet(name string) *genSubnet {
 func (g *gen) build() {
 	g.plan()
 	g.workloads()
+	g.natGateway()
 	g.writeLab()
 	g.writeManifests()
 }
@@ -212,15 +239,8 @@ func (g *gen) plan() {
 	if !g.pd {
 		sbits = []int{24, 25, 26}[g.pick(3)]
 	}
-	slots := g.r.Perm(min(1<<(sbits-bits), 64))
-	nextSlot := func() netip.Prefix {
-		i := slots[0]
-		slots = slots[1:]
-		a := g.vpc.Addr().As4()
-		v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-		v += uint32(i) << (32 - sbits)
-		return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), sbits)
-	}
+	g.slots, g.sbits = g.r.Perm(min(1<<(sbits-bits), 64)), sbits
+	nextSlot := g.nextSlot
 	naz := 1 + g.pick(4)
 	for a := 0; a < naz; a++ {
 		g.azs = append(g.azs, "us-east-1"+string(rune('a'+a)))
@@ -322,6 +342,81 @@ func (g *gen) plan() {
 		}
 		g.nodes = append(g.nodes, n)
 	}
+}
+
+// nextSlot hands out the next free subnet of the VPC.
+func (g *gen) nextSlot() netip.Prefix {
+	i := g.slots[0]
+	g.slots = g.slots[1:]
+	a := g.vpc.Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v += uint32(i) << (32 - g.sbits)
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), g.sbits)
+}
+
+// natGateway puts some topologies' nodes in private subnets behind a NAT
+// gateway, as most production EKS clusters are built (walks D3): the node
+// subnets of some AZs get a route table whose default route is a NAT
+// gateway in a public subnet of its own. An AZ whose node subnet holds
+// internet-facing load balancer nodes stays public (AWS puts those in
+// public subnets). Nodes behind the NAT gateway have no Elastic IP; one
+// may run aws-node with external SNAT and one with the internet excluded
+// from SNAT (D3-external, D3-exclude).
+func (g *gen) natGateway() {
+	r := rand.New(rand.NewSource(g.seed ^ natSalt))
+	if !g.internet || len(g.slots) == 0 || r.Float64() >= 0.4 {
+		return
+	}
+	var cands []int
+	for a := range g.azs {
+		ok := a < len(g.nodes) // nodes go round the AZs: a walk needs one here
+		for _, s := range g.subnets {
+			if s.az == a && s.role == "elb" && (s.name[0] == 's' || s.name[0] == 'x') {
+				ok = false
+			}
+		}
+		if ok {
+			cands = append(cands, a)
+		}
+	}
+	if len(cands) == 0 {
+		return
+	}
+	g.private = map[int]bool{}
+	for _, a := range cands {
+		if r.Float64() < 0.6 {
+			g.private[a] = true
+		}
+	}
+	if len(g.private) == 0 {
+		g.private[cands[r.Intn(len(cands))]] = true
+	}
+	ng := &genSubnet{name: "ng1", cidr: g.nextSlot(), az: r.Intn(len(g.azs))}
+	g.subnets = append(g.subnets, ng)
+	g.nat = &genNAT{s: ng, ip: g.addr(ng), public: netip.AddrFrom4([4]byte{203, 0, 113, 9})}
+	var behind []*genNode
+	for _, n := range g.nodes {
+		if g.private[n.az] {
+			n.public = netip.Addr{}
+			behind = append(behind, n)
+		}
+	}
+	r.Shuffle(len(behind), func(i, j int) { behind[i], behind[j] = behind[j], behind[i] })
+	// One node keeps the defaults (D3); the next may SNAT externally or
+	// exclude the internet, and a third does the other.
+	if len(behind) > 1 && r.Float64() < 0.7 {
+		ext := r.Float64() < 0.5
+		behind[1].externalSNAT, behind[1].excludeSNAT = ext, !ext
+		if len(behind) > 2 {
+			behind[2].externalSNAT, behind[2].excludeSNAT = !ext, ext
+		}
+	}
+}
+
+// privateSubnet says whether a subnet routes to the NAT gateway: a node
+// subnet (s or x) of a private AZ.
+func (g *gen) privateSubnet(s *genSubnet) bool {
+	return g.nat != nil && g.private[s.az] && (strings.HasPrefix(s.name, "s") || strings.HasPrefix(s.name, "x"))
 }
 
 func addOff(a netip.Addr, off int) netip.Addr {
@@ -465,13 +560,36 @@ func (g *gen) writeLab() {
 			if s.role != "" {
 				role = ", role: " + s.role
 			}
+			switch {
+			case g.privateSubnet(s):
+				role += ", routeTable: private"
+			case g.nat != nil && s == g.nat.s:
+				role += ", routeTable: public"
+			}
 			g.p("      - {name: %s, cidr: %s%s}", s.name, s.cidr, role)
 		}
+	}
+	if g.nat != nil {
+		g.p("routeTables:")
+		g.p("  - name: public")
+		g.p("    routes:")
+		g.p("      - {dst: 0.0.0.0/0, internetGateway: true}")
+		g.p("  - name: private")
+		g.p("    routes:")
+		g.p("      - {dst: 0.0.0.0/0, natGateway: nat1}")
+		g.p("natGateways:")
+		g.p("  - {name: nat1, subnet: %s, ip: %s, publicIP: %s}", g.nat.s.name, g.nat.ip, g.nat.public)
 	}
 	g.p("nodes:")
 	for _, n := range g.nodes {
 		g.p("  - name: %s", n.name)
 		g.p("    instanceType: %s", n.typ)
+		switch {
+		case n.externalSNAT:
+			g.p("    vpcCNI: {externalSNAT: true}")
+		case n.excludeSNAT:
+			g.p("    vpcCNI: {excludeSNATCIDRs: [%s]}", excludedInternet)
+		}
 		g.p("    enis:")
 		for _, e := range n.enis {
 			pf := ""
@@ -625,11 +743,24 @@ func (g *gen) deriveWalks() {
 	}
 	if g.internet {
 		var with, without []*genPod
+		nat := map[string][]*genPod{} // D3, D3-external, D3-exclude
 		for _, pd := range pods {
-			if pd.node.public.IsValid() {
+			switch {
+			case pd.node.public.IsValid():
 				with = append(with, pd)
-			} else {
+			case !g.privateSubnet(pd.node.enis[0].subnet):
 				without = append(without, pd)
+			case pd.node.externalSNAT:
+				nat["egress-nat-external"] = append(nat["egress-nat-external"], pd)
+			case pd.node.excludeSNAT:
+				nat["egress-nat-exclude"] = append(nat["egress-nat-exclude"], pd)
+			default:
+				nat["egress-nat"] = append(nat["egress-nat"], pd)
+			}
+		}
+		for _, kind := range []string{"egress-nat", "egress-nat-external", "egress-nat-exclude"} {
+			if c := nat[kind]; len(c) > 0 {
+				g.walk(kind, "from: %s, to: inet1, protocol: tcp", c[g.pick(len(c))].name)
 			}
 		}
 		if len(with) > 0 {

@@ -191,6 +191,9 @@ func features(t *spec.Topology) map[string]bool {
 	if t.Internet != nil && len(t.Internet.Hosts) > 0 {
 		f["internet host"] = true
 	}
+	if len(t.NATGateways) > 0 {
+		f["NAT gateway"] = true
+	}
 	m, err := lb.Build(t)
 	if err != nil {
 		return f
@@ -260,6 +263,16 @@ func walkKind(t *spec.Topology, w spec.Walk) string {
 		return "ClusterIP " + w.Protocol
 	case t.InternetHost(w.To) != nil && w.Expect == "drop":
 		return "egress without an Elastic IP"
+	case t.InternetHost(w.To) != nil && from != nil &&
+		t.DefaultRoute(t.Node(from.Node).ENI(from.ENI).Subnet).Kind == spec.EgressNAT:
+		c := t.NodeVPCCNI(from.Node)
+		switch {
+		case c.ExternalSNAT:
+			return "egress through a NAT gateway, external SNAT"
+		case len(c.ExcludeSNATCIDRs) > 0:
+			return "egress through a NAT gateway, SNAT excluded"
+		}
+		return "egress through a NAT gateway"
 	case t.InternetHost(w.To) != nil:
 		return "egress"
 	case from != nil && to != nil && from.Node == to.Node:
@@ -290,6 +303,8 @@ func TestFixedSeedsCoverEveryFeature(t *testing.T) {
 		"walk pod to host", "walk ClusterIP tcp", "walk ClusterIP udp", "walk ClusterIP to itself", "walk dns", "walk churn",
 		"walk NodePort", "walk NodePort dropped (Local)", "walk NLB", "walk ALB", "walk internet to load balancer",
 		"walk egress", "walk egress without an Elastic IP",
+		"NAT gateway", "walk egress through a NAT gateway", "walk egress through a NAT gateway, external SNAT",
+		"walk egress through a NAT gateway, SNAT excluded",
 	}
 	have := map[string][]int64{}
 	for _, seed := range FixedSeeds {
@@ -316,4 +331,96 @@ func TestFixedSeedsCoverEveryFeature(t *testing.T) {
 			t.Logf("%-45s %v", f, have[f])
 		}
 	}
+}
+
+// TestSomeGeneratedSeedsHaveANATGatewayAndValidate: a share of seeds put
+// nodes in private subnets behind a NAT gateway (walks D3); each such
+// topology validates, its private subnets route to the NAT gateway, their
+// nodes have no Elastic IP, and every walk to the internet from behind it
+// derives through the NAT gateway to the internet host, seeing its
+// Elastic IP, with aws-node's SNAT as the node sets it.
+func TestSomeGeneratedSeedsHaveANATGatewayAndValidate(t *testing.T) {
+	const n = 200
+	withNAT, natWalks := 0, 0
+	for seed := int64(1); seed <= n; seed++ {
+		top, data, err := checkSeed(seed)
+		if err != nil {
+			t.Fatalf("seed %d: %v\n%s", seed, err, data)
+		}
+		if len(top.NATGateways) == 0 {
+			continue
+		}
+		withNAT++
+		nat := top.NATGateways[0]
+		if e := top.DefaultRoute(nat.Subnet); e.Kind != spec.EgressIGW {
+			t.Errorf("seed %d: NAT gateway %s's subnet %s does not route to the internet gateway", seed, nat.Name, nat.Subnet)
+		}
+		private := 0
+		for _, nd := range top.Nodes {
+			if top.DefaultRoute(nd.ENIs[0].Subnet).Kind != spec.EgressNAT {
+				continue
+			}
+			private++
+			if pub, ok := top.PublicIPOf(nd.ENIs[0].IP); ok {
+				t.Errorf("seed %d: node %s behind the NAT gateway has the Elastic IP %s", seed, nd.Name, pub)
+			}
+		}
+		if private == 0 {
+			t.Errorf("seed %d: a NAT gateway, but no node routes to it\n%s", seed, data)
+		}
+		for _, w := range top.Walks {
+			if !strings.HasPrefix(walkKind(top, w), "egress through a NAT gateway") {
+				continue
+			}
+			natWalks++
+			x, err := walk.Derive(top, w, 40000, "")
+			if err != nil {
+				t.Fatalf("seed %d walk %s: %v", seed, w.Name, err)
+			}
+			if err := throughNAT(top, x); err != nil {
+				t.Errorf("seed %d walk %s: %v", seed, w.Name, err)
+			}
+		}
+	}
+	t.Logf("%d of %d seeds have a NAT gateway, with %d walks through it", withNAT, n, natWalks)
+	if withNAT < n/5 || withNAT > n*3/5 {
+		t.Errorf("%d of %d seeds have a NAT gateway; want a share between a fifth and three fifths", withNAT, n)
+	}
+	if natWalks < withNAT/2 {
+		t.Errorf("only %d walks through the %d NAT gateways", natWalks, withNAT)
+	}
+}
+
+// throughNAT checks a derived egress walk: the packet reaches the NAT
+// gateway with the node's primary IP (or the pod's, when aws-node does not
+// SNAT it) and the internet host sees the NAT gateway's Elastic IP.
+func throughNAT(top *spec.Topology, x *walk.Expectation) error {
+	nat := top.NATGateways[0]
+	pod := top.Pod(x.Walk.From)
+	want := pod.IP
+	if top.NodeSNATs(pod.Node, x.To.IP) {
+		want = top.Node(pod.Node).ENI(0).IP
+	}
+	var atNAT, atHost bool
+	for _, h := range x.Hops {
+		if h.Leg != walk.Request {
+			continue
+		}
+		if h.Point == (walk.Point{Object: nat.Name, Iface: "eth0"}) && h.Dir == walk.In {
+			atNAT = true
+			if h.Src != want {
+				return fmt.Errorf("the NAT gateway receives it from %s, want %s", h.Src, want)
+			}
+		}
+		if h.Point.Object == x.Walk.To && h.Dir == walk.In {
+			atHost = true
+			if h.Src != nat.PublicIP {
+				return fmt.Errorf("%s sees %s, want the NAT gateway's Elastic IP %s", x.Walk.To, h.Src, nat.PublicIP)
+			}
+		}
+	}
+	if !atNAT || !atHost {
+		return fmt.Errorf("reaches the NAT gateway: %v, the internet host: %v", atNAT, atHost)
+	}
+	return nil
 }
