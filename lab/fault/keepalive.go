@@ -31,17 +31,17 @@ type finRule struct {
 
 // keepAlivePlan is what target-keepalive-short changes for walk w, from the
 // topology: the targets of the ALB rule the walk's path matches, and on
-// each target's node one rule per ALB node that drops the first two FINs
+// each target's node one rule per ALB node that drops the first four FINs
 // the target sends on each connection to that ALB node.
 //
 // Why lost FINs: the real 502 happens when the target's FIN and the ALB's
 // next request cross on the wire, a window of microseconds. A netem delay
 // on the target->ALB direction would widen it faithfully, but the lab's
 // kernels may lack sch_netem (and the other delaying qdiscs); iptables'
-// hashlimit is everywhere the lab runs. A FIN that is lost twice reaches
-// the ALB with its second retransmission, some 600 ms later (the kernel's
-// 200 ms minimum RTO, doubled), so for that long the FIN is, as far as the
-// ALB knows, still in flight: the target has closed, the ALB reuses the
+// hashlimit is everywhere the lab runs. A FIN that is lost four times
+// reaches the ALB with its fourth retransmission, some 800 ms later (the
+// kernel retransmits it every 200 ms or more, its minimum RTO), so for
+// that long the FIN is, as far as the ALB knows, still in flight: the target has closed, the ALB reuses the
 // connection, the target's kernel answers the request with a RST and the
 // ALB answers 502. Every packet of that exchange is real and captured.
 func keepAlivePlan(t *spec.Topology, w spec.Walk) ([]keepAliveTarget, []finRule, error) {
@@ -88,7 +88,7 @@ func keepAlivePlan(t *spec.Topology, w spec.Walk) ([]keepAliveTarget, []finRule,
 			name := fmt.Sprintf("lab-fin-%d", perNode[p.Node])
 			perNode[p.Node]++
 			rules = append(rules, finRule{Node: p.Node, Name: name, Spec: fmt.Sprintf(
-				"-s %s/32 -d %s/32 -p tcp -m tcp --sport %d --tcp-flags FIN FIN -m hashlimit --hashlimit-upto 1/hour --hashlimit-burst 2 "+
+				"-s %s/32 -d %s/32 -p tcp -m tcp --sport %d --tcp-flags FIN FIN -m hashlimit --hashlimit-upto 1/hour --hashlimit-burst 4 "+
 					"--hashlimit-mode srcip,srcport,dstip,dstport --hashlimit-name %s -m comment --comment \"lab fault: FIN lost\" -j DROP",
 				tg.IP, n.IP, tg.Port, name)})
 		}
