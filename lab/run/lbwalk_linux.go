@@ -47,6 +47,7 @@ type lbFlow struct {
 	keepAlive, wait time.Duration
 	primed          int
 	primedAt        time.Time
+	keepAliveErr    error
 }
 
 func (s *Session) newLBFlow(w spec.Walk) (*lbFlow, error) {
@@ -86,7 +87,9 @@ func (f *lbFlow) primeKeepAlive() error {
 	for _, t := range rule.Group.Targets {
 		k, err := agent.KeepAliveOf(f.s.Lab, t.Object)
 		if err != nil {
-			return fmt.Errorf("walk %s: the keep-alive of %s: %w", f.w.Name, t.Object, err)
+			// No app server: the walk fails on its own, saying so.
+			f.keepAliveErr = fmt.Errorf("the keep-alive of %s is unknown: %w", t.Object, err)
+			return nil
 		}
 		f.keepAlive = max(f.keepAlive, k)
 	}
@@ -203,6 +206,9 @@ func (f *lbFlow) judge(run *Run, e *walk.Expectation, cl *walk.Classifier, pkts 
 			f.backend.Src, f.backend.Dst, f.backendIdle))
 	case f.backend != nil:
 		notes = append(notes, fmt.Sprintf("the ALB's connection to the target: %s -> %s, new", f.backend.Src, f.backend.Dst))
+	}
+	if f.keepAliveErr != nil {
+		notes = append(notes, "keep-alive: "+f.keepAliveErr.Error())
 	}
 	if f.wait > 0 {
 		notes = append(notes, fmt.Sprintf("keep-alive: the targets close connections idle %v (their apps' keep-alive), the ALB after %v: "+
