@@ -5,6 +5,7 @@ package fault
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/labctl/labctl/lab/agent"
 	"github.com/labctl/labctl/lab/netfilter"
@@ -21,6 +22,7 @@ func (s *session) keepAliveShort(w spec.Walk, on bool) error {
 	if err != nil {
 		return err
 	}
+	removed := false
 	for _, r := range rules {
 		h, err := s.NS(r.Node)
 		if err != nil {
@@ -34,7 +36,7 @@ func (s *session) keepAliveShort(w spec.Walk, on bool) error {
 		case on && !has:
 			err = s.restoreIn(r.Node, "*filter\n-I FORWARD 1 "+r.Spec+"\nCOMMIT\n")
 		case !on && has:
-			err = s.restoreIn(r.Node, "*filter\n-D FORWARD "+r.Spec+"\nCOMMIT\n")
+			err, removed = s.restoreIn(r.Node, "*filter\n-D FORWARD "+r.Spec+"\nCOMMIT\n"), true
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.Node, err)
@@ -49,5 +51,16 @@ func (s *session) keepAliveShort(w spec.Walk, on bool) error {
 			return err
 		}
 	}
+	if removed {
+		// FINs already lost are still to come, with their next
+		// retransmission (200 ms or more apart): until then the ALB holds
+		// connections their targets closed, and a request on one gets a
+		// 502 after the fault is gone. Cleared means repaired.
+		time.Sleep(finRetransmitted)
+	}
 	return nil
 }
+
+// finRetransmitted is how long a FIN lost just before the fault was
+// cleared takes to reach the ALB with its next retransmission.
+const finRetransmitted = time.Second
