@@ -16,10 +16,11 @@ func TestEveryFaultHasOneTicket(t *testing.T) {
 }
 
 func TestTicketNumbersCitedInTheDocsKeepTheirFaults(t *testing.T) {
-	// docs/exercises/13-ticket-108.md, 14-ticket-104.md and 15-ticket-111.md
-	// walk through three; answers/07-local-policy.md names ticket-106.
+	// docs/exercises/13-ticket-108.md, 14-ticket-104.md, 15-ticket-111.md
+	// and 16-ticket-114.md walk through four; answers/07-local-policy.md
+	// names ticket-106.
 	for ticket, fault := range map[string]string{"ticket-108": "missing-1536", "ticket-104": "health-check-blocked",
-		"ticket-106": "rp-filter-strict", "ticket-111": "target-port-closed"} {
+		"ticket-106": "rp-filter-strict", "ticket-111": "target-port-closed", "ticket-114": "target-keepalive-short"} {
 		e, err := ExerciseByTicket(ticket)
 		if err != nil || e.Fault != fault {
 			t.Errorf("%s is %q (%v), want %s", ticket, e.Fault, err, fault)
