@@ -12,8 +12,9 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/labctl/labctl/lab"
-	"github.com/labctl/labctl/lab/agent"
+	"github.com/labctl/labctl/lab/fault"
 	"github.com/labctl/labctl/lab/traffic"
+	"github.com/labctl/labctl/lab/walk"
 )
 
 // curlIn runs curl in a lab object's namespace and returns its output and
@@ -61,36 +62,29 @@ var _ = Describe("the ALB as a proxy: headers and bodies pass untouched, no retr
 	})
 
 	It("answers 502, and sends nothing again, when a target closes a kept-alive connection as a request comes", func() {
-		pods := []string{podOn(s, "rating", "node71"), podOn(s, "rating", "node81")}
-		// Node.js's default keep-alive, 5 s, scaled like the ALB's idle
-		// timeout (60 s / 20 = 3 s): 250 ms.
-		for _, p := range pods {
-			Expect(agent.SetKeepAlive(name, p, 250*time.Millisecond)).To(Succeed())
-		}
-		DeferCleanup(func() {
-			for _, p := range pods {
-				Expect(agent.SetKeepAlive(name, p, 0)).To(Succeed())
-			}
-		})
+		// The targets' keep-alive shorter than the ALB's idle timeout, and
+		// their FINs late to the ALB (fault target-keepalive-short).
+		_, err := fault.Inject(s, "target-keepalive-short")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _, _ = fault.Clear(s) })
 		// Fresh connections to both pods (round robin), then idle past the
-		// target's keep-alive but within the ALB's idle timeout.
+		// target's keep-alive, while its FIN has not reached the ALB.
 		for range 2 {
 			_, status := curlIn(name, "client", "http://192.168.102.4/rating")
 			Expect(status).To(Equal("200"))
 		}
-		time.Sleep(700 * time.Millisecond)
+		time.Sleep(fault.ShortKeepAlive + walk.KeepAliveMargin)
 		body, status := curlIn(name, "client", "http://192.168.102.4/rating")
 		Expect(status).To(Equal("502"), "the ALB reused a connection the target closed: "+body)
 		Expect(body).To(ContainSubstring("502 Bad Gateway"))
-		// With the keep-alive off again the same sequence answers.
-		for _, p := range pods {
-			Expect(agent.SetKeepAlive(name, p, 0)).To(Succeed())
-		}
+		// With the fault cleared the same sequence answers.
+		_, err = fault.Clear(s)
+		Expect(err).NotTo(HaveOccurred())
 		for range 2 {
 			_, status := curlIn(name, "client", "http://192.168.102.4/rating")
 			Expect(status).To(Equal("200"))
 		}
-		time.Sleep(700 * time.Millisecond)
+		time.Sleep(fault.ShortKeepAlive + walk.KeepAliveMargin)
 		_, status = curlIn(name, "client", "http://192.168.102.4/rating")
 		Expect(status).To(Equal("200"))
 	})

@@ -6,10 +6,12 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/labctl/labctl/lab"
+	"github.com/labctl/labctl/lab/agent"
 	"github.com/labctl/labctl/lab/churn"
 	"github.com/labctl/labctl/lab/kernel"
 	"github.com/labctl/labctl/lab/kubeproxy"
@@ -103,6 +105,41 @@ func newPod() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "pod %s (%s) deleted; %s (%s) started on %s; endpoints and rules followed in %v\n",
 				ch.Deleted.Name, ch.Deleted.IP, ch.Started.Name, ch.Started.IP, ch.Started.Node, ch.Synced)
 			printNodeSyncs(cmd.OutOrStdout(), "", ch.Syncs)
+			return nil
+		},
+	}, &cobra.Command{
+		Use:   "keepalive <pod> [duration]",
+		Short: "Show or set the keep-alive idle timeout of a pod's app (0: connections stay open until the client closes them)",
+		Long: "A pod's app closes a connection idle for its keep-alive timeout, as Node.js's server.keepAliveTimeout or gunicorn's --keep-alive do.\n" +
+			"The lab's timers are scaled down 20 times: the ALB closes idle connections after " + agent.ALBIdleTimeout.String() + " (60 s).",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := lf.session()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if s.Topo.Pod(args[0]) == nil {
+				return fmt.Errorf("lab %s has no pod %s (labctl pod list shows them)", s.Lab, args[0])
+			}
+			if len(args) == 2 {
+				d, err := time.ParseDuration(args[1])
+				if err != nil || d < 0 {
+					return fmt.Errorf("keep-alive %q: want a duration such as 250ms or 4s, or 0", args[1])
+				}
+				if err := agent.SetKeepAlive(s.Lab, args[0], d); err != nil {
+					return err
+				}
+			}
+			d, err := agent.KeepAliveOf(s.Lab, args[0])
+			if err != nil {
+				return err
+			}
+			if d == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: no keep-alive timeout (idle connections stay open until the client closes them)\n", args[0])
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: keep-alive timeout %v (the ALB's idle timeout is %v)\n", args[0], d, agent.ALBIdleTimeout)
 			return nil
 		},
 	})

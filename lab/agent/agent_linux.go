@@ -156,6 +156,10 @@ func (a *agent) command(c net.Conn) {
 		fmt.Fprintln(c, a.albConnOf(token))
 		return
 	}
+	if obj, ok := strings.CutPrefix(strings.TrimSpace(line), "keepalive-of "); ok {
+		fmt.Fprintln(c, a.keepAliveOf(obj).Milliseconds())
+		return
+	}
 	if args, ok := strings.CutPrefix(strings.TrimSpace(line), "keepalive "); ok {
 		obj, ms, _ := strings.Cut(args, " ")
 		n, err := strconv.Atoi(ms)

@@ -170,3 +170,26 @@ func SetKeepAlive(lab, object string, d time.Duration) error {
 	}
 	return nil
 }
+
+// KeepAliveOf is the keep-alive timeout of an app (SetKeepAlive), 0 when
+// it keeps connections as long as the client likes.
+func KeepAliveOf(lab, object string) (time.Duration, error) {
+	c, err := net.DialTimeout("unix", state.AgentSocket(lab), traffic.Timeout)
+	if err != nil {
+		return 0, fmt.Errorf("reaching the app server: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(traffic.Timeout))
+	if _, err := fmt.Fprintf(c, "keepalive-of %s\n", object); err != nil {
+		return 0, err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return 0, fmt.Errorf("app server keepalive-of %s: %w", object, err)
+	}
+	ms, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || ms < 0 {
+		return 0, fmt.Errorf("app server keepalive-of %s: answered %q", object, strings.TrimSpace(line))
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}

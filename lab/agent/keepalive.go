@@ -7,20 +7,20 @@ import (
 	"time"
 )
 
-// keepAliveCloser makes an app server close a kept-alive connection the
-// way a server with a short keep-alive timeout does, at the worst moment:
-// a request that arrives on a connection idle for at least limit() finds
-// it closed (the server's idle timer ran out as the request was on its
-// way; the lab settles that race against the client every time). The
-// closed connection gets no answer: the client sees the FIN. This is the
-// race behind ALB 502s when a target's keep-alive timeout is shorter than
-// the ALB's idle timeout ("HTTP 502: Bad gateway", ALB troubleshooting,
+// keepAliveCloser gives an app server a keep-alive idle timeout, as
+// Node.js's server.keepAliveTimeout (5 s by default) or gunicorn's
+// --keep-alive (2 s) do: a connection idle for limit() is closed by the
+// server, which sends a FIN. A client that sends its next request on the
+// connection before that FIN reaches it gets a RST from the server's
+// kernel; an ALB answers that request 502. This is the race behind ALB
+// 502s when a target's keep-alive is shorter than the ALB's idle timeout
+// ("HTTP 502: Bad gateway", ALB troubleshooting,
 // https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-troubleshooting.html).
 // limit 0 keeps connections as long as the client likes.
 type keepAliveCloser struct {
 	limit func() time.Duration
 	mu    sync.Mutex
-	since map[net.Conn]time.Time // when each idle connection went idle
+	idle  map[net.Conn]*time.Timer // the close timer of each idle connection
 }
 
 // connState is an http.Server's ConnState hook. StateActive comes with the
@@ -28,19 +28,25 @@ type keepAliveCloser struct {
 func (k *keepAliveCloser) connState(c net.Conn, s http.ConnState) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.since == nil {
-		k.since = map[net.Conn]time.Time{}
+	if k.idle == nil {
+		k.idle = map[net.Conn]*time.Timer{}
 	}
-	switch s {
-	case http.StateIdle:
-		k.since[c] = time.Now()
-	case http.StateActive:
-		idleSince, kept := k.since[c]
-		delete(k.since, c)
-		if limit := k.limit(); kept && limit > 0 && time.Since(idleSince) >= limit {
-			c.Close()
-		}
-	case http.StateClosed, http.StateHijacked:
-		delete(k.since, c)
+	if t := k.idle[c]; t != nil {
+		t.Stop()
+		delete(k.idle, c)
+	}
+	if s != http.StateIdle {
+		return
+	}
+	if limit := k.limit(); limit > 0 {
+		k.idle[c] = time.AfterFunc(limit, func() {
+			k.mu.Lock()
+			_, still := k.idle[c]
+			delete(k.idle, c)
+			k.mu.Unlock()
+			if still {
+				c.Close() // no unread request: the kernel sends a FIN
+			}
+		})
 	}
 }

@@ -56,6 +56,37 @@ func TestShortKeepAliveClosesAKeptConnectionAsTheNextRequestComes(t *testing.T) 
 	}
 }
 
+func TestShortKeepAliveClosesAnIdleConnectionByItselfWithAFIN(t *testing.T) {
+	k := &keepAliveCloser{limit: func() time.Duration { return 50 * time.Millisecond }}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	srv.Config.ConnState = k.connState
+	srv.Start()
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	start := time.Now()
+	// Nothing sent: the server closes the idle connection on its own, and
+	// the client reads the FIN as EOF, after about the keep-alive.
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: read %v, want EOF (the server's FIN)", err)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond || d > 2*time.Second {
+		t.Errorf("closed after %v idle, want about the 50 ms keep-alive", d)
+	}
+}
+
 func TestKeepAliveWithinTheLimitOrOffKeepsTheConnection(t *testing.T) {
 	if got, err := secondRequestOnKeptConn(t, time.Second, 50*time.Millisecond); got != "ok" || err != nil {
 		t.Errorf("idle 50 ms within a 1 s keep-alive: %q, %v", got, err)

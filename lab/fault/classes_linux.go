@@ -81,6 +81,26 @@ var Classes = []Class{
 		},
 		clear: func(s *session, w spec.Walk) error { return s.restoreIn(s.Topo.Pod(w.To).Node, sgDrop(s, w, "-D", "")) },
 	},
+	{
+		// The target's app closes idle connections before the ALB does,
+		// and its FIN reaches the ALB late: the ALB reuses the connection,
+		// the target's kernel answers RST, the ALB answers 502. The walk
+		// fails at the target, which never answers; a group of one target,
+		// so the ALB cannot pick another.
+		Name: "target-keepalive-short",
+		Target: func(t *spec.Topology, w spec.Walk) (string, bool) {
+			if w.LoadBalancer == "" || w.Kind != spec.WalkFlow || w.Expect == "drop" {
+				return "", false
+			}
+			targets, _, err := keepAlivePlan(t, w)
+			if err != nil || len(targets) != 1 {
+				return "", false
+			}
+			return targets[0].Object, true
+		},
+		inject: func(s *session, w spec.Walk) error { return s.keepAliveShort(w, true) },
+		clear:  func(s *session, w spec.Walk) error { return s.keepAliveShort(w, false) },
+	},
 }
 
 func sgDrop(s *session, w spec.Walk, op, pos string) string {

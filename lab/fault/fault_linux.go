@@ -170,6 +170,35 @@ func init() {
 		Summary: "the rating pods drop everything to port 80 (a security group for pods without the ALB's group)",
 		Symptom: "/rating answers 504 Gateway Time-out after a pause; /order works"},
 		"filter", "INPUT", `-p tcp -m tcp --dport 80 -m comment --comment "lab fault: security group" -j DROP`, true, 1))
+	// The rating pods' apps close idle connections after Node.js's default
+	// keep-alive (scaled), well under the ALB's idle timeout; their nodes
+	// lose the first FINs of those closes (keepAlivePlan says why), so the
+	// ALB reuses a connection its target closed and answers 502.
+	keepAliveWalk := func(s *session) (spec.Walk, error) {
+		if w := s.Topo.Walk("C4-rating"); w != nil {
+			return *w, nil
+		}
+		return spec.Walk{}, fmt.Errorf("topology %s has no walk C4-rating", s.Topo.Name)
+	}
+	register(&Fault{Name: "target-keepalive-short", Topology: "alb-ingress", Walk: "C4-rating",
+		Object: ratingPods[0], Also: ratingPods[1:], objects: deployPods("Deployment default/rating"),
+		Summary: fmt.Sprintf("the rating pods' app closes connections idle %v (Node.js's default keep-alive, 5 s, scaled), "+
+			"shorter than the ALB's idle timeout (%v, 60 s scaled); their FINs reach the ALB late", ShortKeepAlive, agent.ALBIdleTimeout),
+		Symptom: "/rating answers 502 Bad Gateway now and then, to a request that comes a moment after the one before; /order is fine",
+		inject: func(s *session) error {
+			w, err := keepAliveWalk(s)
+			if err != nil {
+				return err
+			}
+			return s.keepAliveShort(w, true)
+		},
+		clear: func(s *session) error {
+			w, err := keepAliveWalk(s)
+			if err != nil {
+				return err
+			}
+			return s.keepAliveShort(w, false)
+		}})
 	register(&Fault{Name: "router-port-down", Topology: "pod-networking", Walk: "A4-subnet", Object: "vpc",
 		Summary: "the VPC router's port towards the client instance is down (an ENI detached)",
 		Symptom: "pods reach each other, but not the client instance in the other subnet",

@@ -41,6 +41,13 @@ type lbFlow struct {
 	backendIdle        time.Duration
 	backendErr         error
 	picks              walk.Picks
+	// The keep-alive step of an ALB walk whose targets close idle
+	// connections (primeKeepAlive): the targets' longest keep-alive, how
+	// many were primed, when priming ended and how long to wait after it.
+	keepAlive, wait time.Duration
+	primed          int
+	primedAt        time.Time
+	keepAliveErr    error
 }
 
 func (s *Session) newLBFlow(w spec.Walk) (*lbFlow, error) {
@@ -55,7 +62,61 @@ func (s *Session) newLBFlow(w spec.Walk) (*lbFlow, error) {
 	if f.client, err = walk.EndpointOf(s.Topo, w.From); err != nil {
 		return nil, err
 	}
+	if f.l.Kind == lb.ALB {
+		if err := f.primeKeepAlive(); err != nil {
+			return nil, err
+		}
+	}
 	return f, nil
+}
+
+// primeKeepAlive is an ALB walk's first step when the rule's targets close
+// idle connections (their apps' keep-alive, agent.SetKeepAlive): a request
+// through the walk's ALB node to every target, so the ALB holds a
+// kept-alive connection to each; send then waits past the keep-alive but
+// under the ALB's idle timeout (walk.KeepAliveWait) and sends the walk's
+// request on one of them. It runs before the captures start, so the
+// priming's packets on the connection the walk reuses are not taken for
+// the walk's; the target's FIN, a keep-alive later, is captured. A round
+// with a failed request (a connection that died under it) is primed again.
+func (f *lbFlow) primeKeepAlive() error {
+	rule := f.l.Match(f.w.Path)
+	if rule == nil || len(rule.Group.Targets) == 0 {
+		return nil
+	}
+	for _, t := range rule.Group.Targets {
+		k, err := agent.KeepAliveOf(f.s.Lab, t.Object)
+		if err != nil {
+			// No app server: the walk fails on its own, saying so.
+			f.keepAliveErr = fmt.Errorf("the keep-alive of %s is unknown: %w", t.Object, err)
+			return nil
+		}
+		f.keepAlive = max(f.keepAlive, k)
+	}
+	if f.wait = walk.KeepAliveWait(f.keepAlive, agent.ALBIdleTimeout); f.wait == 0 {
+		return nil
+	}
+	src, err := f.s.NS(f.w.From)
+	if err != nil {
+		return err
+	}
+	dst := netip.AddrPortFrom(f.node.IP, uint16(f.li.Port))
+	if f.w.DNSName != "" {
+		dst = netip.AddrPortFrom(f.node.Public, uint16(f.li.Port)) // the address resolvePublic has the client use
+	}
+	for round := 0; round < 4; round++ {
+		ok := 0
+		for range rule.Group.Targets {
+			if _, status, err := traffic.HTTPDo(src, f.client.IP, 0, dst, "", traffic.Timeout, f.w.Path); err == nil && status == 200 {
+				ok++
+			}
+		}
+		f.primed, f.primedAt = ok, time.Now()
+		if ok == len(rule.Group.Targets) {
+			break
+		}
+	}
+	return nil
 }
 
 func (f *lbFlow) points() ([]walk.Point, error) { return f.pts, nil }
@@ -98,11 +159,23 @@ func (f *lbFlow) send(run *Run) (*walk.Classifier, error) {
 		// Long enough to see the ALB give up on a silent target (504).
 		timeout = agent.ALBConnectTimeout + agent.ALBIdleTimeout + traffic.Timeout
 	}
+	if f.wait > 0 {
+		time.Sleep(time.Until(f.primedAt.Add(f.wait)))
+	}
 	run.App, f.status, run.TrafficErr = traffic.HTTPDo(src, f.client.IP, f.port, f.dst, f.token, timeout, path)
+	var backend *walk.Conn
 	if l.Kind == lb.ALB {
 		f.backend, f.backendIdle, f.backendErr = agent.ALBConn(s.Lab, f.token)
+		backend = f.backend
+		if f.wait > 0 && f.backendIdle >= 0 {
+			// A primed connection's own earlier packets (its target's FIN)
+			// are in the capture: the flow is the segments with the
+			// walk's token, and the 502 to the client. The FIN and RST
+			// are named in the notes (walk.KeptAliveRace).
+			backend = nil
+		}
 	}
-	return &walk.Classifier{Proto: "tcp", Token: []byte(f.token), HTTP: l.Kind == lb.ALB, ClientPort: f.port, Backend: f.backend}, nil
+	return &walk.Classifier{Proto: "tcp", Token: []byte(f.token), HTTP: l.Kind == lb.ALB, ClientPort: f.port, Backend: backend}, nil
 }
 
 func (f *lbFlow) expect(run *Run, cl *walk.Classifier, pkts []walk.Packet) (*walk.Expectation, error) {
@@ -133,6 +206,16 @@ func (f *lbFlow) judge(run *Run, e *walk.Expectation, cl *walk.Classifier, pkts 
 			f.backend.Src, f.backend.Dst, f.backendIdle))
 	case f.backend != nil:
 		notes = append(notes, fmt.Sprintf("the ALB's connection to the target: %s -> %s, new", f.backend.Src, f.backend.Dst))
+	}
+	if f.keepAliveErr != nil {
+		notes = append(notes, "keep-alive: "+f.keepAliveErr.Error())
+	}
+	if f.wait > 0 {
+		notes = append(notes, fmt.Sprintf("keep-alive: the targets close connections idle %v (their apps' keep-alive), the ALB after %v: "+
+			"the walk primed a kept-alive connection to %d targets and sent its request %v later", f.keepAlive, agent.ALBIdleTimeout, f.primed, f.wait))
+		if f.backend != nil && f.backendIdle >= 0 {
+			notes = append(notes, walk.KeptAliveRace(*f.backend, f.targets[f.backend.Dst.Addr()], l.Name, pkts)...)
+		}
 	}
 	run.Report.Failed = run.Report.Failed || f.dnsFailed
 	if f.picks.Target != "" {
