@@ -217,3 +217,23 @@ func NFTObjects(ps []*NFTTracedPacket) []string {
 	}
 	return out
 }
+
+// NFTMapHasElement reports whether `nft list map` output holds an element
+// with key (as "10.100.0.100 . tcp . 80"), whatever its verdict.
+func NFTMapHasElement(listing, key string) bool {
+	i := strings.Index(listing, "elements = {")
+	if i < 0 {
+		return false
+	}
+	body := listing[i+len("elements = {"):]
+	if j := strings.IndexByte(body, '}'); j >= 0 {
+		body = body[:j]
+	}
+	for _, e := range strings.Split(body, ",") {
+		k, _, _ := strings.Cut(e, ":")
+		if strings.Join(strings.Fields(k), " ") == key {
+			return true
+		}
+	}
+	return false
+}

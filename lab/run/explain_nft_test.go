@@ -79,3 +79,25 @@ func TestParseNFTTraceSkipsWhatItCannotRead(t *testing.T) {
 		}
 	}
 }
+
+func TestNFTMapHasElementReadsTheListedElementsOnly(t *testing.T) {
+	listing := `table ip kube-proxy {
+	map service-ips {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		comment "ClusterIP, ExternalIP and LoadBalancer IP traffic"
+		elements = { 10.100.0.10 . tcp . 53 : goto service-NWBZK7IH-kube-system/kube-dns/tcp/dns-tcp,
+			     10.100.0.100 . tcp . 80 : goto service-SUSTUHLJ-default/web/tcp/http }
+	}
+}`
+	if !NFTMapHasElement(listing, "10.100.0.100 . tcp . 80") || !NFTMapHasElement(listing, "10.100.0.10 . tcp . 53") {
+		t.Error("a listed element is reported missing")
+	}
+	for _, k := range []string{"10.100.0.10 . udp . 53", "10.100.0.100 . tcp . 8", "10.100.0.1 . tcp . 80"} {
+		if NFTMapHasElement(listing, k) {
+			t.Errorf("%s reported present", k)
+		}
+	}
+	if NFTMapHasElement("map service-ips {\n}", "10.100.0.100 . tcp . 80") {
+		t.Error("an empty map has an element")
+	}
+}
