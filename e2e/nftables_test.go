@@ -11,6 +11,7 @@ import (
 
 	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/churn"
+	"github.com/labctl/labctl/lab/fault"
 	"github.com/labctl/labctl/lab/kubeproxy"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/state"
@@ -117,6 +118,11 @@ var _ = Describe("kube-proxy in nftables mode", Label("services", "nftables"), f
 			}
 		})
 
+		It("refuses kube-proxy-jump-gone, an iptables-mode fault, naming the lab's mode", func() {
+			_, err := fault.Inject(s, "kube-proxy-jump-gone")
+			Expect(err).To(MatchError(ContainSubstring("runs kube-proxy in nftables mode")))
+		})
+
 		It("a CoreDNS pod delete moves both DNS ports' endpoints, and B2 still answers", func() {
 			var dns string
 			for _, p := range s.Topo.Pods {
@@ -166,4 +172,22 @@ var _ = Describe("kube-proxy in nftables mode", Label("services", "nftables"), f
 			}
 		})
 	}
+
+	Describe("ticket-115's fault on clusterip-nftables", Ordered, func() {
+		var s *lab.Session
+		BeforeAll(func() { s = session("clusterip-nftables", labPrefix+"nft115") })
+
+		It("B1 fails at node51 naming the service-ips element it lacks, and passes once the fault is cleared", func() {
+			_, err := fault.Inject(s, "nft-service-element-missing")
+			Expect(err).NotTo(HaveOccurred())
+			run := walkOnce(s, "B1")
+			Expect(run.Passed()).To(BeFalse())
+			Expect(fault.FirstFailure(run.Report)).To(Equal("node51"))
+			Expect(strings.Join(run.Report.Notes, "\n")).To(ContainSubstring(
+				"where it stopped: node51: kube-proxy's verdict map service-ips (table ip kube-proxy) has no element 10.100.0.100 . tcp . 80 for Service default/web"))
+			_, err = fault.Clear(s)
+			Expect(err).NotTo(HaveOccurred())
+			passes(s, "B1")
+		})
+	})
 })
