@@ -84,7 +84,14 @@ var _ = Describe("kube-proxy in nftables mode", Label("services", "nftables"), f
 		})
 
 		It("B1, B1-secondary, B1-spread and B2 pass through the nftables table", func() {
-			passes(s, "B1")
+			b1 := passes(s, "B1")
+			Expect(b1.NATEvidence).To(HaveLen(1))
+			ev := b1.NATEvidence[0]
+			svc := "service-" + kubeproxy.NFTServicePortChainNameBase("default", "web", "tcp", "http")
+			Expect(ev.NFT).To(HaveLen(3), "node51's nft trace: %v", ev.NFT)
+			Expect(ev.NFT[0]).To(Equal("service-ips element 10.100.0.100 . tcp . 80 : goto " + svc))
+			Expect(ev.NFT[1]).To(Equal(svc))
+			Expect(ev.NFT[2]).To(MatchRegexp(`^endpoint-\S+/web/tcp/http__192\.168\.\d+\.\d+/80 \(dnat to 192\.168\.\d+\.\d+:80\)$`))
 			passes(s, "B1-secondary")
 			run := passes(s, "B1-spread")
 			reached := 0
@@ -116,6 +123,16 @@ var _ = Describe("kube-proxy in nftables mode", Label("services", "nftables"), f
 				Expect(table).NotTo(ContainSubstring(oldEP), n.Name)
 				Expect(table).NotTo(ContainSubstring(c.Deleted.IP.String()), n.Name)
 			}
+		})
+
+		It("walk -x explains B1's nftables hops: the service-ips element, the numgen choice and the DNAT", func() {
+			s.Explain = true
+			defer func() { s.Explain = false }()
+			text := explained(passes(s, "B1"))
+			Expect(text).To(ContainSubstring("node51: nft kube-proxy services: verdict map @service-ips matched element 10.100.0.100 . tcp . 80 : goto service-"))
+			Expect(text).To(MatchRegexp(`node51: nft kube-proxy service-\S+: numgen random mod 3 chose endpoint-`))
+			Expect(text).To(MatchRegexp(`node51: nft kube-proxy endpoint-\S+: DNAT 10\.100\.0\.100:80 -> 192\.168\.\d+\.\d+:80`))
+			Expect(text).NotTo(ContainSubstring("nft monitor trace reported nothing"))
 		})
 
 		It("refuses kube-proxy-jump-gone, an iptables-mode fault, naming the lab's mode", func() {

@@ -340,17 +340,7 @@ func (s *Session) decide(out walk.HopResult, in *walk.HopResult, traced []*Trace
 	if traced != nil && s.Topo.NFTablesMode() && s.Topo.Node(obj) != nil {
 		// xtables-monitor prints the iptables-nft tables' rules only: the
 		// walk's nft monitor trace has kube-proxy's.
-		var np *NFTTracedPacket
-		if nt := s.nftw.tracedAt(obj); nt != nil {
-			if np = findNFT(nt, out.Seen.IPID, out.Seen.Src); np == nil && in != nil {
-				np = findNFT(nt, in.Seen.IPID, in.Seen.Src)
-			}
-		}
-		if np != nil {
-			lines = append(lines, NFTExplain(obj, np)...)
-		} else {
-			lines = append(lines, obj+": kube-proxy runs in nftables mode: no nft trace of this packet (nft list table ip kube-proxy shows its rules)")
-		}
+		lines = append(lines, s.nftw.explain(obj, &out, in)...)
 	}
 	lines = append(lines, s.routeLine(h, obj, src, dst, iif, mark, markNote)...)
 	if nat {

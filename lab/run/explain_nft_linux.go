@@ -72,6 +72,7 @@ func (s *Session) nftStopped(dec string, r *walk.Report) []string {
 // packets to the Service only; stop removes it.
 type nftWatch struct {
 	mons   map[string]*nftMonitor
+	client netip.Addr // the packets traced are this client's to the Service
 	once   sync.Once
 	traced map[string][]*NFTTracedPacket
 }
@@ -94,7 +95,7 @@ const nftMarkerBase = 39000
 // watchNFT starts the monitors and returns once each has reported a marker
 // packet sent after it started.
 func (s *Session) watchNFT(nodes []string, client netip.Addr, dst netip.AddrPort, proto string) (*nftWatch, error) {
-	w := &nftWatch{mons: map[string]*nftMonitor{}}
+	w := &nftWatch{mons: map[string]*nftMonitor{}, client: client}
 	match := fmt.Sprintf("ip saddr %s ip daddr %s meta l4proto %s th dport %d meta nftrace set 1", client, dst.Addr(), proto, dst.Port())
 	table := fmt.Sprintf("table ip %s {\n chain pre { type filter hook prerouting priority -400; %s; }\n"+
 		" chain out { type filter hook output priority -400; %s; ip daddr 127.0.0.1 udp dport %d-%d meta nftrace set 1; }\n}\n",
@@ -195,6 +196,28 @@ func (w *nftWatch) stop() {
 			m.mu.Unlock()
 		}
 	})
+}
+
+// explain is what kube-proxy's table did with a packet in a node, for
+// walk -x: nothing for a node or packet not traced (replies, other nodes),
+// and a note when a traced client packet is missing from the trace.
+func (w *nftWatch) explain(obj string, out *walk.HopResult, in *walk.HopResult) []string {
+	if w == nil || w.mons[obj] == nil {
+		return nil
+	}
+	nt := w.traced[obj]
+	if np := findNFT(nt, out.Seen.IPID, out.Seen.Src); np != nil {
+		return NFTExplain(obj, np)
+	}
+	if in != nil {
+		if np := findNFT(nt, in.Seen.IPID, in.Seen.Src); np != nil {
+			return NFTExplain(obj, np)
+		}
+	}
+	if out.Seen.Src == w.client || (in != nil && in.Seen.Src == w.client) {
+		return []string{obj + ": kube-proxy runs in nftables mode: nft monitor trace reported nothing of this packet"}
+	}
+	return nil
 }
 
 // tracedAt is what the watch traced in a node (nil without a watch).
