@@ -11,6 +11,7 @@ import (
 
 	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/churn"
+	"github.com/labctl/labctl/lab/fault"
 	"github.com/labctl/labctl/lab/kubeproxy"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/state"
@@ -83,7 +84,14 @@ var _ = Describe("kube-proxy in nftables mode", Label("services", "nftables"), f
 		})
 
 		It("B1, B1-secondary, B1-spread and B2 pass through the nftables table", func() {
-			passes(s, "B1")
+			b1 := passes(s, "B1")
+			Expect(b1.NATEvidence).To(HaveLen(1))
+			ev := b1.NATEvidence[0]
+			svc := "service-" + kubeproxy.NFTServicePortChainNameBase("default", "web", "tcp", "http")
+			Expect(ev.NFT).To(HaveLen(3), "node51's nft trace: %v", ev.NFT)
+			Expect(ev.NFT[0]).To(Equal("service-ips element 10.100.0.100 . tcp . 80 : goto " + svc))
+			Expect(ev.NFT[1]).To(Equal(svc))
+			Expect(ev.NFT[2]).To(MatchRegexp(`^endpoint-\S+/web/tcp/http__192\.168\.\d+\.\d+/80 \(dnat to 192\.168\.\d+\.\d+:80\)$`))
 			passes(s, "B1-secondary")
 			run := passes(s, "B1-spread")
 			reached := 0
@@ -115,6 +123,21 @@ var _ = Describe("kube-proxy in nftables mode", Label("services", "nftables"), f
 				Expect(table).NotTo(ContainSubstring(oldEP), n.Name)
 				Expect(table).NotTo(ContainSubstring(c.Deleted.IP.String()), n.Name)
 			}
+		})
+
+		It("walk -x explains B1's nftables hops: the service-ips element, the numgen choice and the DNAT", func() {
+			s.Explain = true
+			defer func() { s.Explain = false }()
+			text := explained(passes(s, "B1"))
+			Expect(text).To(ContainSubstring("node51: nft kube-proxy services: verdict map @service-ips matched element 10.100.0.100 . tcp . 80 : goto service-"))
+			Expect(text).To(MatchRegexp(`node51: nft kube-proxy service-\S+: numgen random mod 3 chose endpoint-`))
+			Expect(text).To(MatchRegexp(`node51: nft kube-proxy endpoint-\S+: DNAT 10\.100\.0\.100:80 -> 192\.168\.\d+\.\d+:80`))
+			Expect(text).NotTo(ContainSubstring("nft monitor trace reported nothing"))
+		})
+
+		It("refuses kube-proxy-jump-gone, an iptables-mode fault, naming the lab's mode", func() {
+			_, err := fault.Inject(s, "kube-proxy-jump-gone")
+			Expect(err).To(MatchError(ContainSubstring("runs kube-proxy in nftables mode")))
 		})
 
 		It("a CoreDNS pod delete moves both DNS ports' endpoints, and B2 still answers", func() {
@@ -166,4 +189,22 @@ var _ = Describe("kube-proxy in nftables mode", Label("services", "nftables"), f
 			}
 		})
 	}
+
+	Describe("ticket-115's fault on clusterip-nftables", Ordered, func() {
+		var s *lab.Session
+		BeforeAll(func() { s = session("clusterip-nftables", labPrefix+"nft115") })
+
+		It("B1 fails at node51 naming the service-ips element it lacks, and passes once the fault is cleared", func() {
+			_, err := fault.Inject(s, "nft-service-element-missing")
+			Expect(err).NotTo(HaveOccurred())
+			run := walkOnce(s, "B1")
+			Expect(run.Passed()).To(BeFalse())
+			Expect(fault.FirstFailure(run.Report)).To(Equal("node51"))
+			Expect(strings.Join(run.Report.Notes, "\n")).To(ContainSubstring(
+				"where it stopped: node51: kube-proxy's verdict map service-ips (table ip kube-proxy) has no element 10.100.0.100 . tcp . 80 for Service default/web"))
+			_, err = fault.Clear(s)
+			Expect(err).NotTo(HaveOccurred())
+			passes(s, "B1")
+		})
+	})
 })

@@ -30,6 +30,7 @@ var ticketOrder = []string{
 	"security-group-drop", "kube-proxy-jump-gone", "pod-static-arp", "health-check-blocked",
 	"secondary-ip-unassigned", "rp-filter-strict", "external-snat", "missing-1536", "router-port-down",
 	"target-blackholed", "target-port-closed", "nat-route-missing", "natgw-without-igw", "target-keepalive-short",
+	"nft-service-element-missing",
 }
 
 // Exercises are the hands-on troubleshooting tickets, one per fault.

@@ -177,6 +177,7 @@ type CrossAZOut struct {
 type NATEvidence struct {
 	Node      string   `json:"node" yaml:"node"`
 	Chains    []string `json:"chains" yaml:"chains"`
+	NFT       []string `json:"nft,omitempty" yaml:"nft,omitempty"`
 	Conntrack []string `json:"conntrack" yaml:"conntrack"`
 }
 
@@ -249,7 +250,7 @@ func packetResult(r *walk.Report, explain map[int][]string, evidence []run.NATEv
 	w.CrossAZ = &CrossAZOut{Packets: r.CrossAZ.Packets, Bytes: r.CrossAZ.Bytes, CostUSD: r.CrossAZ.Cost(),
 		Crossings: r.CrossAZ.Crossings}
 	for _, ev := range evidence {
-		w.Evidence = append(w.Evidence, NATEvidence{Node: ev.Node, Chains: ev.Chains, Conntrack: ev.Conntrack})
+		w.Evidence = append(w.Evidence, NATEvidence{Node: ev.Node, Chains: ev.Chains, NFT: ev.NFT, Conntrack: ev.Conntrack})
 	}
 	return w
 }

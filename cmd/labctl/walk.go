@@ -258,7 +258,11 @@ func printWalk(w io.Writer, run *lab.Run, verbose bool) {
 		if chains == "" {
 			chains = "none"
 		}
-		fmt.Fprintf(w, "  %s kernel: KUBE chains whose counters moved: %s\n", ev.Node, chains)
+		if len(ev.NFT) > 0 {
+			fmt.Fprintf(w, "  %s kernel: nftables objects the walk's packets matched (nft monitor trace): %s\n", ev.Node, strings.Join(ev.NFT, ", "))
+		} else {
+			fmt.Fprintf(w, "  %s kernel: KUBE chains whose counters moved: %s\n", ev.Node, chains)
+		}
 		for _, c := range ev.Conntrack {
 			fmt.Fprintf(w, "  %s conntrack: %s\n", ev.Node, c)
 		}

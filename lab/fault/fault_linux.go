@@ -49,6 +49,9 @@ type Fault struct {
 	Also []string
 	// Symptom is what an engineer on call would be told.
 	Symptom string
+	// KubeProxyMode, if set, is the kube-proxy mode the fault needs: the
+	// fault changes that mode's rules, which the other mode does not have.
+	KubeProxyMode string
 	// objects, if set, finds the namespaces to change in the running lab
 	// (a Deployment's pods get new names when they are replaced); else
 	// Object and Also.
@@ -123,7 +126,7 @@ func init() {
 		"nat", "POSTROUTING", `-m comment --comment "AWS SNAT CHAIN" -j AWS-SNAT-CHAIN-0`, false, 0))
 	register(ruleFault(&Fault{Name: "kube-proxy-jump-gone", Topology: "clusterip", Walk: "B1", Object: "node51",
 		Summary: "node51's nat PREROUTING no longer jumps to KUBE-SERVICES (kube-proxy's rules half-removed)",
-		Symptom: "Services answer from every node but node51; pod IPs work everywhere"},
+		Symptom: "Services answer from every node but node51; pod IPs work everywhere", KubeProxyMode: spec.KubeProxyIPTables},
 		"nat", "PREROUTING", `-m comment --comment "kubernetes service portals" -j KUBE-SERVICES`, false, 1))
 	register(ruleFault(&Fault{Name: "security-group-drop", Topology: "pod-networking", Walk: "A2", Object: "node71",
 		Summary: "a security-group-like rule on node71 drops TCP to its pods' port 8080",
@@ -349,6 +352,9 @@ func Inject(rs *run.Session, name string) (*Fault, error) {
 	}
 	if s.Topo.Name != f.Topology {
 		return nil, fmt.Errorf("fault %s needs a lab of topology %s; lab %s is %s", name, f.Topology, s.Lab, s.Topo.Name)
+	}
+	if err := modeFits(f, s.Topo, s.Lab); err != nil {
+		return nil, err
 	}
 	active, unlock, err := lockFaults(s.Lab)
 	if err != nil {

@@ -66,6 +66,9 @@ func (s *Session) ClearStaleTraces() ([]string, error) {
 			fmt.Fprintf(&del, "-D %s -m comment --comment %q -j TRACE\n", m[1], m[2])
 		}
 		n := kernel.KillOrphans(h.Name, "xtables-monitor", live)
+		if clearStaleNFTTraces(h) {
+			n++
+		}
 		if del.Len() > 0 {
 			if err := s.nf.Restore(h, "*raw\n"+del.String()+"COMMIT\n", true); err != nil {
 				errs = append(errs, err)
@@ -335,8 +338,9 @@ func (s *Session) decide(out walk.HopResult, in *walk.HopResult, traced []*Trace
 		lines = append(lines, obj+": iptables: the kernel reported no trace of this packet")
 	}
 	if traced != nil && s.Topo.NFTablesMode() && s.Topo.Node(obj) != nil {
-		// xtables-monitor prints the iptables-nft tables' rules only.
-		lines = append(lines, obj+": kube-proxy runs in nftables mode: its rules (nft list table ip kube-proxy) are not in this trace")
+		// xtables-monitor prints the iptables-nft tables' rules only: the
+		// walk's nft monitor trace has kube-proxy's.
+		lines = append(lines, s.nftw.explain(obj, &out, in)...)
 	}
 	lines = append(lines, s.routeLine(h, obj, src, dst, iif, mark, markNote)...)
 	if nat {

@@ -88,5 +88,6 @@ func (s *Session) whereItStopped(r *walk.Report, cl *walk.Classifier, pkts []wal
 	for _, rst := range walk.ResetsOf(cl, pkts) {
 		out = append(out, tag+"a TCP reset of the flow: "+rst)
 	}
+	out = append(out, s.nftStopped(dec, r)...)
 	return out
 }

@@ -57,6 +57,9 @@ type NATEvidence struct {
 	// Translated: one of the flow's own conntrack entries on the node shows
 	// a translation (DNAT or SNAT).
 	Translated bool
+	// NFT, in nftables mode, are the kube-proxy objects the walk's own
+	// packets matched, from nft monitor trace (its rules keep no counters).
+	NFT []string
 	// Err is set when the counters could not be read.
 	Err error
 }
@@ -70,6 +73,8 @@ type Session struct {
 	open    map[string]*ns.NS
 	// nf is the backend the lab's rules were written with.
 	nf netfilter.Backend
+	// nftw traces the current walk's packets in nftables mode.
+	nftw *nftWatch
 }
 
 // OpenSession loads a lab that is up.
@@ -102,6 +107,7 @@ func (s *Session) NS(object string) (*ns.NS, error) {
 
 // Close releases the namespaces.
 func (s *Session) Close() {
+	s.nftw.stop()
 	for _, n := range s.open {
 		n.Close()
 	}
@@ -152,7 +158,12 @@ func (f *podFlow) prepare() (err error) {
 			return err
 		}
 	}
-	return nil
+	f.s.nftw.stop() // a previous walk's, if it ended early
+	f.s.nftw = nil
+	if f.s.Topo.NFTablesMode() && f.svc != nil && len(f.natNodes) > 0 {
+		f.s.nftw, err = f.s.watchNFT(f.natNodes, f.client.IP, f.dst, f.svc.Protocol)
+	}
+	return err
 }
 
 func (f *podFlow) send(run *Run) (*walk.Classifier, error) {
@@ -193,6 +204,7 @@ func (f *podFlow) send(run *Run) (*walk.Classifier, error) {
 }
 
 func (f *podFlow) expect(run *Run, cl *walk.Classifier, pkts []walk.Packet) (*walk.Expectation, error) {
+	f.s.nftw.stop() // the captures are drained: every traced packet is in
 	if f.w.Protocol == "tcp" {
 		cl.FindISN(&walk.Expectation{From: f.client, ClientPort: f.port}, pkts)
 	}
@@ -410,6 +422,9 @@ func (s *Session) natEvidence(node, before string, flow map[Tuple]bool) NATEvide
 		ev.Chains = netfilter.TraversalOrder(netfilter.MovedChains(before, after, "KUBE-"))
 	} else {
 		ev.Err = fmt.Errorf("reading %s's counters: %w", node, err)
+	}
+	if s.nftw != nil {
+		ev.NFT = NFTObjects(FlowNFT(s.nftw.tracedAt(node), flow))
 	}
 	h, err := s.NS(node)
 	if err != nil {
