@@ -243,7 +243,7 @@ type nftSyncer struct {
 	// while a port is unchanged (hashing every name is most of a partial
 	// sync's cost); names are this sync's.
 	prevNames, names map[*svcPort]*nftPortNames
-	activeSets   map[string]struct{}
+	activeSets       map[string]struct{}
 	// out is the state once the transaction is applied.
 	out *nftState
 }

@@ -3,9 +3,9 @@ package kubeproxy
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
-	"net/netip"
 	"testing"
 	"time"
 
