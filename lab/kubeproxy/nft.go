@@ -3,7 +3,9 @@ package kubeproxy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,45 +104,71 @@ func resolveNFT(cfg NFTConfig) (*nftSettings, error) {
 
 // nftElementStore is upstream's nftElementStorage: the elements of one set
 // or map as the kernel holds them, so a sync only adds, replaces and
-// deletes what differs. Keys and values are joined with " . ".
+// deletes what differs. Keys and values are joined with " . ". base is the
+// applied state and is never written: the sync's changes go to delta and
+// reach the proxier's state only in Applied, so a partial sync costs the
+// changed elements, not a copy of every element.
 type nftElementStore struct {
 	kind, name string // "set" or "map", and its name
-	elements   map[string]string
-	leftover   map[string]struct{}
+	base       map[string]string
+	// delta maps a key to its new value, or to nil once deleted.
+	delta map[string]*string
+	// seen are the keys ensured in this sync; the other keys of base are
+	// leftovers that cleanup deletes.
+	seen map[string]struct{}
 }
 
-func newNFTElementStore(kind, name string, from map[string]string) *nftElementStore {
-	st := &nftElementStore{kind: kind, name: name, elements: make(map[string]string, len(from)),
-		leftover: make(map[string]struct{}, len(from))}
-	for k, v := range from {
-		st.elements[k] = v
-		st.leftover[k] = struct{}{}
-	}
-	return st
+func newNFTElementStore(kind, name string, base map[string]string) *nftElementStore {
+	return &nftElementStore{kind: kind, name: name, base: base, delta: map[string]*string{},
+		seen: make(map[string]struct{}, len(base))}
 }
 
 func joinNFT(k []string) string { return strings.Join(k, " . ") }
 
+// get returns the element's value as it will be once the sync is applied.
+func (st *nftElementStore) get(k string) (string, bool) {
+	if v, ok := st.delta[k]; ok {
+		if v == nil {
+			return "", false
+		}
+		return *v, true
+	}
+	v, ok := st.base[k]
+	return v, ok
+}
+
 // ensure is upstream's ensureElem.
 func (st *nftElementStore) ensure(tx *knftables.Transaction, elem *knftables.Element) {
 	k, v := joinNFT(elem.Key), joinNFT(elem.Value)
-	if old, ok := st.elements[k]; ok {
+	st.seen[k] = struct{}{}
+	if old, ok := st.get(k); ok {
 		if old != v {
 			tx.Delete(elem)
 			tx.Add(elem)
-			st.elements[k] = v
+			st.delta[k] = &v
 		}
-		delete(st.leftover, k)
 		return
 	}
 	tx.Add(elem)
-	st.elements[k] = v
+	st.delta[k] = &v
+}
+
+// nftLeftovers returns the keys of base not in seen, sorted.
+func nftLeftovers(base map[string]string, seen map[string]struct{}) []string {
+	var left []string
+	for k := range base {
+		if _, ok := seen[k]; !ok {
+			left = append(left, k)
+		}
+	}
+	slices.Sort(left)
+	return left
 }
 
 // cleanup is upstream's cleanupLeftoverKeys, in key order so that the
 // transaction text is deterministic.
 func (st *nftElementStore) cleanup(tx *knftables.Transaction) {
-	for _, k := range sortedKeys(st.leftover) {
+	for _, k := range nftLeftovers(st.base, st.seen) {
 		e := &knftables.Element{Key: strings.Split(k, " . ")}
 		if st.kind == "set" {
 			e.Set = st.name
@@ -148,9 +176,24 @@ func (st *nftElementStore) cleanup(tx *knftables.Transaction) {
 			e.Map = st.name
 		}
 		tx.Delete(e)
-		delete(st.elements, k)
+		st.delta[k] = nil
 	}
-	clear(st.leftover)
+}
+
+// nftApplyDelta returns base with delta applied, writing into base itself
+// when it is not nil (the caller owns it) and into a new map otherwise.
+func nftApplyDelta(base map[string]string, delta map[string]*string) map[string]string {
+	if base == nil {
+		base = make(map[string]string, len(delta))
+	}
+	for k, v := range delta {
+		if v == nil {
+			delete(base, k)
+		} else {
+			base[k] = *v
+		}
+	}
+	return base
 }
 
 // nftState is what the proxier believes the kernel holds.
@@ -196,7 +239,11 @@ type nftSyncer struct {
 	prev         *nftState
 	stores       map[string]*nftElementStore
 	activeChains map[string]struct{}
-	activeSets   map[string]struct{}
+	// prevNames are the names of the last applied sync's ports, reused
+	// while a port is unchanged (hashing every name is most of a partial
+	// sync's cost); names are this sync's.
+	prevNames, names map[*svcPort]*nftPortNames
+	activeSets       map[string]struct{}
 	// out is the state once the transaction is applied.
 	out *nftState
 }
@@ -372,10 +419,21 @@ func nftNames(sp *svcPort) nftPortNames {
 	return n
 }
 
+// portNames returns sp's names, from the last sync if sp was unchanged.
+func (y *nftSyncer) portNames(sp *svcPort) *nftPortNames {
+	n := y.prevNames[sp]
+	if n == nil {
+		v := nftNames(sp)
+		n = &v
+	}
+	y.names[sp] = n
+	return n
+}
+
 // servicePort is the per-port body of upstream's syncProxyRules loop.
 func (y *nftSyncer) servicePort(sp *svcPort) {
 	s, tx, p := y.s, y.tx, &sp.plan
-	n := nftNames(sp)
+	n := y.portNames(sp)
 	skip := !y.full && !y.updated(sp.nsn)
 
 	for _, ep := range p.c.all {
@@ -531,10 +589,10 @@ func (y *nftSyncer) servicePort(sp *svcPort) {
 		}
 	}
 	if p.usesClusterPolicyChain {
-		y.serviceToEndpoints(sp, &n, n.cluster, p.c.cluster)
+		y.serviceToEndpoints(sp, n, n.cluster, p.c.cluster)
 	}
 	if p.usesLocalPolicyChain {
-		y.serviceToEndpoints(sp, &n, n.local, p.c.local)
+		y.serviceToEndpoints(sp, n, n.local, p.c.local)
 	}
 	for _, ep := range p.c.all {
 		chain := n.endpoint[ep.str]
@@ -566,7 +624,8 @@ func (y *nftSyncer) serviceToEndpoints(sp *svcPort, n *nftPortNames, chain strin
 	y.rule(chain, "numgen random mod", len(eps), "vmap", "{", elements, "}")
 }
 
-// run writes the whole sync into y.tx and computes y.out.
+// run writes the whole sync into y.tx and computes y.out (its elements
+// are left nil: the change to them is in y.stores' deltas).
 func (y *nftSyncer) run(svcs []*svcPort) {
 	if y.full {
 		y.setup()
@@ -579,27 +638,31 @@ func (y *nftSyncer) run(svcs []*svcPort) {
 		}
 		y.stores[c.name] = newNFTElementStore(c.kind, c.name, from)
 	}
-	y.activeChains, y.activeSets = map[string]struct{}{}, map[string]struct{}{}
+	y.activeChains = make(map[string]struct{}, len(y.prev.chains))
+	y.activeSets = map[string]struct{}{}
+	y.names = make(map[*svcPort]*nftPortNames, len(svcs))
 	for _, sp := range svcs {
 		y.servicePort(sp)
 	}
 
-	out := &nftState{elements: map[string]map[string]string{}, chains: map[string]struct{}{},
-		affinitySets: map[string]struct{}{}, stale: make(map[string]time.Time, len(y.prev.stale))}
-	for c, t := range y.prev.stale {
-		out.stale[c] = t
+	out := &nftState{chains: maps.Clone(y.prev.chains), affinitySets: map[string]struct{}{},
+		stale: maps.Clone(y.prev.stale)}
+	if out.chains == nil {
+		out.chains = map[string]struct{}{}
+	}
+	if out.stale == nil {
+		out.stale = map[string]time.Time{}
 	}
 	// Unused chains are flushed now and deleted over a second later:
 	// before kernel 6.2 a chain stays referenced for a moment after the
-	// map element that pointed to it is gone.
-	for _, c := range sortedKeys(y.prev.chains) {
-		if !isNFTServiceChainName(c) {
-			continue
-		}
-		if _, ok := y.activeChains[c]; !ok {
-			y.tx.Flush(&knftables.Chain{Name: c})
-			out.stale[c] = y.now
-		} else {
+	// map element that pointed to it is gone. Chains already stale are
+	// flushed (and dated) again, as upstream does.
+	for _, c := range nftUnusedChains(y.prev.chains, y.activeChains) {
+		y.tx.Flush(&knftables.Chain{Name: c})
+		out.stale[c] = y.now
+	}
+	for c := range y.prev.stale {
+		if _, ok := y.activeChains[c]; ok {
 			delete(out.stale, c)
 		}
 	}
@@ -611,10 +674,6 @@ func (y *nftSyncer) run(svcs []*svcPort) {
 	}
 	for _, c := range nftContainers {
 		y.stores[c.name].cleanup(y.tx)
-		out.elements[c.name] = y.stores[c.name].elements
-	}
-	for c := range y.prev.chains {
-		out.chains[c] = struct{}{}
 	}
 	for c := range y.activeChains {
 		out.chains[c] = struct{}{}
@@ -623,6 +682,22 @@ func (y *nftSyncer) run(svcs []*svcPort) {
 		out.affinitySets[set] = struct{}{}
 	}
 	y.out = out
+}
+
+// nftUnusedChains returns the per-service and per-endpoint chains of
+// existing that are not in active, sorted: the chains a sync flushes.
+func nftUnusedChains(existing, active map[string]struct{}) []string {
+	var unused []string
+	for c := range existing {
+		if !isNFTServiceChainName(c) {
+			continue
+		}
+		if _, ok := active[c]; !ok {
+			unused = append(unused, c)
+		}
+	}
+	slices.Sort(unused)
+	return unused
 }
 
 // newNFTTransaction returns an empty transaction for the proxier's table.

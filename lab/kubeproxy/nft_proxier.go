@@ -3,6 +3,7 @@ package kubeproxy
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ type NFTProxier struct {
 	state         *nftState
 	memo          map[portKey]*memoPort
 	memoPorts     map[string]int
+	names         map[*svcPort]*nftPortNames
 	gen           int
 }
 
@@ -51,7 +53,11 @@ type NFTSyncResult struct {
 	// Tx flushes for a later Cleanup.
 	DeletedChains, StaleChains []string
 
-	out       *nftState
+	out *nftState
+	// deltas are the element changes per container, applied to the
+	// proxier's state by Applied.
+	deltas    map[string]map[string]*string
+	names     map[*svcPort]*nftPortNames
 	memo      map[portKey]*memoPort
 	memoPorts map[string]int
 	gen       int
@@ -93,10 +99,6 @@ func (p *NFTProxier) Sync(services []ServicePort, now time.Time) (*NFTSyncResult
 	// The stale-chain cleanup comes first; the sync then sees the chains
 	// as gone, as upstream's, which lists them after its cleanup ran.
 	prev := *p.state
-	prev.chains = make(map[string]struct{}, len(p.state.chains))
-	for c := range p.state.chains {
-		prev.chains[c] = struct{}{}
-	}
 	prev.stale = make(map[string]time.Time, len(p.state.stale))
 	oneSecondAgo := now.Add(-time.Second)
 	for _, c := range sortedKeys(p.state.stale) {
@@ -110,14 +112,24 @@ func (p *NFTProxier) Sync(services []ServicePort, now time.Time) (*NFTSyncResult
 		}
 		r.Cleanup.Delete(&knftables.Chain{Name: c})
 		r.DeletedChains = append(r.DeletedChains, c)
-		delete(prev.chains, c)
+	}
+	if len(r.DeletedChains) > 0 {
+		// A copy: Sync changes no state.
+		prev.chains = maps.Clone(p.state.chains)
+		for _, c := range r.DeletedChains {
+			delete(prev.chains, c)
+		}
 	}
 
 	y := &nftSyncer{s: p.s, tx: newNFTTransaction(p.s.family), full: r.Full, now: now, prev: &prev,
-		recreateBaseChains: r.Full && p.recreateBaseChains, resetElements: r.Full && p.resetElements,
+		recreateBaseChains: r.Full && p.recreateBaseChains, resetElements: r.Full && p.resetElements, prevNames: p.names,
 		updated: func(nsn string) bool { return pr.changed[nsn] || p.memoPorts[nsn] != ports[nsn] }}
 	y.run(pr.svcs)
-	r.Tx, r.out = y.tx, y.out
+	r.Tx, r.out, r.names = y.tx, y.out, y.names
+	r.deltas = make(map[string]map[string]*string, len(y.stores))
+	for name, st := range y.stores {
+		r.deltas[name] = st.delta
+	}
 	r.recreated, r.reset = y.recreateBaseChains, y.resetElements
 	for c, t := range y.out.stale {
 		if t.Equal(now) {
@@ -162,8 +174,18 @@ func (p *NFTProxier) Applied(r *NFTSyncResult, cleanupErr, err error) {
 			}
 		}
 	}
+	// The elements change in place: the state is the proxier's alone, and
+	// r was rendered from it (r.gen).
+	out.elements = p.state.elements
+	for name, d := range r.deltas {
+		base := out.elements[name]
+		if r.reset {
+			base = nil
+		}
+		out.elements[name] = nftApplyDelta(base, d)
+	}
 	p.state = out
-	p.memo, p.memoPorts = r.memo, r.memoPorts
+	p.memo, p.memoPorts, p.names = r.memo, r.memoPorts, r.names
 	p.needFullSync = cleanupErr != nil
 	if r.recreated {
 		p.recreateBaseChains = false

@@ -5,6 +5,7 @@ package netfilter
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 )
@@ -21,6 +22,7 @@ func (NFT) Apply(n Namespace, script string) error {
 	var stderr bytes.Buffer
 	err := n.Do(func() error {
 		cmd := exec.Command("nft", "-f", "-")
+		cmd.Env = nftEnv(os.Environ())
 		cmd.Stdin = strings.NewReader(script)
 		cmd.Stderr = &stderr
 		return cmd.Run()
@@ -38,6 +40,7 @@ func (NFT) List(n Namespace, table string) (string, error) {
 	var out, stderr bytes.Buffer
 	err := n.Do(func() error {
 		cmd := exec.Command("nft", "list", "table", "ip", table)
+		cmd.Env = nftEnv(os.Environ())
 		cmd.Stdout, cmd.Stderr = &out, &stderr
 		return cmd.Run()
 	})
@@ -58,4 +61,37 @@ func nftLineNumber(stderr string) string {
 		}
 	}
 	return ""
+}
+
+// nftMallocTunable has nft's glibc malloc (2.35 and later) madvise its heap
+// for transparent huge pages. nft 1.0.6 loads the table's chains and sets
+// into its cache before every transaction and parses the whole script into
+// malloc'd objects; on this VM each 4 KiB page fault is expensive, and with
+// huge pages a full sync of 1,000 Services faults 1.9k times instead of
+// 12k (task-clock 515 -> 370 ms, perf stat; a two-line `nft -f` 64 -> 29
+// ms). It changes nothing nft sends to the kernel. Where THP is off it is
+// a no-op, and glibcs that do not know it ignore it.
+const nftMallocTunable = "glibc.malloc.hugetlb=1"
+
+// nftEnv returns environ with nftMallocTunable added to GLIBC_TUNABLES,
+// keeping any tunables already set (and a hugetlb choice already made).
+func nftEnv(environ []string) []string {
+	out := make([]string, 0, len(environ)+1)
+	found := false
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "GLIBC_TUNABLES="); ok {
+			found = true
+			if !strings.Contains(v, "glibc.malloc.hugetlb=") {
+				if v != "" {
+					v += ":"
+				}
+				kv = "GLIBC_TUNABLES=" + v + nftMallocTunable
+			}
+		}
+		out = append(out, kv)
+	}
+	if !found {
+		out = append(out, "GLIBC_TUNABLES="+nftMallocTunable)
+	}
+	return out
 }
