@@ -127,14 +127,23 @@ type Frame struct {
 	Data []byte
 }
 
+// Setup is one connection's handshake as the client's capture saw it.
+type Setup struct {
+	Port        uint16
+	SYN, SYNACK time.Time
+}
+
+// Time is SYN to SYN-ACK.
+func (s Setup) Time() time.Duration { return s.SYNACK.Sub(s.SYN) }
+
 // Setups pairs each SYN the client sent to svc with the first SYN-ACK that
-// came back from svc to the same source port, and returns the times between
-// them in the order the SYN-ACKs came, and the source ports whose SYN got no
-// SYN-ACK. A retransmitted SYN does not restart the clock: setup time is
-// from the first SYN, as the client waits it. The SYN-ACK must come from the
+// came back from svc to the same source port, in the order the SYN-ACKs
+// came, and returns the source ports whose SYN got no SYN-ACK. A
+// retransmitted SYN does not restart the clock: setup time is from the
+// first SYN, as the client waits it. The SYN-ACK must come from the
 // ClusterIP itself (conntrack reverses the DNAT), so a reply that bypassed
 // the Service does not count.
-func Setups(frames []Frame, client netip.Addr, svc netip.AddrPort) (times []time.Duration, unanswered []uint16) {
+func Setups(frames []Frame, client netip.Addr, svc netip.AddrPort) (setups []Setup, unanswered []uint16) {
 	syn := map[uint16]time.Time{}
 	var order []uint16
 	done := map[uint16]bool{}
@@ -153,7 +162,7 @@ func Setups(frames []Frame, client netip.Addr, svc netip.AddrPort) (times []time
 			t0, ok := syn[p.DstPort]
 			if ok && !done[p.DstPort] && !f.Time.Before(t0) {
 				done[p.DstPort] = true
-				times = append(times, f.Time.Sub(t0))
+				setups = append(setups, Setup{Port: p.DstPort, SYN: t0, SYNACK: f.Time})
 			}
 		}
 	}
@@ -162,7 +171,29 @@ func Setups(frames []Frame, client netip.Addr, svc netip.AddrPort) (times []time
 			unanswered = append(unanswered, port)
 		}
 	}
-	return times, unanswered
+	return setups, unanswered
+}
+
+// Window is when the client's connect() on one source port started and
+// returned.
+type Window struct{ Start, End time.Time }
+
+// InWindows are the setup times whose SYN and SYN-ACK both fall inside
+// their connection's connect() window, and how many did not. Both frames
+// pass the client's eth0 while connect() waits, so a frame stamped outside
+// it was stamped late: the kernel turns packet timestamps on a moment
+// after the first socket asks (net_enable_timestamp defers it to a
+// workqueue), and a frame without one is stamped when it is read.
+func InWindows(setups []Setup, windows map[uint16]Window) (times []time.Duration, outside int) {
+	for _, s := range setups {
+		w, ok := windows[s.Port]
+		if !ok || s.SYN.Before(w.Start) || s.SYNACK.After(w.End) {
+			outside++
+			continue
+		}
+		times = append(times, s.Time())
+	}
+	return times, outside
 }
 
 // FirstPacketServices are n ClusterIP Services "bench/svc-<i>" (port 80,

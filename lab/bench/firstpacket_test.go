@@ -153,21 +153,41 @@ func TestSetupsPairSYNAndSYNACKBySourcePortFromTheClusterIP(t *testing.T) {
 		{at(1500), true, segment(t, svcIP, from(20006), true, true, false)},   // a SYN-ACK going out: not a reply
 		{at(1501), false, segment(t, from(20007), svcIP, true, false, false)}, // a SYN coming in: not the client's
 	}
-	times, unanswered := Setups(frames, client, svcIP)
-	want := []time.Duration{25 * time.Microsecond, 40 * time.Microsecond, 1020 * time.Microsecond}
-	if len(times) != len(want) {
-		t.Fatalf("setups %v, want %v", times, want)
+	setups, unanswered := Setups(frames, client, svcIP)
+	want := []Setup{{20001, at(5), at(30)}, {20000, at(0), at(40)}, {20002, at(50), at(1070)}}
+	if len(setups) != len(want) {
+		t.Fatalf("setups %v, want %v", setups, want)
 	}
 	for i := range want {
-		if times[i] != want[i] {
-			t.Errorf("setup %d = %v, want %v", i, times[i], want[i])
+		if setups[i] != want[i] {
+			t.Errorf("setup %d = %+v, want %+v", i, setups[i], want[i])
 		}
+	}
+	if setups[2].Time() != 1020*time.Microsecond {
+		t.Errorf("retransmitted SYN's setup = %v, want 1.02ms from the first SYN", setups[2].Time())
 	}
 	if len(unanswered) != 1 || unanswered[0] != 20003 {
 		t.Errorf("unanswered %v, want [20003] (its only answer came from the pod's address)", unanswered)
 	}
 	// A garbage frame is skipped, not a panic.
-	if times, _ := Setups([]Frame{{at(0), true, []byte{1, 2, 3}}}, client, svcIP); len(times) != 0 {
-		t.Errorf("garbage frame gave setups %v", times)
+	if setups, _ := Setups([]Frame{{at(0), true, []byte{1, 2, 3}}}, client, svcIP); len(setups) != 0 {
+		t.Errorf("garbage frame gave setups %v", setups)
+	}
+}
+
+func TestInWindowsDropsHandshakesStampedOutsideTheirConnect(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 19, 0, 0, 0, time.UTC)
+	at := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Microsecond) }
+	setups := []Setup{
+		{1, at(10), at(30)},   // inside [0, 50]
+		{2, at(110), at(150)}, // SYN-ACK at the window's very end: inside
+		{3, at(190), at(230)}, // SYN before the window (stamped early? no: a wrong window)
+		{4, at(400), at(402)}, // both stamped when read, after connect() returned
+		{5, at(500), at(520)}, // no window: not a timed connection
+	}
+	windows := map[uint16]Window{1: {at(0), at(50)}, 2: {at(100), at(150)}, 3: {at(200), at(260)}, 4: {at(300), at(350)}}
+	times, outside := InWindows(setups, windows)
+	if len(times) != 2 || times[0] != 20*time.Microsecond || times[1] != 40*time.Microsecond || outside != 3 {
+		t.Errorf("InWindows = %v, %d outside; want [20µs 40µs], 3 outside", times, outside)
 	}
 }
