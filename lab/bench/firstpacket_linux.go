@@ -218,22 +218,19 @@ func firstPacketMode(ctx context.Context, base *spec.Topology, mode string, all 
 					n, last.Name, middle.Name, targets[n][0].Name, targets[n][1].Name)
 			}
 		}
+		// Let the kernel finish what a sync (or the last mode's down)
+		// left behind, such as freeing the replaced rules, before timing.
+		time.Sleep(settle)
 		if i == 0 {
 			if err := d.awaitStamps(targets[n][0]); err != nil {
 				return nil, err
 			}
 		}
-		for i, rule := range targets[n] {
-			tg, err := d.dialMany(rule, o.Warmup, o.Connections)
-			if err != nil {
-				return nil, fmt.Errorf("%d Services: %s: %w", n, rule.Name, err)
-			}
-			if i == 0 {
-				pt.Last = tg
-			} else {
-				pt.Middle = tg
-			}
+		tgs, err := d.dialMany([]ServiceRule{targets[n][0], targets[n][1]}, o.Warmup, o.Connections)
+		if err != nil {
+			return nil, fmt.Errorf("%d Services: %w", n, err)
 		}
+		pt.Last, pt.Middle = tgs[0], tgs[1]
 		logf("%s, %d Services: synced in %v; last %s p50 %v, middle %s p50 %v", mode, n, pt.Sync.Round(time.Millisecond),
 			pt.Last.Rule.Name, Percentile(pt.Last.Setup, 50), pt.Middle.Rule.Name, Percentile(pt.Middle.Setup, 50))
 		pts = append(pts, pt)
@@ -329,6 +326,8 @@ const (
 	// dialTimeout bounds one connection's setup; the SYN-ACK comes in
 	// microseconds, or not at all when the rules are wrong.
 	dialTimeout = 2 * time.Second
+	// settle is the pause between a sync and its timing.
+	settle = 2 * time.Second
 )
 
 // dialer dials from the client pod with a capture of its eth0 that stays
@@ -352,14 +351,16 @@ func (d *dialer) nextPort() int {
 }
 
 // dialMany opens warmup and then n new connections from the client pod to
-// rule's ClusterIP, each from the next source port, each reset at once
+// each rule's ClusterIP, each from the next source port, each reset at once
 // (SO_LINGER 0: no TIME_WAIT), and pairs the timed ones' SYN and SYN-ACK in
-// the capture. A pair stamped outside its connect() call is not counted.
-func (d *dialer) dialMany(rule ServiceRule, warmup, n int) (FirstPacketTarget, error) {
-	tg := FirstPacketTarget{Rule: rule}
+// the capture. The rules take turns in blocks of drainEvery connections,
+// so a change in the machine's load falls on each of them alike. A pair
+// stamped outside its connect() call is not counted.
+func (d *dialer) dialMany(rules []ServiceRule, warmup, n int) ([]FirstPacketTarget, error) {
+	tgs := make([]FirstPacketTarget, len(rules))
+	firstErr := make([]error, len(rules))
 	var frames []Frame
-	var firstErr error
-	windows := make(map[uint16]Window, n)
+	windows := make(map[uint16]Window, n*len(rules))
 	drain := func(keep bool) error {
 		fs, err := d.sock.Drain()
 		if err != nil {
@@ -373,47 +374,52 @@ func (d *dialer) dialMany(rule ServiceRule, warmup, n int) (FirstPacketTarget, e
 		return nil
 	}
 	err := d.ns.Do(func() error {
-		for i := 0; i < warmup+n; i++ {
-			if i == warmup {
-				if err := drain(false); err != nil {
-					return err
+		for i, rule := range rules {
+			tgs[i].Rule = rule
+			for range warmup {
+				dial(d.client.IP, d.nextPort(), rule.Dst) //nolint:errcheck // untimed
+			}
+		}
+		if err := drain(false); err != nil {
+			return err
+		}
+		for done := 0; done < n; done += drainEvery {
+			for i, rule := range rules {
+				for range min(drainEvery, n-done) {
+					port := d.nextPort()
+					start := time.Now()
+					took, err := dial(d.client.IP, port, rule.Dst)
+					windows[uint16(port)] = Window{Start: start, End: time.Now()}
+					if err != nil {
+						tgs[i].Failed++
+						if firstErr[i] == nil {
+							firstErr[i] = err
+						}
+						continue
+					}
+					tgs[i].Connect = append(tgs[i].Connect, took)
 				}
-			}
-			port := d.nextPort()
-			start := time.Now()
-			took, err := dial(d.client.IP, port, rule.Dst)
-			end := time.Now()
-			if i < warmup {
-				continue
-			}
-			windows[uint16(port)] = Window{Start: start, End: end}
-			if err != nil {
-				tg.Failed++
-				if firstErr == nil {
-					firstErr = err
-				}
-			} else {
-				tg.Connect = append(tg.Connect, took)
-			}
-			if (i-warmup+1)%drainEvery == 0 {
 				if err := drain(true); err != nil {
 					return err
 				}
 			}
 		}
-		return drain(true)
+		return nil
 	})
 	if err != nil {
-		return tg, err
+		return nil, err
 	}
-	setups, unanswered := Setups(frames, d.client.IP, rule.Dst)
-	tg.Setup, tg.Unstamped = InWindows(setups, windows)
-	tg.Unanswered = len(unanswered)
-	if tg.Failed > n/10 || len(tg.Setup) < n/2 {
-		return tg, fmt.Errorf("%d of %d connections failed (first: %v), %d SYNs unanswered, %d handshakes stamped outside connect(): too few to time",
-			tg.Failed, n, firstErr, tg.Unanswered, tg.Unstamped)
+	for i := range tgs {
+		tg := &tgs[i]
+		setups, unanswered := Setups(frames, d.client.IP, tg.Rule.Dst)
+		tg.Setup, tg.Unstamped = InWindows(setups, windows)
+		tg.Unanswered = len(unanswered)
+		if tg.Failed > n/10 || len(tg.Setup) < n/2 {
+			return nil, fmt.Errorf("%s: %d of %d connections failed (first: %v), %d SYNs unanswered, %d handshakes stamped outside connect(): too few to time",
+				tg.Rule.Name, tg.Failed, n, firstErr[i], tg.Unanswered, tg.Unstamped)
+		}
 	}
-	return tg, nil
+	return tgs, nil
 }
 
 // awaitStamps dials rule until a round of connections is all stamped
@@ -423,9 +429,12 @@ func (d *dialer) awaitStamps(rule ServiceRule) error {
 	const round = 20
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		tg, err := d.dialMany(rule, 0, round)
-		if err == nil && tg.Unstamped == 0 && len(tg.Setup) == round {
-			return nil
+		var tg FirstPacketTarget
+		tgs, err := d.dialMany([]ServiceRule{rule}, 0, round)
+		if err == nil {
+			if tg = tgs[0]; tg.Unstamped == 0 && len(tg.Setup) == round {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the capture of %s/eth0 still stamps frames outside connect() after 10 s (last round: %d of %d; %v)",
