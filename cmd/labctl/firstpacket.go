@@ -232,22 +232,25 @@ func firstPacketGrowth(r *bench.FirstPacketResult, mode string) growth {
 }
 
 // firstPacketChart is the curve: p50 setup time against the Service count,
-// the last Service solid and the middle one dashed, for each mode.
+// the last Service solid and the middle one dashed, one colour per mode.
 func firstPacketChart(r *bench.FirstPacketResult) bench.Chart {
 	c := bench.Chart{
 		Title:    "The first packet's cost: SYN to SYN-ACK through kube-proxy's rules",
-		Subtitle: "p50 of new connections from a pod to a ClusterIP Service (3 endpoints), captured at the pod's eth0",
-		XLabel:   "ClusterIP Services on the node",
+		Subtitle: "p50 of new connections from a pod to the ClusterIP Service last and in the middle of iptables mode's KUBE-SERVICES",
+		XLabel:   "ClusterIP Services on the node (3 endpoints each)",
 		YLabel:   "connection setup, p50 (µs)",
 	}
 	for _, m := range modesOf(r) {
+		name, color := m+" mode", "#2ca02c"
+		switch m {
+		case bench.FirstPacketIptablesNFT:
+			name, color = "iptables mode (nft backend)", "#d62728"
+		case bench.FirstPacketIptablesLegacy:
+			name, color = "iptables mode (legacy backend)", "#1f77b4"
+		}
 		c.Series = append(c.Series,
-			bench.Series{Name: m + " mode: Service last in KUBE-SERVICES", Points: curve(r, m, true)},
-			bench.Series{Name: m + " mode: Service in the middle", Dashed: true, Points: curve(r, m, false)})
-	}
-	for i := range c.Series {
-		c.Series[i].Name = strings.Replace(c.Series[i].Name, "iptables, nft mode", "iptables mode (nft backend)", 1)
-		c.Series[i].Name = strings.Replace(c.Series[i].Name, "iptables, legacy mode", "iptables mode (legacy backend)", 1)
+			bench.Series{Name: name + ", last Service", Color: color, Points: curve(r, m, true)},
+			bench.Series{Name: name + ", middle Service", Color: color, Dashed: true, Points: curve(r, m, false)})
 	}
 	return c
 }

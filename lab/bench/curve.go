@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -74,9 +75,11 @@ func RelativeChange(pts []Point) (float64, error) {
 	return (hi.Y - lo.Y) / lo.Y, nil
 }
 
-// Series is one line of a Chart.
+// Series is one line of a Chart. Color is an SVG colour; empty takes the
+// next of a fixed palette.
 type Series struct {
 	Name   string
+	Color  string
 	Dashed bool
 	Points []Point
 }
@@ -110,6 +113,9 @@ func (c Chart) SVG() ([]byte, error) {
 	for i, s := range c.Series {
 		if len(s.Points) == 0 {
 			return nil, fmt.Errorf("chart: series %d (%q) has no points", i+1, s.Name)
+		}
+		if strings.ContainsAny(s.Color, `"<>&`) {
+			return nil, fmt.Errorf("chart: series %q: colour %q is not an SVG colour", s.Name, s.Color)
 		}
 		for j, p := range s.Points {
 			if math.IsNaN(p.X) || math.IsInf(p.X, 0) || math.IsNaN(p.Y) || math.IsInf(p.Y, 0) || p.X < 0 || p.Y < 0 {
@@ -157,6 +163,9 @@ func (c Chart) SVG() ([]byte, error) {
 
 	for i, s := range c.Series {
 		color := seriesColors[i%len(seriesColors)]
+		if s.Color != "" {
+			color = s.Color
+		}
 		dash := ""
 		if s.Dashed {
 			dash = ` stroke-dasharray="6 4"`

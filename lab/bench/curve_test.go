@@ -100,6 +100,7 @@ type svgText struct {
 type svgGroup struct {
 	Class     string `xml:"class,attr"`
 	Name      string `xml:"data-name,attr"`
+	Stroke    string `xml:"stroke,attr"`
 	Polylines []struct {
 		Points string `xml:"points,attr"`
 		Dash   string `xml:"stroke-dasharray,attr"`
@@ -115,7 +116,7 @@ func TestChartSVGIsXMLWithEverySeriesPointAndAxisLabel(t *testing.T) {
 	c := Chart{Title: "first packet <SYN → SYN-ACK>", XLabel: "Services", YLabel: "p50 setup (µs)", Series: []Series{
 		{Name: "iptables, last", Points: []Point{{100, 40}, {1000, 80}, {5000, 300}, {10000, 610}}},
 		{Name: "iptables, middle", Points: []Point{{10000, 320}, {100, 38}, {1000, 60}, {5000, 170}}},
-		{Name: "nftables & last", Dashed: true, Points: []Point{{100, 35}, {1000, 36}, {5000, 35}, {10000, 37}}},
+		{Name: "nftables & last", Color: "#2ca02c", Dashed: true, Points: []Point{{100, 35}, {1000, 36}, {5000, 35}, {10000, 37}}},
 	}}
 	out, err := c.SVG()
 	if err != nil {
@@ -168,6 +169,9 @@ func TestChartSVGIsXMLWithEverySeriesPointAndAxisLabel(t *testing.T) {
 		if len(g.Polylines) != 1 || len(strings.Fields(g.Polylines[0].Points)) != len(s.Points) {
 			t.Errorf("series %q: polyline %+v, want one of %d points", s.Name, g.Polylines, len(s.Points))
 		}
+		if s.Color != "" && g.Stroke != s.Color {
+			t.Errorf("series %q drawn in %q, want its colour %q", s.Name, g.Stroke, s.Color)
+		}
 		if (g.Polylines[0].Dash != "") != s.Dashed {
 			t.Errorf("series %q dashed = %v, want %v", s.Name, g.Polylines[0].Dash != "", s.Dashed)
 		}
@@ -199,11 +203,12 @@ func TestChartSVGIsXMLWithEverySeriesPointAndAxisLabel(t *testing.T) {
 
 func TestChartSVGRejectsWhatItCannotDraw(t *testing.T) {
 	for name, c := range map[string]Chart{
-		"no series": {},
-		"no points": {Series: []Series{{Name: "a"}}},
-		"NaN":       {Series: []Series{{Name: "a", Points: []Point{{1, math.NaN()}}}}},
-		"infinite":  {Series: []Series{{Name: "a", Points: []Point{{math.Inf(1), 1}}}}},
-		"negative":  {Series: []Series{{Name: "a", Points: []Point{{1, -1}}}}},
+		"no series":  {},
+		"no points":  {Series: []Series{{Name: "a"}}},
+		"NaN":        {Series: []Series{{Name: "a", Points: []Point{{1, math.NaN()}}}}},
+		"infinite":   {Series: []Series{{Name: "a", Points: []Point{{math.Inf(1), 1}}}}},
+		"negative":   {Series: []Series{{Name: "a", Points: []Point{{1, -1}}}}},
+		"bad colour": {Series: []Series{{Name: "a", Color: `red"/><script`, Points: []Point{{1, 1}}}}},
 	} {
 		if _, err := c.SVG(); err == nil {
 			t.Errorf("%s: no error", name)
