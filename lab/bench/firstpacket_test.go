@@ -65,6 +65,12 @@ func TestKubeServicesOrderFollowsTheRenderedChainNotTheServiceIndex(t *testing.T
 	if middle.Name != "bench/svc-4:http" || middle.Position != 6 {
 		t.Errorf("middle = %+v, want bench/svc-4:http at rule 6 (index 11/2)", middle)
 	}
+	// With an even count the middle is the upper one of the two: rule
+	// 5,001 of 10,000, as the docs say.
+	even := []ServiceRule{{Position: 1}, {Position: 2}, {Position: 3}, {Position: 4}}
+	if last, middle := LastAndMiddle(even); last.Position != 4 || middle.Position != 3 {
+		t.Errorf("of 4 rules: last %d, middle %d; want 4 and 3", last.Position, middle.Position)
+	}
 }
 
 func TestKubeServicesOrderErrorsNameTheLine(t *testing.T) {
