@@ -12,9 +12,10 @@ import (
 )
 
 func newBench() *cobra.Command {
-	var nodes, pods, azs, runs, services, endpoints, requests int
-	var lbTopology, lbClient, backend, mode string
-	var apps, sweep bool
+	var nodes, pods, azs, runs, services, endpoints, requests, connections int
+	var lbTopology, lbClient, backend, mode, svgPath string
+	var apps, sweep, firstPacket bool
+	var serviceCounts intList
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Time up and down of a generated lab against a plain iproute2 (ip -batch) baseline",
@@ -22,11 +23,21 @@ func newBench() *cobra.Command {
   sudo labctl bench --sweep     # 250, 500 and 1000 pods: does time grow linearly?
   sudo labctl bench --services 1000 --endpoints 3
   sudo labctl bench --services 10000 --mode nftables
-  sudo labctl bench --lb nlb-instance; sudo labctl bench --lb alb-ingress`,
+  sudo labctl bench --lb nlb-instance; sudo labctl bench --lb alb-ingress
+  sudo labctl bench --first-packet --services 100,1000,5000,10000 --svg docs/pictures/first-packet.svg`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := needRoot(); err != nil {
 				return err
+			}
+			if firstPacket {
+				return benchFirstPacket(cmd, serviceCounts, connections, mode, backend, svgPath)
+			}
+			if len(serviceCounts) > 1 {
+				return fmt.Errorf("--services %s: a list of counts is for --first-packet; give one count", serviceCounts.String())
+			}
+			if len(serviceCounts) == 1 {
+				services = serviceCounts[0]
 			}
 			if lbTopology != "" {
 				t, err := loadTopology(lbTopology)
@@ -88,13 +99,16 @@ func newBench() *cobra.Command {
 	c.Flags().IntVar(&runs, "runs", 1, "runs of each size")
 	c.Flags().BoolVar(&apps, "apps", false, "also start the pods' app servers, as up does by default")
 	c.Flags().BoolVar(&sweep, "sweep", false, "run 250, 500 and 1000 pods")
-	c.Flags().IntVar(&services, "services", 0, "instead: time kube-proxy's rules for this many Services on one node")
+	c.Flags().Var(&serviceCounts, "services", "instead: time kube-proxy's rules for this many Services on one node (with --first-packet: the counts, default 100,1000,5000,10000)")
 	c.Flags().IntVar(&endpoints, "endpoints", 3, "endpoints per Service, with --services")
 	c.Flags().StringVar(&backend, "iptables", "", "with --services: the iptables backend, nft or legacy (default: both)")
 	c.Flags().StringVar(&mode, "mode", "", "with --services: kube-proxy's mode, iptables or nftables (default: both)")
 	c.Flags().StringVar(&lbTopology, "lb", "", "instead: time requests through this topology's NLB or ALB against the pod directly")
 	c.Flags().StringVar(&lbClient, "client", "client", "with --lb: the host that sends")
 	c.Flags().IntVar(&requests, "requests", 1000, "with --lb: requests per path, each on a new connection")
+	c.Flags().BoolVar(&firstPacket, "first-packet", false, "instead: time SYN to SYN-ACK to the Services last and in the middle of KUBE-SERVICES at each --services count, iptables (--iptables nft, legacy or nft,legacy) and nftables mode")
+	c.Flags().IntVar(&connections, "connections", 1000, "with --first-packet: new connections per Service dialled")
+	c.Flags().StringVar(&svgPath, "svg", "", "with --first-packet: write the curve (p50 against the Service count) to this SVG file")
 	return c
 }
 
