@@ -114,3 +114,35 @@ func useZoneHints(eps []epInfo, zone string) bool {
 	}
 	return anyReady && forZone && zone != ""
 }
+
+// ClusterIPEndpoints is what kube-proxy with cfg does with a pod's packet
+// to sp's ClusterIP, from the same decisions the renderers write: the
+// endpoints it may pick, or no endpoint and the verdict, "DROP"
+// (internalTrafficPolicy Local without a local endpoint) or "REJECT" (no
+// usable endpoint anywhere).
+func ClusterIPEndpoints(cfg Config, sp ServicePort) ([]Endpoint, string, error) {
+	s, err := resolve(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := prepareOne(s, &sp)
+	if err != nil || p == nil {
+		return nil, "", err
+	}
+	switch pl := &p.plan; {
+	case pl.internalFilterTarget != "":
+		return nil, pl.internalFilterTarget, nil
+	case p.internalLocal:
+		return endpointsOf(pl.c.local), "", nil
+	default:
+		return endpointsOf(pl.c.cluster), "", nil
+	}
+}
+
+func endpointsOf(eps []*epInfo) []Endpoint {
+	out := make([]Endpoint, len(eps))
+	for i, e := range eps {
+		out[i] = e.Endpoint
+	}
+	return out
+}
