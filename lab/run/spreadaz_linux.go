@@ -86,7 +86,11 @@ func lbSpreadEndpoints(t *spec.Topology, l *lb.LoadBalancer, g *lb.TargetGroup, 
 	var out []SpreadEndpoint
 	if g.TargetType == lb.TargetIP {
 		for _, tg := range g.Targets {
-			out = append(out, SpreadEndpoint{Pod: tg.Object, Node: tg.AZ, AZ: tg.AZ, Local: tg.AZ == node.AZ,
+			on := tg.AZ
+			if p := t.Pod(tg.Object); p != nil {
+				on = p.Node
+			}
+			out = append(out, SpreadEndpoint{Pod: tg.Object, Node: on, AZ: tg.AZ, Local: tg.AZ == node.AZ,
 				Excluded: !g.CrossZone && tg.AZ != node.AZ})
 		}
 		if !g.CrossZone {
