@@ -171,6 +171,12 @@ type CrossAZOut struct {
 	Bytes     int            `json:"bytes" yaml:"bytes"`
 	CostUSD   float64        `json:"costUSD" yaml:"costUSD"`
 	Crossings map[string]int `json:"crossings,omitempty" yaml:"crossings,omitempty"`
+	// Spread walks: requests that crossed, of those answered, and the
+	// monthly cost at MonthlyRate requests a second.
+	CrossedRequests int     `json:"crossedRequests,omitempty" yaml:"crossedRequests,omitempty"`
+	Requests        int     `json:"requests,omitempty" yaml:"requests,omitempty"`
+	MonthlyUSD      float64 `json:"monthlyUSD,omitempty" yaml:"monthlyUSD,omitempty"`
+	MonthlyRate     int     `json:"monthlyRate,omitempty" yaml:"monthlyRate,omitempty"`
 }
 
 // NATEvidence is what one node's kernel says it translated.
@@ -267,8 +273,12 @@ func stateResult(wk spec.Walk, r *walk.StateReport) WalkResult {
 func runResult(wk spec.Walk, r *run.Run) WalkResult {
 	switch {
 	case r.Spread != nil:
+		sp := r.Spread
 		return WalkResult{TypeMeta: meta("WalkResult"), Name: wk.Name, Title: wk.Title, WalkKind: "spread",
-			Verdict: verdictOf(r.Spread.Passed()), Answers: r.Spread.Counts, Failures: r.Spread.Failures}
+			Verdict: verdictOf(sp.Passed()), Answers: sp.Counts, Failures: sp.Failures, Notes: sp.Notes,
+			CrossAZ: &CrossAZOut{Packets: sp.CrossAZ.Packets, Bytes: sp.CrossAZ.Bytes, CostUSD: sp.CrossAZ.Cost(),
+				Crossings: sp.CrossAZ.Crossings, CrossedRequests: sp.CrossedRequests, Requests: sp.Answered(),
+				MonthlyUSD: sp.MonthlyCost(), MonthlyRate: walk.SpreadRequestRate}}
 	case r.Churn != nil:
 		w := WalkResult{TypeMeta: meta("WalkResult"), Name: wk.Name, Title: wk.Title, WalkKind: "churn",
 			Verdict: verdictOf(r.Churn.Passed()), Answers: r.Churn.After, Failures: r.Churn.Failures}

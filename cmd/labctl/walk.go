@@ -170,21 +170,39 @@ func printSpread(w io.Writer, wk spec.Walk, s *run.Spread) {
 		case e.Local:
 			where = "local"
 		}
-		fmt.Fprintf(w, "  %-32s on %-8s (%s)  %3d answers\n", e.Pod, e.Node, where, s.Counts[e.Pod])
+		if e.Excluded {
+			where += ", not used"
+		}
+		fmt.Fprintf(w, "  %-32s on %-8s %-11s (%s)  %3d answers\n", e.Pod, e.Node, e.AZ, where, s.Counts[e.Pod])
+	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
 	}
 	if s.Failures > 0 {
 		fmt.Fprintf(w, "  %d connections failed, the last with: %v\n", s.Failures, s.LastErr)
 	}
+	c := s.CrossAZ
+	fmt.Fprintf(w, "  cross-AZ: %d of %d requests (%.0f%%) crossed an AZ boundary; %d bytes (%d packets%s): "+
+		"$%.2f a month at %d requests/s, at $%.2f/GB each way\n",
+		s.CrossedRequests, s.Answered(), 100*s.CrossShare(), c.Bytes, c.Packets, crossingList(c), s.MonthlyCost(),
+		walk.SpreadRequestRate, walk.CrossAZPricePerGB)
 	switch {
-	case s.Passed() && s.ZoneOnly:
-		fmt.Fprintf(w, "PASS %s: every target in the node's AZ answered, none in another (cross-zone off)\n\n", wk.Name)
+	case s.Passed() && s.Rule != "":
+		fmt.Fprintf(w, "PASS %s: every endpoint in use answered, no other (%s)\n\n", wk.Name, s.Rule)
 	case s.Passed():
 		fmt.Fprintf(w, "PASS %s: every endpoint answered, remote ones too\n\n", wk.Name)
-	case s.ZoneOnly:
-		fmt.Fprintf(w, "FAIL %s: cross-zone is off, yet a target in another AZ answered, or one in the node's AZ never did\n\n", wk.Name)
+	case s.Rule != "":
+		fmt.Fprintf(w, "FAIL %s: an endpoint not in use answered, or one in use never did (%s)\n\n", wk.Name, s.Rule)
 	default:
 		fmt.Fprintf(w, "FAIL %s: an endpoint never answered or a connection failed\n\n", wk.Name)
 	}
+}
+
+func crossingList(c walk.CrossAZ) string {
+	if len(c.Crossings) == 0 {
+		return ""
+	}
+	return "; " + crossings(c)
 }
 
 func printChurn(w io.Writer, wk spec.Walk, c *run.Churn) {

@@ -28,6 +28,11 @@ type Endpoint struct {
 	// Phase is the pod's (spec.PodStarting, spec.PodTerminating, or empty
 	// for running); the EndpointSlice conditions follow from it.
 	Phase string
+	// Zone is the endpoint's zone (its node's AZ).
+	Zone string
+	// ZoneHint is hints.forZones[0].name as the EndpointSlice controller
+	// sets it (see setHints); "" for none.
+	ZoneHint string
 }
 
 // Ready: the endpoint takes new connections (EndpointSlice ready).
@@ -45,6 +50,9 @@ type ServicePort struct {
 	Port      corev1.ServicePort
 	ClusterIP netip.Addr
 	Endpoints []Endpoint
+	// HintsDisabled is the topology cache's TopologyAwareHintsDisabled event
+	// message when topology-mode Auto sets no hints; "" otherwise.
+	HintsDisabled string
 }
 
 // Name is kube-proxy's service port name, "ns/name:port".
@@ -68,13 +76,15 @@ func Endpoints(t *spec.Topology) []ServicePort {
 					continue
 				}
 				if port := spec.ServicePortTarget(p, pod); port != 0 {
-					sp.Endpoints = append(sp.Endpoints, Endpoint{Pod: pod.Name, Node: pod.Node, IP: pod.IP, Port: port, Phase: pod.Phase})
+					sp.Endpoints = append(sp.Endpoints, Endpoint{Pod: pod.Name, Node: pod.Node, IP: pod.IP, Port: port, Phase: pod.Phase,
+						Zone: NodeZone(t, pod.Node)})
 				}
 			}
 			sort.Slice(sp.Endpoints, func(i, j int) bool {
 				return fmt.Sprintf("%s:%d", sp.Endpoints[i].IP, sp.Endpoints[i].Port) <
 					fmt.Sprintf("%s:%d", sp.Endpoints[j].IP, sp.Endpoints[j].Port)
 			})
+			setHints(t, &sp)
 			out = append(out, sp)
 		}
 	}
@@ -92,7 +102,7 @@ func ProxyConfig(t *spec.Topology, node string) kubeproxy.Config {
 	for _, e := range n.ENIs {
 		ips = append(ips, e.IP)
 	}
-	return kubeproxy.Config{NodeName: node, NodeIPs: ips, MasqueradeMark: kubeproxy.DefaultMasqueradeMark,
+	return kubeproxy.Config{NodeName: node, Zone: NodeZone(t, node), NodeIPs: ips, MasqueradeMark: kubeproxy.DefaultMasqueradeMark,
 		RandomFully: true, LocalhostNodePorts: true}
 }
 
@@ -145,7 +155,7 @@ func ProxyServices(sps []ServicePort, node string) []kubeproxy.ServicePort {
 				continue
 			}
 			k.Endpoints = append(k.Endpoints, kubeproxy.Endpoint{IP: e.IP, Port: int32(e.Port), Local: e.Node == node,
-				Ready: e.Ready(), Serving: e.Serving(), Terminating: e.Terminating()})
+				Ready: e.Ready(), Serving: e.Serving(), Terminating: e.Terminating(), ZoneHints: e.ZoneHint})
 		}
 		out = append(out, k)
 	}

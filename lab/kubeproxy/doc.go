@@ -24,8 +24,9 @@
 //     upstream's tests normalise before comparing.
 //   - The nat chain declarations come in reverse name order, not grouped by
 //     Service: iptables-nft restores that much faster (see assemble).
-//   - Topology hints (trafficDistribution) are not modelled: every ready
-//     endpoint is a Cluster endpoint.
+//   - Zone hints filter Cluster endpoints as pkg/proxy/topology.go does
+//     (Config.Zone is the node's zone label); node hints (PreferSameNode)
+//     are not modelled.
 //   - Partial syncs decide what changed by comparing each Service's rendered
 //     nat chains with the last applied ones, not by watching API events; the
 //     kernel ends up identical.

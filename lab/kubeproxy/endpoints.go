@@ -25,14 +25,21 @@ type categorized struct {
 	hasAny bool
 }
 
-// categorize mirrors proxy.CategorizeEndpoints (without topology hints,
-// which the lab does not model): Ready endpoints are used, falling back to
-// serving+terminating ones independently for the Cluster and Local sets.
-func categorize(sp *svcPort) categorized {
+// categorize mirrors proxy.CategorizeEndpoints (kubernetes
+// pkg/proxy/topology.go at commit 008b3652959c, v1.34+): Ready endpoints
+// are used, falling back to serving+terminating ones independently for the
+// Cluster and Local sets; Cluster endpoints are filtered by zone hints when
+// every ready endpoint has one and one is for zone (the node's zone label).
+// PreferSameNode's node hints are not modelled (the lab sets none).
+func categorize(sp *svcPort, zone string) categorized {
 	var c categorized
 	useServingTerminating := false
+	useTopology := false
 	if sp.usesClusterEndpoints() {
-		c.cluster = filterEndpoints(sp.eps, func(e *epInfo) bool { return e.Ready })
+		useTopology = useZoneHints(sp.eps, zone)
+		c.cluster = filterEndpoints(sp.eps, func(e *epInfo) bool {
+			return e.Ready && (!useTopology || e.HasZoneHint(zone))
+		})
 		if len(c.cluster) == 0 {
 			c.cluster = filterEndpoints(sp.eps, func(e *epInfo) bool { return e.Serving && e.Terminating })
 		}
@@ -65,7 +72,7 @@ func categorize(sp *svcPort) categorized {
 		c.all = c.local
 		return c
 	}
-	if !useServingTerminating {
+	if !useTopology && !useServingTerminating {
 		// cluster holds every ready endpoint, so it is a superset of local.
 		c.all = c.cluster
 		return c
@@ -85,6 +92,57 @@ func filterEndpoints(eps []epInfo, keep func(*epInfo) bool) []*epInfo {
 		if keep(&eps[i]) {
 			out = append(out, &eps[i])
 		}
+	}
+	return out
+}
+
+// useZoneHints is topologyModeFromHints for zones: true when every ready
+// endpoint carries a zone hint and at least one is hinted for zone. A node
+// without a zone label ("") never matches, so hints are ignored there.
+func useZoneHints(eps []epInfo, zone string) bool {
+	anyReady, forZone := false, false
+	for i := range eps {
+		e := &eps[i]
+		if !e.Ready {
+			continue
+		}
+		anyReady = true
+		if e.ZoneHints == "" {
+			return false
+		}
+		forZone = forZone || e.HasZoneHint(zone)
+	}
+	return anyReady && forZone && zone != ""
+}
+
+// ClusterIPEndpoints is what kube-proxy with cfg does with a pod's packet
+// to sp's ClusterIP, from the same decisions the renderers write: the
+// endpoints it may pick, or no endpoint and the verdict, "DROP"
+// (internalTrafficPolicy Local without a local endpoint) or "REJECT" (no
+// usable endpoint anywhere).
+func ClusterIPEndpoints(cfg Config, sp ServicePort) ([]Endpoint, string, error) {
+	s, err := resolve(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := prepareOne(s, &sp)
+	if err != nil || p == nil {
+		return nil, "", err
+	}
+	switch pl := &p.plan; {
+	case pl.internalFilterTarget != "":
+		return nil, pl.internalFilterTarget, nil
+	case p.internalLocal:
+		return endpointsOf(pl.c.local), "", nil
+	default:
+		return endpointsOf(pl.c.cluster), "", nil
+	}
+}
+
+func endpointsOf(eps []*epInfo) []Endpoint {
+	out := make([]Endpoint, len(eps))
+	for i, e := range eps {
+		out[i] = e.Endpoint
 	}
 	return out
 }

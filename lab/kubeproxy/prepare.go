@@ -24,6 +24,7 @@ type settings struct {
 	randomFully        bool
 	nfacct             bool
 	tcpLiberal         bool
+	zone               string // the node's zone label, for topology hints
 }
 
 // resolve validates cfg and derives settings.
@@ -35,6 +36,7 @@ func resolve(cfg Config) (*settings, error) {
 		randomFully:   cfg.RandomFully,
 		nfacct:        cfg.NFAcct,
 		tcpLiberal:    cfg.ConntrackTCPLiberal,
+		zone:          cfg.Zone,
 	}
 	if s.mark == "" {
 		s.mark = DefaultMasqueradeMark
@@ -275,7 +277,7 @@ func prepareOne(s *settings, in *ServicePort) (*svcPort, error) {
 		}
 	}
 	sp.eps = prepareEndpoints(s, spn, proto, in.Endpoints)
-	sp.plan = plan(sp)
+	sp.plan = plan(sp, s.zone)
 	sp.chains = ownChains(sp, &sp.plan)
 	return sp, nil
 }

@@ -19,8 +19,8 @@ type portPlan struct {
 	externalFilterComment  string
 }
 
-func plan(sp *svcPort) portPlan {
-	p := portPlan{c: categorize(sp)}
+func plan(sp *svcPort, zone string) portPlan {
+	p := portPlan{c: categorize(sp, zone)}
 	p.usesClusterPolicyChain = len(p.c.cluster) > 0 && sp.usesClusterEndpoints()
 	p.usesLocalPolicyChain = len(p.c.local) > 0 && sp.usesLocalEndpoints()
 	p.internalChain, p.hasInternalEndpoints = sp.svc, p.c.hasAny

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // ServicePort is one port of one Service together with its endpoints: the
@@ -69,6 +70,22 @@ type Endpoint struct {
 	Ready       bool
 	Serving     bool
 	Terminating bool
+	// ZoneHints are the endpoint's hints.forZones, comma-separated ("" for
+	// none); the EndpointSlice controllers set one zone. A string keeps
+	// Endpoint comparable. See HasZoneHint.
+	ZoneHints string
+}
+
+// HasZoneHint reports whether the endpoint is hinted for zone.
+func (e Endpoint) HasZoneHint(zone string) bool {
+	for h := e.ZoneHints; h != ""; {
+		var z string
+		z, h, _ = strings.Cut(h, ",")
+		if z == zone {
+			return true
+		}
+	}
+	return false
 }
 
 // String is the endpoint as kube-proxy formats it, net.JoinHostPort(ip,
@@ -126,6 +143,9 @@ func (sp *ServicePort) externallyAccessible() bool {
 type Config struct {
 	// NodeName is informational; locality comes from Endpoint.Local.
 	NodeName string
+	// Zone is the node's topology.kubernetes.io/zone label; "" means none,
+	// so zone hints are never used (kubernetes pkg/proxy/topology.go).
+	Zone string
 	// NodeIPs are this node's addresses. The first one of the proxier's
 	// family is kube-proxy's nodeIP (used by loadBalancerSourceRanges);
 	// all of them are candidates for NodePortAddresses.

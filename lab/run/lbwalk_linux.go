@@ -299,8 +299,10 @@ func decodeFrames(frames []capture.Frame) []walk.Packet {
 }
 
 // lbSpread sends many requests to one load balancer node and counts which
-// targets answered: with cross-zone on every target of every AZ answers,
-// with it off only those in the node's AZ.
+// pods answered: with ip targets and cross-zone on every target of every
+// AZ answers, with it off only those in the node's AZ; with instance
+// targets, the pods the reachable nodes' kube-proxy sends to (see
+// lbSpreadEndpoints).
 func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
 	_, l, node, li, err := walk.LBOf(s.Topo, w)
 	if err != nil {
@@ -315,9 +317,6 @@ func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
 		}
 		g, path = r.Group, w.Path
 	}
-	if g.TargetType != lb.TargetIP {
-		return nil, fmt.Errorf("walk %s: a spread walk counts pods, so it needs ip targets; %s has %s targets", w.Name, g.Name, g.TargetType)
-	}
 	src, err := s.NS(w.From)
 	if err != nil {
 		return nil, err
@@ -328,17 +327,21 @@ func (s *Session) lbSpread(w spec.Walk) (*Run, error) {
 	}
 	sp := &Spread{Counts: map[string]int{}, Connections: w.Connections, ZoneOnly: !g.CrossZone}
 	dst := netip.AddrPortFrom(node.IP, uint16(li.Port))
-	for i := 0; i < w.Connections; i++ {
-		a, _, err := traffic.HTTPDo(src, client.IP, 0, dst, traffic.NewToken(), traffic.Timeout, path)
-		if err != nil || a == nil {
-			sp.Failures, sp.LastErr = sp.Failures+1, err
-			continue
+	m, _ := lb.Build(s.Topo)
+	sp.CrossAZ, sp.CrossedRequests, err = s.crossAZDuring(m, func() {
+		for i := 0; i < w.Connections; i++ {
+			a, _, err := traffic.HTTPDo(src, client.IP, 0, dst, traffic.NewToken(), traffic.Timeout, path)
+			if err != nil || a == nil {
+				sp.Failures, sp.LastErr = sp.Failures+1, err
+				continue
+			}
+			sp.Counts[a.Object]++
 		}
-		sp.Counts[a.Object]++
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, t := range g.Targets {
-		sp.Endpoints = append(sp.Endpoints, SpreadEndpoint{Pod: t.Object, Node: t.AZ, Local: t.AZ == node.AZ})
-	}
+	sp.Endpoints, sp.Rule = lbSpreadEndpoints(s.Topo, l, g, node)
 	return &Run{Spread: sp}, nil
 }
 

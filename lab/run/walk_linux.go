@@ -290,14 +290,39 @@ func (s *Session) spread(w spec.Walk) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	counts := map[string]int{}
-	failures, lastErr := traffic.CountAnswers(src, from.IP, svc.Dest(s.Topo, w), w.Connections, counts)
-	run := &Run{Spread: &Spread{Counts: counts, Failures: failures, Connections: w.Connections, LastErr: lastErr}}
-	for _, pod := range svc.Endpoints(s.Topo) {
-		p := s.Topo.Pod(pod)
-		run.Spread.Endpoints = append(run.Spread.Endpoints, SpreadEndpoint{Pod: pod, Node: p.Node, Local: p.Node == from.Instance})
+	sp := &Spread{Counts: map[string]int{}, Connections: w.Connections}
+	dst := svc.Dest(s.Topo, w)
+	// Each request carries its own walk token, so the router's capture
+	// tells which requests crossed an AZ.
+	sp.CrossAZ, sp.CrossedRequests, err = s.crossAZDuring(nil, func() {
+		for i := 0; i < w.Connections; i++ {
+			a, err := traffic.HTTPGet(src, from.IP, 0, dst, traffic.NewToken(), traffic.Timeout, "/")
+			if err != nil {
+				sp.Failures, sp.LastErr = sp.Failures+1, err
+				continue
+			}
+			sp.Counts[a.Object]++
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(run.Spread.Endpoints, func(i, j int) bool { return run.Spread.Endpoints[i].Pod < run.Spread.Endpoints[j].Pod })
+	run := &Run{Spread: sp}
+	if p := s.Topo.Pod(w.From); p != nil && w.Via == "" {
+		for _, csp := range cluster.Endpoints(s.Topo) {
+			if csp.Service.Namespace == svc.Namespace && csp.Service.Name == svc.Name && uint16(csp.Port.Port) == svc.Port &&
+				strings.EqualFold(string(csp.Port.Protocol), svc.Protocol) {
+				sp.Endpoints, sp.Rule, sp.Notes = podSpreadEndpoints(s.Topo, csp, p.Node)
+			}
+		}
+	} else {
+		for _, pod := range svc.Endpoints(s.Topo) {
+			p := s.Topo.Pod(pod)
+			sp.Endpoints = append(sp.Endpoints, SpreadEndpoint{Pod: pod, Node: p.Node, AZ: cluster.NodeZone(s.Topo, p.Node),
+				Local: p.Node == from.Instance})
+		}
+	}
+	sort.Slice(sp.Endpoints, func(i, j int) bool { return sp.Endpoints[i].Pod < sp.Endpoints[j].Pod })
 	return run, nil
 }
 
@@ -310,23 +335,57 @@ type Spread struct {
 	// ZoneOnly is set for a load balancer node without cross-zone: only the
 	// endpoints in its AZ may answer, and all of them must.
 	ZoneOnly bool
+	// Rule says which endpoints may answer when not all may (those are
+	// Excluded): topology hints, a traffic policy, cross-zone off.
+	Rule string
+	// Notes explain what kept every endpoint in play (hints refused, the
+	// fallback when no endpoint is hinted for the client's zone).
+	Notes []string
+	// CrossAZ is what the requests' connections moved between AZs, seen at
+	// the VPC router; CrossedRequests counts the requests that crossed.
+	CrossAZ         walk.CrossAZ
+	CrossedRequests int
+}
+
+// Answered is the number of requests that got an answer.
+func (s *Spread) Answered() int { return s.Connections - s.Failures }
+
+// CrossShare is the share of answered requests that crossed an AZ.
+func (s *Spread) CrossShare() float64 {
+	if s.Answered() == 0 {
+		return 0
+	}
+	return float64(s.CrossedRequests) / float64(s.Answered())
+}
+
+// MonthlyCost is the cross-AZ charge of these requests' bytes, per
+// request, at walk.SpreadRequestRate requests a second for a month.
+func (s *Spread) MonthlyCost() float64 {
+	if s.Answered() == 0 {
+		return 0
+	}
+	return walk.MonthlyCost(float64(s.CrossAZ.Bytes)/float64(s.Answered()), walk.SpreadRequestRate)
 }
 
 // SpreadEndpoint is one endpoint of a spread walk.
 type SpreadEndpoint struct {
 	Pod, Node string
+	AZ        string
 	Local     bool // on the client's node, or in the load balancer node's AZ
+	// Excluded: the path may not send to it (see Spread.Rule); it must
+	// never answer.
+	Excluded bool
 }
 
 // Passed: no connection failed and every endpoint that may answer did, at
-// least once; with ZoneOnly, no endpoint of another AZ answered.
+// least once; no Excluded endpoint answered.
 func (s *Spread) Passed() bool {
 	if s.Failures > 0 || len(s.Endpoints) == 0 {
 		return false
 	}
 	for _, e := range s.Endpoints {
 		reached := s.Counts[e.Pod] > 0
-		if s.ZoneOnly && !e.Local {
+		if e.Excluded {
 			if reached {
 				return false
 			}

@@ -103,6 +103,9 @@ func (v *validator) services() {
 			t.Manifests.Warnings = append(t.Manifests.Warnings, fmt.Sprintf("%s:%d: %s: the selector picks no pod; "+
 				"the Service has no endpoints and its ClusterIP rejects connections, as in Kubernetes", t.File, line, where))
 		}
+		v.serviceTopology(s, bad, func(w string) {
+			t.Manifests.Warnings = append(t.Manifests.Warnings, fmt.Sprintf("%s:%d: %s: %s", t.File, line, where, w))
+		})
 		for _, w := range unmodelled(s) {
 			t.Manifests.Warnings = append(t.Manifests.Warnings, fmt.Sprintf("%s:%d: %s: %s", t.File, line, where, w))
 		}
@@ -141,13 +144,57 @@ func podNames(pods []Pod) string {
 // unmodelled lists fields a Service sets that the lab reads but ignores.
 func unmodelled(s *corev1.Service) []string {
 	var w []string
-	if s.Spec.TrafficDistribution != nil {
-		w = append(w, "spec.trafficDistribution is not modelled (endpoints are picked cluster-wide)")
-	}
 	if s.Spec.PublishNotReadyAddresses {
 		w = append(w, "spec.publishNotReadyAddresses is not modelled (every lab pod is ready)")
 	}
 	return w
+}
+
+// Topology aware routing's Service annotations.
+const (
+	AnnotationTopologyMode = "service.kubernetes.io/topology-mode"
+	// AnnotationTopologyAwareHints is the deprecated name; it wins when both
+	// are set.
+	AnnotationTopologyAwareHints = "service.kubernetes.io/topology-aware-hints"
+)
+
+// serviceTopology checks the fields that keep traffic in its zone or node:
+// the values the API server refuses (kubernetes pkg/apis/core/validation,
+// ValidateService: trafficDistribution and internalTrafficPolicy are enums)
+// are errors; the combinations the EndpointSlice controller or kube-proxy
+// silently ignore are warnings.
+func (v *validator) serviceTopology(s *corev1.Service, bad func(field, format string, args ...any), warn func(string)) {
+	if itp := s.Spec.InternalTrafficPolicy; itp != nil && *itp != corev1.ServiceInternalTrafficPolicyCluster &&
+		*itp != corev1.ServiceInternalTrafficPolicyLocal {
+		bad("spec.internalTrafficPolicy", "Unsupported value: %q: supported values: \"Cluster\", \"Local\"", *itp)
+	}
+	td := s.Spec.TrafficDistribution
+	if td != nil {
+		switch *td {
+		case corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone:
+		case corev1.ServiceTrafficDistributionPreferSameNode:
+			bad("spec.trafficDistribution", "PreferSameNode (node hints) is not modelled; use PreferClose or PreferSameZone")
+		default:
+			bad("spec.trafficDistribution", "Unsupported value: %q: supported values: \"PreferClose\", \"PreferSameZone\", \"PreferSameNode\"", *td)
+		}
+	}
+	mode, key := s.Annotations[AnnotationTopologyAwareHints], AnnotationTopologyAwareHints
+	if _, ok := s.Annotations[key]; !ok {
+		mode, key = s.Annotations[AnnotationTopologyMode], AnnotationTopologyMode
+	}
+	auto := mode == "Auto" || mode == "auto"
+	switch {
+	case auto && td != nil:
+		warn(fmt.Sprintf("spec.trafficDistribution %s is ignored: with %s: %s the EndpointSlice controller sets the topology cache's hints instead",
+			*td, key, mode))
+	case !auto && mode != "" && mode != "Disabled" && mode != "disabled":
+		warn(fmt.Sprintf("%s: %q is not \"Auto\" or \"auto\": the EndpointSlice controller sets no hints for it", key, mode))
+	}
+	local := s.Spec.InternalTrafficPolicy != nil && *s.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
+	if local && (auto || td != nil) {
+		warn("internalTrafficPolicy: Local: kube-proxy sends traffic from pods to this node's endpoints only, so zone hints " +
+			"never apply to it (they still apply to external traffic with externalTrafficPolicy Cluster)")
+	}
 }
 
 // ServicePortTarget resolves a Service port's targetPort for one pod: a

@@ -1,6 +1,7 @@
 package walk
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 
@@ -106,4 +107,68 @@ func FlowPackets(c *Classifier, pkts []Packet) func(*Packet) bool {
 	return func(p *Packet) bool {
 		return conns[conn{p.Proto, netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)}]
 	}
+}
+
+// SpreadRequestRate is the request rate a spread walk's monthly cost is
+// stated at: 100 requests a second, every second of a 30-day month.
+const SpreadRequestRate = 100
+
+// MonthlyCost is what crossing costs a month at rate requests a second when
+// each request moves bytesPerRequest across AZs (billed out and in).
+func MonthlyCost(bytesPerRequest, rate float64) float64 {
+	return 2 * bytesPerRequest * rate * 30 * 24 * 3600 / 1e9 * CrossAZPricePerGB
+}
+
+// SpreadCrossAZ counts what a spread walk's requests moved between AZs,
+// from a capture at the VPC router's ports: a packet belongs to the walk
+// when its connection (as seen at that sighting) carried a request with a
+// walk token; crossed counts the requests (tokens) with at least one packet
+// that carries the token across a boundary. Connections are matched per
+// sighting, so every hop of a request (client to load balancer, load
+// balancer to node, node to pod) counts on its own.
+func SpreadCrossAZ(azs map[string]string, pkts []Packet) (c CrossAZ, crossed int) {
+	conns := map[conn]bool{}
+	for i := range pkts {
+		p := &pkts[i]
+		if walkToken(p.Payload) != "" {
+			a, b := netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)
+			conns[conn{p.Proto, a, b}], conns[conn{p.Proto, b, a}] = true, true
+		}
+	}
+	byToken := map[string]bool{}
+	c = CountCrossAZ(azs, pkts, func(p *Packet) bool {
+		return conns[conn{p.Proto, netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)}]
+	})
+	// CountCrossAZ counts packets; which requests crossed needs the token
+	// of each crossing packet, so walk the sightings once more.
+	entered := map[ipKey]string{}
+	for i := range pkts {
+		p := &pkts[i]
+		az, ok := azs[p.Point.Iface]
+		if p.Point.Object != spec.RouterName || !ok || !p.Src.IsValid() {
+			continue
+		}
+		tok := walkToken(p.Payload)
+		if tok == "" {
+			continue
+		}
+		k := ipKey{p.Src, p.Dst, p.IPID, p.Proto, p.IPLen}
+		if p.Dir == In {
+			entered[k] = az
+		} else if from, ok := entered[k]; ok && from != az {
+			byToken[tok] = true
+		}
+	}
+	return c, len(byToken)
+}
+
+// walkToken finds a walk token ("labctl-walk-" and 16 hex digits) in a
+// payload, "" if there is none.
+func walkToken(b []byte) string {
+	const prefix = "labctl-walk-"
+	i := bytes.Index(b, []byte(prefix))
+	if i < 0 || len(b) < i+len(prefix)+16 {
+		return ""
+	}
+	return string(b[i : i+len(prefix)+16])
 }
