@@ -177,6 +177,7 @@ func (t *Topology) Validate() Errors {
 	v.pods(claim, own)
 	v.hosts(subnets, claim, own)
 	v.natGateways(subnets, claim, own)
+	v.controlPlane(subnets, claim, own)
 	// EC2 gives an address of a delegated /28 to no other ENI, neither as
 	// its primary nor as a secondary IP.
 	for _, o := range order {
