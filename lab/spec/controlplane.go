@@ -270,3 +270,33 @@ func (v *validator) controlPlane(subnets map[string]Subnet, claim func(string, s
 		}
 	}
 }
+
+// WalkControlPlane is a walk of the control plane path: from a node, a
+// pod or an internet host to the cluster endpoint (resolve its name, TCP
+// 443, TLS, GET /version), or from an API server instance (From) to a
+// node's kubelet (To) on 10250.
+const WalkControlPlane = "control-plane"
+
+// controlPlaneWalk checks a control plane walk's ends.
+func (v *validator) controlPlaneWalk(p string, w Walk, objects map[string]string) {
+	if v.t.ControlPlane == nil {
+		v.add(p+".kind", "a control-plane walk needs a controlPlane section")
+		return
+	}
+	if w.Expect != "answer" && w.Expect != "drop" {
+		v.add(p+".expect", "expect %q: use answer or drop", w.Expect)
+	}
+	kind, _, _ := strings.Cut(objects[w.From], " ")
+	if slices.Contains([]string{APIServerName(0), APIServerName(1)}, w.From) {
+		if v.t.Node(w.To) == nil {
+			v.add(p+".to", "%q is not a node: an API server's walk goes to a kubelet", w.To)
+		}
+		return
+	}
+	if kind != "node" && kind != "internet-host" {
+		v.add(p+".from", "%q is not a node, an internet host or an API server instance (eks-api-0, eks-api-1)", w.From)
+	}
+	if w.To != "" {
+		v.add(p+".to", "a walk to the cluster endpoint has no to: (it resolves the endpoint's name)")
+	}
+}

@@ -605,6 +605,9 @@ func (v *validator) walks(objects map[string]string) {
 		switch w.Kind {
 		case WalkState:
 			continue
+		case WalkControlPlane:
+			v.controlPlaneWalk(p, w, objects)
+			continue
 		case WalkFlow, WalkDNS, WalkSpread, WalkChurn:
 		default:
 			v.add(p+".kind", "unknown walk kind %q (use flow, state, dns, spread or churn)", w.Kind)
