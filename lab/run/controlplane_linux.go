@@ -148,7 +148,10 @@ func (f *cpFlow) get(dst netip.AddrPort, serverName, path string, timeout time.D
 func (f *cpFlow) expect(run *Run, cl *walk.Classifier, pkts []walk.Packet) (*walk.Expectation, error) {
 	at := walk.Point{Object: f.client.Instance, Iface: f.client.ClientIface()}
 	for _, p := range pkts {
-		if p.Point == at && p.Dir == walk.Out && p.Proto == "tcp" && p.TCP.SYN && !p.TCP.ACK && p.SrcPort == f.port {
+		// By the destination, not the source port: aws-node's SNAT of a
+		// node's own traffic out of the VPC picks a new port before eth0.
+		if p.Point == at && p.Dir == walk.Out && p.Proto == "tcp" && p.TCP.SYN && !p.TCP.ACK && p.Src == f.client.IP &&
+			p.DstPort == f.dport() && (p.SrcPort == f.port || f.target.Public) {
 			cl.ISN, cl.HaveISN = p.TCP.Seq, true
 			break
 		}
@@ -156,7 +159,7 @@ func (f *cpFlow) expect(run *Run, cl *walk.Classifier, pkts []walk.Packet) (*wal
 	return walk.DeriveControlPlane(f.s.Topo, f.w, f.port, f.target)
 }
 
-func (f *cpFlow) azs() map[string]string { return walk.PortAZs(f.s.Topo, nil) }
+func (f *cpFlow) azs() map[string]string { return walk.ControlPlanePortAZs(f.s.Topo) }
 
 func (f *cpFlow) judge(run *Run, e *walk.Expectation, cl *walk.Classifier, pkts []walk.Packet) {
 	w, r := f.w, run.Report
@@ -202,4 +205,12 @@ func (f *cpFlow) judge(run *Run, e *walk.Expectation, cl *walk.Classifier, pkts 
 		r.Notes = append(r.Notes, fmt.Sprintf("the server should have seen %s", want))
 		r.Failed = true
 	}
+}
+
+// dport is the port the walk connects to.
+func (f *cpFlow) dport() uint16 {
+	if f.s.Topo.Node(f.w.To) != nil {
+		return spec.KubeletPort
+	}
+	return spec.APIServerPort
 }

@@ -282,7 +282,18 @@ func hairpin(c *cpHops, src netip.Addr, sport uint16, dst netip.Addr, dport uint
 func (m *model) vpcToNLB(from Endpoint, i int, sport uint16, drop bool) ([]Hop, error) {
 	pub, port := spec.ControlPlaneNLBPublicIP(i), uint16(spec.APIServerPort)
 	to := Endpoint{Object: spec.ControlPlaneNLBName, IP: pub, MAC: spec.InternetRouterMAC}
+	// aws-node's AWS-SNAT-CHAIN-0 also takes the node's own traffic out of
+	// the VPC: SNAT to the primary IP it already has, --random-fully, so
+	// the port leaving eth0 is not the one the client bound.
+	nodeSNAT := from.Node && m.t.NodeSNATs(from.Instance, pub)
+	if nodeSNAT {
+		sport = 0
+	}
 	out, ok := m.routeOut(Request, from, to, netip.Addr{}, sport, port)
+	if nodeSNAT && len(out) > 0 {
+		out[0].NAT = fmt.Sprintf("%s SNAT %s -> %s, a new port (AWS-SNAT-CHAIN-0, --random-fully: %s is outside %s)",
+			from.Instance, from.IP, from.IP, pub, m.t.VPC.CIDR)
+	}
 	cut := -1
 	for k, h := range out {
 		if h.Point == (Point{spec.GatewayName, gatewayInternetIf}) && h.Dir == Out {
@@ -335,5 +346,18 @@ func cpPoints(t *spec.Topology, hops []Hop) []Point {
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// ControlPlanePortAZs is PortAZs with the X-ENIs' ports: an API server's
+// call to a kubelet in another AZ crosses an AZ like any ENI's traffic.
+func ControlPlanePortAZs(t *spec.Topology) map[string]string {
+	out := PortAZs(t, nil)
+	for i := 0; i < spec.APIServerCount; i++ {
+		if x := t.XENIOf(i); x != nil {
+			s, _ := t.Subnet(x.Subnet)
+			out[spec.RouterPortName(spec.APIServerName(i), 1)] = s.AZ
+		}
+	}
 	return out
 }
