@@ -170,8 +170,11 @@ func (t *Topology) XENIOf(i int) *XENI {
 }
 
 // XENIInAZ is the X-ENI in az, or the first when none is (an AZ without
-// one reaches the private endpoint across AZs).
+// one reaches the private endpoint across AZs); nil when there is none.
 func (t *Topology) XENIInAZ(az string) (int, *XENI) {
+	if t.ControlPlane == nil || len(t.ControlPlane.XENIs) == 0 {
+		return -1, nil
+	}
 	for i := range t.ControlPlane.XENIs {
 		if s, ok := t.Subnet(t.ControlPlane.XENIs[i].Subnet); ok && s.AZ == az {
 			return i, &t.ControlPlane.XENIs[i]
@@ -293,8 +296,13 @@ func (v *validator) controlPlaneWalk(p string, w Walk, objects map[string]string
 		}
 		return
 	}
-	if kind != "node" && kind != "internet-host" {
+	switch {
+	case kind != "node" && kind != "internet-host":
 		v.add(p+".from", "%q is not a node, an internet host or an API server instance (eks-api-0, eks-api-1)", w.From)
+	case kind == "internet-host" && !v.t.ControlPlane.PublicAccess():
+		v.add(p+".from", "%s is on the internet, and the public endpoint is off (endpointPublicAccess: false)", w.From)
+	case kind == "internet-host" && (v.t.Internet == nil || v.t.Internet.DNS == nil):
+		v.add(p+".from", "%s resolves the endpoint through Route 53: add internet.dns", w.From)
 	}
 	if w.To != "" {
 		v.add(p+".to", "a walk to the cluster endpoint has no to: (it resolves the endpoint's name)")

@@ -83,6 +83,10 @@ func TestControlPlaneValidationNamesTheField(t *testing.T) {
 		{"public endpoint without internet", "internet:\n  hosts:\n    - {name: laptop, ip: 198.51.100.10}\n  dns: {name: route53, ip: 198.51.100.53}\n", "",
 			"controlPlane.endpointPublicAccess: the public endpoint's NLB is reached through the internet gateway"},
 		{"name taken", "name: node21", "name: eks-api-1", `name "eks-api-1" is already used`},
+		{"walk from a pod", "from: node11", "from: pod12", `walks[0].from: "pod12" is not a node, an internet host or an API server instance`},
+		{"walk from the internet without Route 53", "  dns: {name: route53, ip: 198.51.100.53}\n", "", "walks[1].from: laptop resolves the endpoint through Route 53: add internet.dns"},
+		{"API server walk to a pod", "to: node11", "to: pod12", `walks[2].to: "pod12" is not a node`},
+		{"walk to the endpoint with a to", "    from: node11\n", "    from: node11\n    to: node21\n", "walks[0].to: a walk to the cluster endpoint has no to:"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := cpTopology(t, func(y string) string {

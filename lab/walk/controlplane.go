@@ -74,7 +74,7 @@ func CPTargetOf(t *spec.Topology, client string, answers []netip.Addr) (CPTarget
 		s, _ := t.Subnet(n.ENI(0).Subnet)
 		az = s.AZ
 	}
-	if idx, x := t.XENIInAZ(az); t.ControlPlane != nil && len(t.ControlPlane.XENIs) > 0 {
+	if idx, x := t.XENIInAZ(az); x != nil {
 		for _, a := range answers {
 			if a == x.IP {
 				return CPTarget{Addr: a, Index: idx}, nil
