@@ -110,6 +110,7 @@ func TestNLBAdmitsOnlyPublicAccessCIDRs(t *testing.T) {
 func TestPrivateOnlyEndpointHasNoNLB(t *testing.T) {
 	p := controlPlanePlan(t, func(y string) string {
 		y = strings.Replace(y, "endpointPublicAccess: true", "endpointPublicAccess: false", 1)
+		y = strings.Replace(y, "    from: laptop\n", "    from: node21\n", 1) // CP2 needs the public endpoint
 		return strings.Replace(y, "  publicAccessCidrs: [0.0.0.0/0]\n", "", 1)
 	})
 	if p.NS(spec.ControlPlaneNLBName) != nil {
