@@ -18,7 +18,7 @@ func Check(t *spec.Topology) ([]string, error) {
 		return nil, err
 	}
 	for i, w := range t.Walks {
-		if w.LoadBalancer == "" && t.InternetHost(w.From) != nil && t.InternetHost(w.To) == nil {
+		if w.LoadBalancer == "" && w.Kind != spec.WalkControlPlane && t.InternetHost(w.From) != nil && t.InternetHost(w.To) == nil {
 			// Inbound from the internet the lab walks through a load
 			// balancer only; a flow to an instance's Elastic IP would be
 			// derived through hops the engine does not model.

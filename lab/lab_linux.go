@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/labctl/labctl/lab/kernel"
 	"github.com/labctl/labctl/lab/netfilter"
 	"github.com/labctl/labctl/lab/ns"
+	"github.com/labctl/labctl/lab/pki"
 	"github.com/labctl/labctl/lab/plan"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/state"
@@ -109,7 +112,14 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *state.State, er
 	}
 	st = &state.State{Lab: name, Topology: src, Created: time.Now().UTC(), Namespaces: p.NSNames(), Iptables: t.Iptables,
 		KubeProxyMode: t.KubeProxy.Mode}
-	unlock, err := state.Begin(st, map[string][]byte{"topology.yaml": topo})
+	files := map[string][]byte{"topology.yaml": topo}
+	// The control plane's CA and serving certificates go with the state
+	// (0600 files in the 0700 state directory), so down, or down after a
+	// crash, removes them with it.
+	if err := controlPlaneFiles(t, files); err != nil {
+		return nil, err
+	}
+	unlock, err := state.Begin(st, files)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +163,16 @@ func Up(ctx context.Context, t *spec.Topology, o UpOptions) (st *state.State, er
 	if in := t.Internet; in != nil && in.DNS != nil {
 		for _, h := range in.Hosts {
 			if err := resolv(h.Name, func() (bool, error) { return kernel.WriteInternetResolvConf(name, h.Name, in.DNS.IP) }); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Nodes resolve the cluster endpoint through the VPC resolver.
+	if t.ControlPlane != nil {
+		for _, n := range t.Nodes {
+			if err := resolv(n.Name, func() (bool, error) {
+				return kernel.WriteInternetResolvConf(name, n.Name, spec.VPCResolver(t.VPC.CIDR))
+			}); err != nil {
 				return nil, err
 			}
 		}
@@ -313,4 +333,30 @@ func RestartApps(ctx context.Context, lab string) (int, error) {
 	}
 	st.AgentPID = pid
 	return pid, st.Write()
+}
+
+// controlPlaneFiles adds the lab CA and the control plane's serving
+// certificates to the files a new lab's state starts with.
+func controlPlaneFiles(t *spec.Topology, files map[string][]byte) error {
+	if t.ControlPlane == nil {
+		return nil
+	}
+	var api, nodes []netip.Addr
+	for i := 0; i < spec.APIServerCount; i++ {
+		api = append(api, spec.APIServerIP(i))
+		if x := t.XENIOf(i); x != nil {
+			api = append(api, x.IP)
+		}
+	}
+	for _, n := range t.Nodes {
+		for _, e := range n.ENIs {
+			nodes = append(nodes, e.IP)
+		}
+	}
+	pf, err := pki.Files(t.EndpointName(), api, nodes)
+	if err != nil {
+		return fmt.Errorf("making the lab CA: %w", err)
+	}
+	maps.Copy(files, pf)
+	return nil
 }

@@ -255,6 +255,7 @@ func want(t *spec.Topology) []listener {
 		out = append(out, listener{Object: d, Kind: kindRoute53, Proto: "udp", Port: 53},
 			listener{Object: d, Kind: kindRoute53, Proto: "tcp", Port: 53})
 	}
+	out = append(out, controlPlaneListeners(t)...)
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
@@ -359,6 +360,8 @@ func (a *agent) listen(h *ns.NS, t *spec.Topology, l listener) (io.Closer, error
 		base.Namespace, base.Node = p.Namespace, p.Node
 	}
 	switch {
+	case l.Kind == kindAPIServer || l.Kind == kindKubelet || l.Kind == kindVPCResolver:
+		return a.serveControlPlane(t, l, tl, ul)
 	case l.Kind == kindEcho:
 		go serveUDP(ul, base)
 		return ul, nil
@@ -547,7 +550,17 @@ func (a *agent) route53Handler(t *spec.Topology) dns.Handler {
 			zones = append(zones, z)
 		}
 	}
+	// The cluster endpoint's public record (EKS's own zone).
+	endpoint, public := "", []netip.Addr(nil)
+	if t.ControlPlane != nil {
+		endpoint, public = dns.Fqdn(strings.ToLower(t.EndpointName())), t.EndpointAddrs(false)
+		names = append(names, endpoint)
+		zones = append(zones, hostedZoneOf(endpoint))
+	}
 	return zoneHandler(zones, names, 60, func(name string) []netip.Addr {
+		if name == endpoint {
+			return public
+		}
 		al, ok := records[name]
 		if !ok {
 			return nil

@@ -164,7 +164,8 @@ func BuildFor(t *spec.Topology, lab string, k Kernel) *Plan {
 	}
 	m := LBModel(t)
 	p.loadBalancers(t, m)
-	p.internet(t, publicIPs(t, m))
+	p.internet(t, append(publicIPs(t, m), controlPlanePublicIPs(t)...))
+	p.controlPlane(t)
 	return p
 }
 

@@ -38,6 +38,8 @@ func (s *Session) Walk(w spec.Walk, outDir string) (*Run, error) {
 		return s.spread(w)
 	case w.Kind == spec.WalkChurn:
 		return s.churn(w)
+	case w.Kind == spec.WalkControlPlane:
+		f, err = s.newCPFlow(w)
 	case w.LoadBalancer != "":
 		f, err = s.newLBFlow(w)
 	default:

@@ -364,6 +364,11 @@ func (t *Topology) instanceAddrs() map[netip.Addr]bool {
 	for _, h := range t.Hosts {
 		used[h.IP] = true
 	}
+	if t.ControlPlane != nil {
+		for _, x := range t.ControlPlane.XENIs {
+			used[x.IP] = true
+		}
+	}
 	return used
 }
 

@@ -238,6 +238,7 @@ func (t *Topology) Objects() []string {
 	for _, n := range t.NATGateways {
 		out = append(out, n.Name)
 	}
+	out = append(out, t.ControlPlaneObjects()...)
 	if t.Internet != nil {
 		out = append(out, GatewayName, InternetName)
 		for _, h := range t.Internet.Hosts {

@@ -31,7 +31,10 @@ type Topology struct {
 	// NATGateways are public NAT gateways, each in a subnet with an
 	// Elastic IP; a route table sends a private subnet's traffic to one.
 	NATGateways []NATGateway `yaml:"natGateways"`
-	Walks       []Walk       `yaml:"walks"`
+	// ControlPlane is the EKS control plane (see controlplane.go); nil
+	// means the lab builds none.
+	ControlPlane *ControlPlane `yaml:"controlPlane"`
+	Walks        []Walk        `yaml:"walks"`
 	// Iptables is the nodes' iptables backend: "nft" (default, as on AL2023
 	// nodes; walk --explain needs it) or "legacy" (as on AL2 nodes).
 	Iptables string `yaml:"iptables"`

@@ -177,6 +177,7 @@ func (t *Topology) Validate() Errors {
 	v.pods(claim, own)
 	v.hosts(subnets, claim, own)
 	v.natGateways(subnets, claim, own)
+	v.controlPlane(subnets, claim, own)
 	// EC2 gives an address of a delegated /28 to no other ENI, neither as
 	// its primary nor as a secondary IP.
 	for _, o := range order {
@@ -603,6 +604,9 @@ func (v *validator) walks(objects map[string]string) {
 		seen[w.Name] = true
 		switch w.Kind {
 		case WalkState:
+			continue
+		case WalkControlPlane:
+			v.controlPlaneWalk(p, w, objects)
 			continue
 		case WalkFlow, WalkDNS, WalkSpread, WalkChurn:
 		default:

@@ -251,6 +251,9 @@ func (m *model) eniSubnet(instance string, eni int) spec.Subnet {
 			}
 		}
 	}
+	if s, ok := m.xeniSubnet(instance, eni); ok {
+		return s
+	}
 	panic("walk: no subnet for " + instance)
 }
 
@@ -301,7 +304,7 @@ func (m *model) path(leg Leg, a, b Endpoint, sport, dport uint16) []Hop {
 	// A load balancer node's traffic always takes its ENI's own table,
 	// default via the subnet's router, even to its own subnet (plan's rules
 	// "from <node IP> lookup 10+k" and "iif ethk lookup 10+k").
-	direct := egress == 0 && sub.CIDR.Contains(b.IP) && !m.isLB(a.Instance)
+	direct := (egress == 0 || isAPIServer(a.Instance)) && sub.CIDR.Contains(b.IP) && !m.isLB(a.Instance)
 	var why string
 	switch {
 	case a.Pod != nil && egress != 0:
@@ -320,6 +323,9 @@ func (m *model) path(leg Leg, a, b Endpoint, sport, dport uint16) []Hop {
 	} else if a.Node && a.Pod == nil {
 		why = fmt.Sprintf("%s routes it by main: %s", a.Instance, map[bool]string{true: "on-link on eth0",
 			false: "default via " + gw.String() + " dev eth0"}[direct])
+	}
+	if isAPIServer(a.Instance) {
+		why = xeniWhy(a.Instance, sub, direct)
 	}
 	ownerPort := spec.RouterPortName(b.Instance, b.ENI)
 	routerMAC := spec.RouterMAC(sub.Name)
