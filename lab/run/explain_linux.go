@@ -3,10 +3,8 @@
 package run
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -109,12 +106,8 @@ type tracer struct {
 }
 
 type monitor struct {
-	obj    string
-	h      *ns.NS
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	lines  []string
-	marker int
+	obj string
+	traceMonitor
 }
 
 // deciders are the namespaces that forward: nodes, the router, load
@@ -160,30 +153,12 @@ func (s *Session) startTrace(objs []string) (*tracer, error) {
 			t.stop()
 			return nil, err
 		}
-		m := &monitor{obj: o, h: h}
+		m := &monitor{obj: o, traceMonitor: traceMonitor{h: h}}
 		t.mons[o] = m
-		var out *bufio.Scanner
-		err = h.Do(func() error {
-			m.cmd = exec.Command("xtables-monitor", "--trace")
-			stdout, err := m.cmd.StdoutPipe()
-			if err != nil {
-				return err
-			}
-			out = bufio.NewScanner(stdout)
-			out.Buffer(make([]byte, 64<<10), 1<<20)
-			return m.cmd.Start()
-		})
-		if err != nil {
+		if err := h.Do(func() error { return m.start("xtables-monitor", "--trace") }); err != nil {
 			t.stop()
 			return nil, fmt.Errorf("xtables-monitor in %s: %w", h.Name, err)
 		}
-		go func() {
-			for out.Scan() {
-				m.mu.Lock()
-				m.lines = append(m.lines, out.Text())
-				m.mu.Unlock()
-			}
-		}()
 	}
 	for _, m := range t.mons {
 		if err := m.sync(); err != nil {
@@ -200,28 +175,8 @@ func (m *monitor) sync() error {
 	m.marker++
 	port := 40000 + m.marker
 	want := "DPORT=" + strconv.Itoa(port) + " "
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		_ = m.h.Do(func() error {
-			c, err := net.Dial("udp4", "127.0.0.1:"+strconv.Itoa(port))
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_, err = c.Write([]byte("labctl explain marker"))
-			return err
-		})
-		for i := 0; i < 10; i++ {
-			m.mu.Lock()
-			for _, l := range m.lines {
-				if strings.Contains(l, want) {
-					m.mu.Unlock()
-					return nil
-				}
-			}
-			m.mu.Unlock()
-			time.Sleep(5 * time.Millisecond)
-		}
+	if m.awaitMarker(port, want, "labctl explain marker") {
+		return nil
 	}
 	return fmt.Errorf("xtables-monitor in %s reported no trace (is the nf_tables TRACE available here?)", m.h.Name)
 }
@@ -237,17 +192,14 @@ func (t *tracer) stop() map[string][]*TracedPacket {
 func (t *tracer) stopNow() map[string][]*TracedPacket {
 	out := map[string][]*TracedPacket{}
 	for o, m := range t.mons {
-		if m.cmd != nil && m.cmd.Process != nil {
+		if m.running() {
 			_ = m.sync()
-			_ = m.cmd.Process.Kill()
-			_ = m.cmd.Wait()
 		}
+		lines := m.end()
 		rules := fmt.Sprintf("*raw\n-D PREROUTING -m comment --comment %q -j TRACE\n-D OUTPUT -m comment --comment %q -j TRACE\nCOMMIT\n",
 			traceTag(), traceTag())
 		_ = netfilter.Of(m.h).Restore(m.h, rules, true)
-		m.mu.Lock()
-		out[o] = parseTrace(m.lines)
-		m.mu.Unlock()
+		out[o] = parseTrace(lines)
 	}
 	return out
 }

@@ -3,9 +3,7 @@
 package run
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/labctl/labctl/lab/ns"
 
@@ -77,13 +74,7 @@ type nftWatch struct {
 	traced map[string][]*NFTTracedPacket
 }
 
-type nftMonitor struct {
-	h      *ns.NS
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	lines  []string
-	marker int
-}
+type nftMonitor struct{ traceMonitor }
 
 func nftTraceTable() string { return fmt.Sprintf("labctl-trace-%d", os.Getpid()) }
 
@@ -106,35 +97,20 @@ func (s *Session) watchNFT(nodes []string, client netip.Addr, dst netip.AddrPort
 			w.stop()
 			return nil, err
 		}
-		m := &nftMonitor{h: h}
+		m := &nftMonitor{traceMonitor{h: h}}
 		w.mons[n] = m
-		var out *bufio.Scanner
 		err = h.Do(func() error {
 			load := exec.Command("nft", "-f", "-")
 			load.Stdin = strings.NewReader(table)
 			if b, err := load.CombinedOutput(); err != nil {
 				return fmt.Errorf("nft -f (the walk's trace table): %w: %s", err, b)
 			}
-			m.cmd = exec.Command("nft", "monitor", "trace")
-			stdout, err := m.cmd.StdoutPipe()
-			if err != nil {
-				return err
-			}
-			out = bufio.NewScanner(stdout)
-			out.Buffer(make([]byte, 64<<10), 1<<20)
-			return m.cmd.Start()
+			return m.start("nft", "monitor", "trace")
 		})
 		if err != nil {
 			w.stop()
 			return nil, fmt.Errorf("nft monitor trace in %s: %w", h.Name, err)
 		}
-		go func() {
-			for out.Scan() {
-				m.mu.Lock()
-				m.lines = append(m.lines, out.Text())
-				m.mu.Unlock()
-			}
-		}()
 	}
 	for _, m := range w.mons {
 		if err := m.sync(); err != nil {
@@ -150,28 +126,8 @@ func (m *nftMonitor) sync() error {
 	m.marker = (m.marker + 1) % 1000
 	port := nftMarkerBase + m.marker
 	want := "udp dport " + strconv.Itoa(port) + " "
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		_ = m.h.Do(func() error {
-			c, err := net.Dial("udp4", "127.0.0.1:"+strconv.Itoa(port))
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			_, err = c.Write([]byte("labctl nft trace marker"))
-			return err
-		})
-		for i := 0; i < 10; i++ {
-			m.mu.Lock()
-			for _, l := range m.lines {
-				if strings.Contains(l+" ", want) {
-					m.mu.Unlock()
-					return nil
-				}
-			}
-			m.mu.Unlock()
-			time.Sleep(5 * time.Millisecond)
-		}
+	if m.awaitMarker(port, want, "labctl nft trace marker") {
+		return nil
 	}
 	return fmt.Errorf("nft monitor trace in %s reported no trace of its marker", m.h.Name)
 }
@@ -185,15 +141,12 @@ func (w *nftWatch) stop() {
 	w.once.Do(func() {
 		w.traced = map[string][]*NFTTracedPacket{}
 		for n, m := range w.mons {
-			if m.cmd != nil && m.cmd.Process != nil {
+			if m.running() {
 				_ = m.sync()
-				_ = m.cmd.Process.Kill()
-				_ = m.cmd.Wait()
 			}
+			lines := m.end()
 			_ = m.h.Do(func() error { return exec.Command("nft", "delete", "table", "ip", nftTraceTable()).Run() })
-			m.mu.Lock()
-			w.traced[n] = ParseNFTTrace(m.lines)
-			m.mu.Unlock()
+			w.traced[n] = ParseNFTTrace(lines)
 		}
 	})
 }
