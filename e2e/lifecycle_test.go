@@ -220,7 +220,7 @@ var _ = Describe("labctl down after a crash", Label("lifecycle"), func() {
 		Expect(err).NotTo(HaveOccurred())
 		out, code := run(nil, "status", "--lab", name)
 		Expect(code).To(Equal(0), out)
-		Expect(out).To(ContainSubstring(fmt.Sprintf("lab %s: up; iptables nft; kube-proxy iptables; VPC CNI v1.22; app server running, pid %d", name, st.AgentPID)))
+		Expect(out).To(ContainSubstring(fmt.Sprintf("lab %s: up; iptables nft; kube-proxy iptables; VPC CNI v1.22 (SNAT and mangle in iptables-nft, connmark in iptables-nft); app server running, pid %d", name, st.AgentPID)))
 		Expect(syscall.Kill(st.AgentPID, syscall.SIGKILL)).To(Succeed())
 		Eventually(func() bool { return agent.Running(name, st.AgentPID) }).Should(BeFalse())
 		out, _ = run(nil, "status", "--lab", name)
