@@ -161,11 +161,11 @@ func benchKubeProxy(cmd *cobra.Command, services, endpoints int, backend, mode s
 		results = append(results, r)
 	}
 	if mode != spec.KubeProxyIPTables && backend == "" {
-		r, err := bench.BenchKubeProxyNFT(cmd.Context(), services, endpoints)
+		rs, err := bench.BenchKubeProxyNFT(cmd.Context(), services, endpoints)
 		if err != nil {
 			return fmt.Errorf("nftables mode: %w", err)
 		}
-		results = append(results, r)
+		results = append(results, rs...)
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
 	verdict := func(d, target time.Duration) string {
@@ -183,7 +183,7 @@ func benchKubeProxy(cmd *cobra.Command, services, endpoints int, backend, mode s
 		fullT, partT := targets(r)
 		name := "iptables, " + r.Backend
 		if r.Backend == bench.NFTablesBackend {
-			name = "nftables"
+			name = "nftables, " + r.Via
 		}
 		fmt.Fprintf(tw, "%s\t%d (%.1f)\t%s\t(%s + %s)\t< %v: %s\t%s\t(%s, %s)\t%s-%s\t< %v: %s\t%s\t\n", name,
 			r.PayloadBytes/1024, float64(r.PartialBytes)/1024,

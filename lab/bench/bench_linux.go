@@ -102,7 +102,10 @@ func baseline(ctx context.Context, p *plan.Plan) (time.Duration, time.Duration, 
 // ProxyBenchResult is kube-proxy's cost on one node: a full render and
 // restore of many Services, then re-applies after one endpoint changed.
 type ProxyBenchResult struct {
-	Backend                    string
+	Backend string
+	// Via is how the nftables mode's partial syncs were applied (ViaNFT or
+	// ViaNetlink); "" for iptables.
+	Via                        string
 	Services, Endpoints, Rules int
 	PayloadBytes               int
 	Render, Apply              time.Duration

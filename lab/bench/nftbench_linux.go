@@ -40,12 +40,15 @@ func benchServices(services, endpoints int) []kubeproxy.ServicePort {
 
 // BenchKubeProxyNFT is BenchKubeProxy for kube-proxy's nftables mode: a
 // one-node lab in nftables mode, the full sync of services x endpoints
-// rendered by an NFTProxier and applied with one `nft -f`, then
-// partialRuns one-endpoint changes, each a partial sync as upstream's
-// (changed map elements and the Service's chains, plus the cleanup
-// transaction deleting the chain an earlier sync flushed), and the floor:
-// the smallest real change, one one-rule chain rewritten.
-func BenchKubeProxyNFT(ctx context.Context, services, endpoints int) (*ProxyBenchResult, error) {
+// rendered by an NFTProxier and applied with one `nft -f`, then, for each
+// way of applying a sync, partialRuns one-endpoint changes, each a partial
+// sync as upstream's (changed map elements and the Service's chains, plus
+// the cleanup transaction deleting the chain an earlier sync flushed), and
+// the floor: the smallest real change, one one-rule chain rewritten. The
+// two ways are `nft -f` (what kube-proxy runs, through knftables) and the
+// lab's netlink path (netfilter.NFT, nftwire); it returns one result for
+// each, in that order, sharing the full sync (always `nft -f`).
+func BenchKubeProxyNFT(ctx context.Context, services, endpoints int) ([]*ProxyBenchResult, error) {
 	const name = "bench-kp"
 	t, err := spec.Generate(name, 1, 0, 1)
 	if err != nil {
@@ -61,69 +64,88 @@ func BenchKubeProxyNFT(ctx context.Context, services, endpoints int) (*ProxyBenc
 		return nil, err
 	}
 	defer h.Close()
-	var nft netfilter.NFT
 	svcs := benchServices(services, endpoints)
 	p, err := kubeproxy.NewNFTProxier(cluster.NFTProxyConfig(t, t.Nodes[0].Name))
 	if err != nil {
 		return nil, err
 	}
-	r := &ProxyBenchResult{Backend: NFTablesBackend, Services: services, Endpoints: endpoints}
+	full := &ProxyBenchResult{Backend: NFTablesBackend, Via: ViaNFT, Services: services, Endpoints: endpoints}
 	now := time.Now()
 	start := time.Now()
-	full, err := p.Sync(svcs, now)
+	fullSync, err := p.Sync(svcs, now)
 	if err != nil {
 		return nil, err
 	}
-	script := full.Tx.String()
-	r.Render, r.PayloadBytes, r.Rules = time.Since(start), len(script), strings.Count(script, "add rule ")
+	script := fullSync.Tx.String()
+	full.Render, full.PayloadBytes, full.Rules = time.Since(start), len(script), strings.Count(script, "add rule ")
 	start = time.Now()
-	err = nft.Apply(h, script)
-	p.Applied(full, nil, err)
+	err = netfilter.NFT{Exec: true}.Apply(h, script)
+	p.Applied(fullSync, nil, err)
 	if err != nil {
 		return nil, err
 	}
-	r.Apply = time.Since(start)
-
-	for k := 0; k < partialRuns && endpoints > 0; k++ {
-		svcs[(services/2+k*37)%services].Endpoints[0].IP = netip.AddrFrom4([4]byte{10, 9, byte(k >> 8), byte(k)})
-		// Each sync 2 s after the last (in the proxier's clock): the chain
-		// the last one flushed is due for deletion, as in a running kube-proxy.
-		now = now.Add(2 * time.Second)
-		start = time.Now()
-		part, err := p.Sync(svcs, now)
-		if err != nil {
-			return nil, err
+	full.Apply = time.Since(start)
+	viaNetlink := *full
+	viaNetlink.Via = ViaNetlink
+	results := []*ProxyBenchResult{full, &viaNetlink}
+	k := 0
+	for _, r := range results {
+		nft := netfilter.NFT{Exec: r.Via == ViaNFT}
+		netlinkBefore := netfilter.NFTStats.Netlink.Load()
+		for range partialRuns {
+			if endpoints == 0 {
+				break
+			}
+			svcs[(services/2+k*37)%services].Endpoints[0].IP = netip.AddrFrom4([4]byte{10, 9, byte(k >> 8), byte(k)})
+			k++
+			// Each sync 2 s after the last (in the proxier's clock): the chain
+			// the last one flushed is due for deletion, as in a running kube-proxy.
+			now = now.Add(2 * time.Second)
+			start = time.Now()
+			part, err := p.Sync(svcs, now)
+			if err != nil {
+				return nil, err
+			}
+			if part.Full {
+				return nil, fmt.Errorf("nftables sync %d after one endpoint change was full, not partial", k)
+			}
+			tx := part.Tx.String()
+			cleanup := ""
+			if part.Cleanup != nil {
+				cleanup = part.Cleanup.String()
+			}
+			rendered := time.Since(start)
+			r.PartialBytes = len(tx) + len(cleanup)
+			start = time.Now()
+			var cerr error
+			if cleanup != "" {
+				cerr = nft.Apply(h, cleanup)
+			}
+			err = nft.Apply(h, tx)
+			p.Applied(part, cerr, err)
+			if err := errors.Join(cerr, err); err != nil {
+				return nil, err
+			}
+			r.Partial = append(r.Partial, PartialSync{Render: rendered, Apply: time.Since(start)})
 		}
-		if part.Full {
-			return nil, fmt.Errorf("nftables sync %d after one endpoint change was full, not partial", k+1)
+		var floors []time.Duration
+		for range 5 {
+			start = time.Now()
+			if err := nft.Apply(h, "flush chain ip kube-proxy mark-for-masquerade\nadd rule ip kube-proxy mark-for-masquerade mark set mark or 0x4000\n"); err != nil {
+				return nil, err
+			}
+			floors = append(floors, time.Since(start))
 		}
-		tx := part.Tx.String()
-		cleanup := ""
-		if part.Cleanup != nil {
-			cleanup = part.Cleanup.String()
+		r.Floor = median(floors)
+		if r.Via == ViaNetlink && netfilter.NFTStats.Netlink.Load() == netlinkBefore {
+			return nil, errors.New("the netlink path encoded none of the partial syncs: nothing to compare")
 		}
-		rendered := time.Since(start)
-		r.PartialBytes = len(tx) + len(cleanup)
-		start = time.Now()
-		var cerr error
-		if cleanup != "" {
-			cerr = nft.Apply(h, cleanup)
-		}
-		err = nft.Apply(h, tx)
-		p.Applied(part, cerr, err)
-		if err := errors.Join(cerr, err); err != nil {
-			return nil, err
-		}
-		r.Partial = append(r.Partial, PartialSync{Render: rendered, Apply: time.Since(start)})
 	}
-	var floors []time.Duration
-	for range 5 {
-		start = time.Now()
-		if err := nft.Apply(h, "flush chain ip kube-proxy mark-for-masquerade\nadd rule ip kube-proxy mark-for-masquerade mark set mark or 0x4000\n"); err != nil {
-			return nil, err
-		}
-		floors = append(floors, time.Since(start))
-	}
-	r.Floor = median(floors)
-	return r, nil
+	return results, nil
 }
+
+// How a ProxyBenchResult of the nftables mode applied its partial syncs.
+const (
+	ViaNFT     = "nft -f"
+	ViaNetlink = "netlink"
+)
