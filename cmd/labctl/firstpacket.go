@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -147,6 +148,14 @@ func printFirstPacket(out io.Writer, r *bench.FirstPacketResult, connections int
 			one = append(one, strings.Fields(l + " ?")[0])
 		}
 		fmt.Fprintf(out, "load average (1 min) as each round began: %s\n", strings.Join(one, " "))
+	}
+	if len(r.RoundTook) > 0 {
+		var all time.Duration
+		for _, d := range r.RoundTook {
+			all += d
+		}
+		fmt.Fprintf(out, "the rounds took %.1f s in all, %v to %v each\n", all.Seconds(),
+			slices.Min(r.RoundTook).Round(time.Millisecond), slices.Max(r.RoundTook).Round(time.Millisecond))
 	}
 	if r.MemBefore > 0 && r.MemUp > 0 {
 		fmt.Fprintf(out, "memory: MemAvailable %.1f GiB before the labs, %.1f GiB with every lab up and synced (%d MiB taken)\n",

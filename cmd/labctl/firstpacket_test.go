@@ -116,7 +116,7 @@ func TestFirstPacketTablePrintsTheRoundsSpreadAndTheirChangeRoundByRound(t *test
 			Middle: bench.FirstPacketTarget{Setup: slices.Concat(middle...), Rounds: middle}}
 	}
 	r := &bench.FirstPacketResult{Rounds: 3, Block: 1, RoundLoad: []string{"0.5 0.4 0.3", "9.0 2.0 1.0", "4.0 3.0 2.0"},
-		MemBefore: 20 << 30, MemUp: 19 << 30,
+		MemBefore: 20 << 30, MemUp: 19 << 30, RoundTook: []time.Duration{300 * time.Millisecond, 900 * time.Millisecond, 400 * time.Millisecond},
 		Points: []bench.FirstPacketPoint{
 			pt(100, rounds(10, 20, 15), rounds(10, 20, 15)),
 			pt(10000, rounds(10, 21, 18), rounds(11, 22, 15)),
@@ -126,7 +126,7 @@ func TestFirstPacketTablePrintsTheRoundsSpreadAndTheirChangeRoundByRound(t *test
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"3 rounds", "as each round began: 0.5 9.0 4.0", "(1024 MiB taken)",
+		"3 rounds", "as each round began: 0.5 9.0 4.0", "(1024 MiB taken)", "took 1.6 s in all, 300ms to 900ms each",
 		"15.0 (10.0-20.0)", // 100 Services: median of the round p50s and their range
 		"18.0 (10.0-21.0)", // 10,000 Services, last
 		// Pooled p50 15 -> 18: +20 %, a miss; round by round +0 %, +5 %, +20 %.

@@ -78,9 +78,10 @@ type FirstPacketResult struct {
 	CPUs                  int
 	Kernel                string
 	// Rounds of Block connections per Service each; RoundLoad is the load
-	// average as each round began.
+	// average as each round began, RoundTook how long each round took.
 	Rounds, Block int
 	RoundLoad     []string
+	RoundTook     []time.Duration
 	// MemBefore and MemUp are MemAvailable (bytes) before the first lab
 	// and with every lab up and synced.
 	MemBefore, MemUp int64
@@ -209,6 +210,7 @@ func BenchFirstPacket(ctx context.Context, o FirstPacketOptions) (res *FirstPack
 	res.Rounds = (o.Connections + roundBlock - 1) / roundBlock
 	for r, order := range RoundOrder(len(cells), res.Rounds) {
 		res.RoundLoad = append(res.RoundLoad, loadAvg())
+		began := time.Now()
 		n := min(roundBlock, o.Connections-r*roundBlock)
 		for _, ci := range order {
 			if err := ctx.Err(); err != nil {
@@ -221,7 +223,8 @@ func BenchFirstPacket(ctx context.Context, o FirstPacketOptions) (res *FirstPack
 			}
 			c.add(b)
 		}
-		logf("round %d of %d done (load average %s)", r+1, res.Rounds, loadAvg())
+		res.RoundTook = append(res.RoundTook, time.Since(began))
+		logf("round %d of %d done in %v (load average %s)", r+1, res.Rounds, res.RoundTook[r].Round(time.Millisecond), loadAvg())
 	}
 	for _, l := range labs {
 		for _, nd := range l.nodes {
