@@ -89,8 +89,60 @@ func TestFirstPacketSummaryReadsTheTargetsFromTheCurves(t *testing.T) {
 		}
 	}
 	c := firstPacketChart(r)
+	if len(c.Series[0].Whiskers) != 0 {
+		t.Errorf("a result without rounds drew whiskers %v", c.Series[0].Whiskers)
+	}
 	if len(c.Series) != 4 || c.Series[0].Color != c.Series[1].Color || c.Series[0].Color == c.Series[2].Color ||
 		c.Series[0].Dashed || !c.Series[1].Dashed || len(c.Series[3].Points) != 4 || c.Series[3].Points[3] != (bench.Point{X: 10000, Y: 12}) {
 		t.Errorf("chart series %+v: want last (solid) and middle (dashed) per mode, one colour per mode, a point per count", c.Series)
+	}
+}
+
+// rounds are per-round setup times: one sample per round, the given µs.
+func rounds(ps ...int) [][]time.Duration {
+	var out [][]time.Duration
+	for _, p := range ps {
+		out = append(out, []time.Duration{us(p)})
+	}
+	return out
+}
+
+func TestFirstPacketTablePrintsTheRoundsSpreadAndTheirChangeRoundByRound(t *testing.T) {
+	// nftables at 100 and 10,000 Services, three rounds whose load moved
+	// both counts alike: round 2 twice as slow, round 3 in between.
+	pt := func(n int, last, middle [][]time.Duration) bench.FirstPacketPoint {
+		return bench.FirstPacketPoint{Mode: bench.FirstPacketNFTables, Services: n,
+			Last:   bench.FirstPacketTarget{Setup: slices.Concat(last...), Rounds: last},
+			Middle: bench.FirstPacketTarget{Setup: slices.Concat(middle...), Rounds: middle}}
+	}
+	r := &bench.FirstPacketResult{Rounds: 3, Block: 1, RoundLoad: []string{"0.5 0.4 0.3", "9.0 2.0 1.0", "4.0 3.0 2.0"},
+		MemBefore: 20 << 30, MemUp: 19 << 30, RoundTook: []time.Duration{300 * time.Millisecond, 900 * time.Millisecond, 400 * time.Millisecond},
+		Points: []bench.FirstPacketPoint{
+			pt(100, rounds(10, 20, 15), rounds(10, 20, 15)),
+			pt(10000, rounds(10, 21, 18), rounds(11, 22, 15)),
+		}}
+	var out bytes.Buffer
+	if err := printFirstPacket(&out, r, 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"3 rounds", "as each round began: 0.5 9.0 4.0", "(1024 MiB taken)", "took 1.6 s in all, 300ms to 900ms each",
+		"15.0 (10.0-20.0)", // 100 Services: median of the round p50s and their range
+		"18.0 (10.0-21.0)", // 10,000 Services, last
+		// Pooled p50 15 -> 18: +20 %, a miss; round by round +0 %, +5 %, +20 %.
+		"+20.0%", "+5.0% (+0.0% to +20.0%)",
+		"+10.0% (+0.0% to +10.0%)", // middle: +10 %, +10 %, +0 %: the median of three is +10 %
+		"within 10 %: NO",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	c := firstPacketChart(r)
+	if w := c.Series[0].Whiskers; len(w) != 2 || w[1] != (bench.Whisker{X: 10000, Lo: 10, Hi: 21}) {
+		t.Errorf("last Service's whiskers %v: want one per count, 10 to 21 µs at 10,000", w)
+	}
+	if _, err := c.SVG(); err != nil {
+		t.Errorf("chart with whiskers: %v", err)
 	}
 }

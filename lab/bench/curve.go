@@ -82,7 +82,13 @@ type Series struct {
 	Color  string
 	Dashed bool
 	Points []Point
+	// Whiskers, if any, are drawn as vertical bars: a range of Y at an X,
+	// such as the least and greatest per-round p50 of a point.
+	Whiskers []Whisker
 }
+
+// Whisker is a range of Y, Lo to Hi, at X.
+type Whisker struct{ X, Lo, Hi float64 }
 
 // Chart is a line plot with linear axes from 0.
 type Chart struct {
@@ -101,9 +107,9 @@ const (
 var seriesColors = []string{"#d62728", "#ff7f0e", "#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#8c564b", "#7f7f7f"}
 
 // SVG writes c as a standalone SVG document: axes with ticks and labels, one
-// polyline and one circle per point for each series, and a legend. Each
-// series is a <g class="series"> with its name in data-name, so tests and
-// scripts can read the points back. Every value must be finite and at
+// polyline and one circle per point for each series (and a bar per whisker,
+// class "whisker"), and a legend. Each series is a <g class="series"> with
+// its name in data-name, so tests and scripts can read the points back. Every value must be finite and at
 // least 0.
 func (c Chart) SVG() ([]byte, error) {
 	if len(c.Series) == 0 {
@@ -122,6 +128,12 @@ func (c Chart) SVG() ([]byte, error) {
 				return nil, fmt.Errorf("chart: series %q point %d (%g, %g): need finite values >= 0", s.Name, j+1, p.X, p.Y)
 			}
 			xmax, ymax = max(xmax, p.X), max(ymax, p.Y)
+		}
+		for j, w := range s.Whiskers {
+			if !finite(w.X, w.Lo, w.Hi) || w.X < 0 || w.Lo < 0 || w.Hi < w.Lo {
+				return nil, fmt.Errorf("chart: series %q whisker %d (%g: %g to %g): need finite values >= 0, low to high", s.Name, j+1, w.X, w.Lo, w.Hi)
+			}
+			xmax, ymax = max(xmax, w.X), max(ymax, w.Hi)
 		}
 	}
 	xstep, xtop := niceAxis(xmax)
@@ -183,6 +195,12 @@ func (c Chart) SVG() ([]byte, error) {
 			fmt.Fprintf(&b, "%.1f,%.1f", px(p.X), py(p.Y))
 		}
 		b.WriteString(`"/>` + "\n")
+		for _, w := range s.Whiskers {
+			x := px(w.X)
+			fmt.Fprintf(&b, `<path class="whisker" fill="none" stroke-width="1" d="M%.1f,%.1fH%.1fM%.1f,%.1fV%.1fM%.1f,%.1fH%.1f" data-x="%s" data-lo="%s" data-hi="%s"/>`+"\n",
+				x-4, py(w.Lo), x+4, x, py(w.Lo), py(w.Hi), x-4, py(w.Hi), x+4,
+				strconv.FormatFloat(w.X, 'g', -1, 64), strconv.FormatFloat(w.Lo, 'g', -1, 64), strconv.FormatFloat(w.Hi, 'g', -1, 64))
+		}
 		for _, p := range pts {
 			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3.5" data-x="%s" data-y="%s"/>`+"\n",
 				px(p.X), py(p.Y), strconv.FormatFloat(p.X, 'g', -1, 64), strconv.FormatFloat(p.Y, 'g', -1, 64))
@@ -195,6 +213,15 @@ func (c Chart) SVG() ([]byte, error) {
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes(), nil
+}
+
+func finite(vs ...float64) bool {
+	for _, v := range vs {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return true
 }
 
 func cmpFloat(a, b float64) int {

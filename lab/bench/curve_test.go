@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"math"
 	"math/rand"
@@ -201,14 +202,75 @@ func TestChartSVGIsXMLWithEverySeriesPointAndAxisLabel(t *testing.T) {
 	}
 }
 
+func TestChartSVGDrawsEachWhiskerFromLowToHighAndFitsItOnTheAxis(t *testing.T) {
+	c := Chart{Series: []Series{
+		{Name: "plain", Points: []Point{{100, 10}, {10000, 12}}},
+		{Name: "with bars", Points: []Point{{100, 10}, {10000, 12}}, Whiskers: []Whisker{{100, 9, 11}, {10000, 8, 31}}},
+	}}
+	out, err := c.SVG()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Groups []struct {
+			Name  string `xml:"data-name,attr"`
+			Paths []struct {
+				Class string `xml:"class,attr"`
+				D     string `xml:"d,attr"`
+				X     string `xml:"data-x,attr"`
+				Lo    string `xml:"data-lo,attr"`
+				Hi    string `xml:"data-hi,attr"`
+			} `xml:"path"`
+		} `xml:"g"`
+		Texts []svgText `xml:"text"`
+	}
+	if err := xml.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("not XML: %v", err)
+	}
+	bars := map[string][]string{}
+	for _, g := range doc.Groups {
+		for _, p := range g.Paths {
+			if p.Class == "whisker" {
+				bars[g.Name] = append(bars[g.Name], p.X+":"+p.Lo+"-"+p.Hi)
+				// Three strokes: a cap at the low end, the bar, a cap at
+				// the high end, the high end drawn higher (smaller y).
+				var x0, ylo, x1, x2, y2, y3, x3, yhi, x4 float64
+				if n, err := fmt.Sscanf(p.D, "M%g,%gH%gM%g,%gV%gM%g,%gH%g", &x0, &ylo, &x1, &x2, &y2, &y3, &x3, &yhi, &x4); err != nil || n != 9 {
+					t.Fatalf("whisker path %q: %v", p.D, err)
+				}
+				if !(yhi < ylo) || y2 != ylo || y3 != yhi || x2 != (x0+x1)/2 {
+					t.Errorf("whisker %s: path %q does not run from its low end up to its high end", p.X, p.D)
+				}
+			}
+		}
+	}
+	if len(bars["plain"]) != 0 || strings.Join(bars["with bars"], " ") != "100:9-11 10000:8-31" {
+		t.Errorf("whiskers %v: want none on plain, 100:9-11 and 10000:8-31 on with bars", bars)
+	}
+	var yticks []string
+	for _, x := range doc.Texts {
+		if x.Class == "yticklabel" {
+			yticks = append(yticks, x.Body)
+		}
+	}
+	// The points alone would end the axis at 15; the highest whisker, 31,
+	// takes it to 40.
+	if len(yticks) == 0 || yticks[len(yticks)-1] != "40" {
+		t.Errorf("y ticks %v: want the axis to reach 40, above the highest whisker (31)", yticks)
+	}
+}
+
 func TestChartSVGRejectsWhatItCannotDraw(t *testing.T) {
 	for name, c := range map[string]Chart{
-		"no series":  {},
-		"no points":  {Series: []Series{{Name: "a"}}},
-		"NaN":        {Series: []Series{{Name: "a", Points: []Point{{1, math.NaN()}}}}},
-		"infinite":   {Series: []Series{{Name: "a", Points: []Point{{math.Inf(1), 1}}}}},
-		"negative":   {Series: []Series{{Name: "a", Points: []Point{{1, -1}}}}},
-		"bad colour": {Series: []Series{{Name: "a", Color: `red"/><script`, Points: []Point{{1, 1}}}}},
+		"no series":           {},
+		"no points":           {Series: []Series{{Name: "a"}}},
+		"NaN":                 {Series: []Series{{Name: "a", Points: []Point{{1, math.NaN()}}}}},
+		"infinite":            {Series: []Series{{Name: "a", Points: []Point{{math.Inf(1), 1}}}}},
+		"negative":            {Series: []Series{{Name: "a", Points: []Point{{1, -1}}}}},
+		"bad colour":          {Series: []Series{{Name: "a", Color: `red"/><script`, Points: []Point{{1, 1}}}}},
+		"whisker upside down": {Series: []Series{{Name: "a", Points: []Point{{1, 1}}, Whiskers: []Whisker{{1, 2, 1}}}}},
+		"whisker NaN":         {Series: []Series{{Name: "a", Points: []Point{{1, 1}}, Whiskers: []Whisker{{1, math.NaN(), 1}}}}},
+		"whisker negative":    {Series: []Series{{Name: "a", Points: []Point{{1, 1}}, Whiskers: []Whisker{{1, -1, 1}}}}},
 	} {
 		if _, err := c.SVG(); err == nil {
 			t.Errorf("%s: no error", name)

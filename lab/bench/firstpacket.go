@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -223,3 +224,89 @@ const (
 	firstClusterIPOffset   = 10
 	maxFirstPacketServices = 65000
 )
+
+// RoundOrder is the order in which each of rounds rounds dials n cells
+// (a cell: one Service at one count in one mode), so that a change in the
+// machine's load falls on every cell alike. Every round dials every cell
+// once; round r starts at cell r·n/rounds, so the starting points spread
+// evenly over the cells, and odd rounds go backwards, so a cell is not
+// always dialled right after the same neighbour. Over the rounds each
+// cell's mean place in the round is then near the middle, (n-1)/2: no
+// count is always dialled first, when a round's load is not yet known, or
+// last. With rounds a multiple of n (and n even) the places form a Latin
+// square.
+func RoundOrder(n, rounds int) [][]int {
+	if n < 1 || rounds < 1 {
+		return nil
+	}
+	out := make([][]int, rounds)
+	for r := range out {
+		start := r * n / rounds
+		order := make([]int, n)
+		for k := range order {
+			if r%2 == 0 {
+				order[k] = (start + k) % n
+			} else {
+				order[k] = ((start-k)%n + n) % n
+			}
+		}
+		out[r] = order
+	}
+	return out
+}
+
+// Spread summarises one cell's rounds: the p50 of each round, then the
+// median of those p50s and the least and greatest of them. The rounds'
+// spread shows how much the time of measurement moved a cell's p50.
+// Medians are nearest-rank, as Percentile's.
+type Spread struct {
+	Median, Min, Max time.Duration
+	// Rounds is how many rounds had samples.
+	Rounds int
+}
+
+// RoundSpread is the Spread of rounds, each round's setup times; a round
+// without samples is skipped.
+func RoundSpread(rounds [][]time.Duration) Spread {
+	var p50s []time.Duration
+	for _, r := range rounds {
+		if len(r) > 0 {
+			p50s = append(p50s, Percentile(r, 50))
+		}
+	}
+	if len(p50s) == 0 {
+		return Spread{}
+	}
+	return Spread{Median: Percentile(p50s, 50), Min: slices.Min(p50s), Max: slices.Max(p50s), Rounds: len(p50s)}
+}
+
+// RoundChange compares two cells measured in the same rounds, round by
+// round: for each round both cells have samples in, (p50 of hi - p50 of
+// lo) / p50 of lo, so 0.1 is hi 10 % slower than lo in that round; it
+// returns the median (nearest rank) of those changes and their least and
+// greatest. As
+// the two cells of one round are dialled within a second or so of each
+// other, a load change between rounds cancels out of each change.
+func RoundChange(lo, hi [][]time.Duration) (median, least, most float64, err error) {
+	if len(lo) != len(hi) {
+		return 0, 0, 0, fmt.Errorf("round change: %d rounds against %d", len(lo), len(hi))
+	}
+	var ch []float64
+	for r := range lo {
+		if len(lo[r]) == 0 || len(hi[r]) == 0 {
+			continue
+		}
+		l := Percentile(lo[r], 50)
+		if l <= 0 {
+			return 0, 0, 0, fmt.Errorf("round change: round %d's p50 is %v", r+1, l)
+		}
+		ch = append(ch, float64(Percentile(hi[r], 50)-l)/float64(l))
+	}
+	if len(ch) == 0 {
+		return 0, 0, 0, fmt.Errorf("round change: no round has samples of both cells")
+	}
+	slices.Sort(ch)
+	// The nearest-rank median, as Percentile's: of an even count, the
+	// lower of the two middle changes.
+	return ch[(len(ch)+1)/2-1], ch[0], ch[len(ch)-1], nil
+}

@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +197,198 @@ func TestInWindowsDropsHandshakesStampedOutsideTheirConnect(t *testing.T) {
 	times, outside := InWindows(setups, windows)
 	if len(times) != 2 || times[0] != 20*time.Microsecond || times[1] != 40*time.Microsecond || outside != 3 {
 		t.Errorf("InWindows = %v, %d outside; want [20µs 40µs], 3 outside", times, outside)
+	}
+}
+
+// places are, for each cell, its place in each round of order.
+func places(t *testing.T, order [][]int, n int) [][]int {
+	t.Helper()
+	out := make([][]int, n)
+	for r, round := range order {
+		seen := make([]bool, n)
+		for place, cell := range round {
+			if cell < 0 || cell >= n || seen[cell] {
+				t.Fatalf("round %d = %v: not every one of the %d cells exactly once", r, round, n)
+			}
+			seen[cell] = true
+			out[cell] = append(out[cell], place)
+		}
+		if len(round) != n {
+			t.Fatalf("round %d = %v: %d cells, want %d", r, round, len(round), n)
+		}
+	}
+	return out
+}
+
+func TestRoundOrderDialsEveryCellEachRoundAtPlacesThatAverageToTheMiddle(t *testing.T) {
+	for _, c := range []struct{ cells, rounds int }{{24, 10}, {16, 10}, {8, 10}, {8, 3}, {8, 20}, {4, 4}, {2, 10}} {
+		order := RoundOrder(c.cells, c.rounds)
+		if len(order) != c.rounds {
+			t.Fatalf("%d cells, %d rounds: %d rounds", c.cells, c.rounds, len(order))
+		}
+		mid := float64(c.cells-1) / 2
+		for cell, ps := range places(t, order, c.cells) {
+			sum := 0
+			for _, p := range ps {
+				sum += p
+			}
+			// Starting points spread evenly: a cell's mean place is off
+			// the middle by less than one start-to-start step, cells/rounds.
+			if mean := float64(sum) / float64(c.rounds); math.Abs(mean-mid) > float64(c.cells)/float64(c.rounds) {
+				t.Errorf("%d cells, %d rounds: cell %d's places %v average %.2f, want within %.2f of %.1f",
+					c.cells, c.rounds, cell, ps, mean, float64(c.cells)/float64(c.rounds), mid)
+			}
+		}
+		// No cell always follows the same one (-1: first in its round).
+		if c.cells >= 3 && c.rounds >= 2 {
+			for cell := range c.cells {
+				before := map[int]bool{}
+				for _, round := range order {
+					for i, x := range round {
+						if x == cell && i > 0 {
+							before[round[i-1]] = true
+						} else if x == cell {
+							before[-1] = true
+						}
+					}
+				}
+				if len(before) < 2 {
+					t.Errorf("%d cells, %d rounds: cell %d always comes right after %v", c.cells, c.rounds, cell, before)
+				}
+			}
+		}
+	}
+	// The rounds start at cells spread evenly over all of them, not at
+	// neighbours: 24 cells in 10 rounds start 2 or 3 cells apart.
+	var starts []int
+	for _, round := range RoundOrder(24, 10) {
+		starts = append(starts, round[0])
+	}
+	slices.Sort(starts)
+	for i, s := range starts {
+		next := 24 + starts[0]
+		if i+1 < len(starts) {
+			next = starts[i+1]
+		}
+		if gap := next - s; gap < 2 || gap > 3 {
+			t.Errorf("24 cells, 10 rounds: the rounds start at cells %v; want them 2 or 3 apart", starts)
+			break
+		}
+	}
+	// As many rounds as cells: every cell at every place once.
+	for cell, ps := range places(t, RoundOrder(4, 4), 4) {
+		slices.Sort(ps)
+		if !slices.Equal(ps, []int{0, 1, 2, 3}) {
+			t.Errorf("4 cells, 4 rounds: cell %d at places %v, want each of 0-3 once", cell, ps)
+		}
+	}
+	if RoundOrder(0, 3) != nil || RoundOrder(3, 0) != nil {
+		t.Error("no cells or no rounds: want no order")
+	}
+}
+
+// TestInterleavedRoundsCancelALoadRamp simulates the benchmark on a machine
+// whose load doubles every setup time over the run, with the four counts'
+// true p50 all 10 µs: measured one count after the other, the largest count
+// looks 60 % slower than the smallest; in RoundOrder's rounds it stays
+// within 2 %, both pooled and round by round.
+func TestInterleavedRoundsCancelALoadRamp(t *testing.T) {
+	const cells, rounds, block = 8, 10, 100 // 4 counts x (last, middle)
+	total := float64(cells * rounds * block)
+	load := func(k int) time.Duration { return time.Duration(10000 * (1 + float64(k)/total)) } // ns, 10 µs to 20 µs
+	run := func(order [][]int) [][][]time.Duration {
+		got := make([][][]time.Duration, cells)
+		for c := range got {
+			got[c] = make([][]time.Duration, rounds)
+		}
+		k := 0
+		for r, round := range order {
+			for _, c := range round {
+				for range block {
+					got[c][r] = append(got[c][r], load(k))
+					k++
+				}
+			}
+		}
+		return got
+	}
+	pooled := func(rs [][]time.Duration) time.Duration { return Percentile(slices.Concat(rs...), 50) }
+	change := func(got [][][]time.Duration) float64 {
+		lo, hi := pooled(got[0]), pooled(got[cells-1]) // smallest count's last Service, largest count's middle
+		return float64(hi-lo) / float64(lo)
+	}
+	// One count after the other: all rounds of cell 0, then of cell 1, ...
+	seq := make([][][]time.Duration, cells)
+	k := 0
+	for c := range cells {
+		seq[c] = make([][]time.Duration, rounds)
+		for r := range rounds {
+			for range block {
+				seq[c][r] = append(seq[c][r], load(k))
+				k++
+			}
+		}
+	}
+	if ch := change(seq); ch < 0.5 {
+		t.Fatalf("sequential: change %.3f; the simulated ramp should make it look like growth", ch)
+	}
+	got := run(RoundOrder(cells, rounds))
+	if ch := change(got); math.Abs(ch) > 0.02 {
+		t.Errorf("interleaved: the ramp moved the largest count %.1f %% against the smallest, want within 2 %%", 100*ch)
+	}
+	if med, _, _, err := RoundChange(got[0], got[cells-1]); err != nil || math.Abs(med) > 0.02 {
+		t.Errorf("interleaved, round by round: median change %.3f, %v; want within 2 %%", med, err)
+	}
+	// The same rounds always in one order do not cancel it: the last cell
+	// of every round is dialled a round's worth of ramp later.
+	fixed := make([][]int, rounds)
+	for r := range fixed {
+		fixed[r] = []int{0, 1, 2, 3, 4, 5, 6, 7}
+	}
+	if ch := change(run(fixed)); ch < 0.05 {
+		t.Errorf("fixed order: change %.3f; the test no longer tells a rotating order from a fixed one", ch)
+	}
+}
+
+func TestRoundSpreadIsTheMedianAndRangeOfEachRoundsP50(t *testing.T) {
+	rounds := [][]time.Duration{
+		{us(10), us(11), us(50)}, // p50 11
+		{},                       // no samples: skipped
+		{us(30), us(9), us(8)},   // p50 9
+		{us(14)},                 // p50 14
+		{us(12), us(13)},         // p50 12 (nearest rank: the lower)
+	}
+	got := RoundSpread(rounds)
+	want := Spread{Median: us(11), Min: us(9), Max: us(14), Rounds: 4}
+	if got != want {
+		t.Errorf("RoundSpread = %+v, want %+v", got, want)
+	}
+	if got := RoundSpread([][]time.Duration{{}, nil}); got != (Spread{}) {
+		t.Errorf("no samples: %+v, want zero", got)
+	}
+}
+
+func TestRoundChangeComparesTwoCellsWithinEachRound(t *testing.T) {
+	// The load doubles from round to round; hi is 10 % slower than lo in
+	// every round but one (+30 %), and one round lacks lo's samples.
+	lo := [][]time.Duration{{us(10)}, {us(20)}, {us(40)}, {}, {us(80)}}
+	hi := [][]time.Duration{{us(11)}, {us(22)}, {us(52)}, {us(99)}, {us(88)}}
+	med, least, most, err := RoundChange(lo, hi)
+	if err != nil || math.Abs(med-0.1) > 1e-9 || math.Abs(least-0.1) > 1e-9 || math.Abs(most-0.3) > 1e-9 {
+		t.Errorf("RoundChange = %v, %v, %v, %v; want median 0.1, from 0.1 to 0.3", med, least, most, err)
+	}
+	// Nearest-rank median of an even count: the lower middle change.
+	med, _, _, err = RoundChange([][]time.Duration{{us(10)}, {us(10)}}, [][]time.Duration{{us(11)}, {us(13)}})
+	if err != nil || math.Abs(med-0.1) > 1e-9 {
+		t.Errorf("median of +10 %% and +30 %% = %v, %v; want 0.1", med, err)
+	}
+	for name, c := range map[string][2][][]time.Duration{
+		"rounds differ": {{{us(1)}}, {{us(1)}, {us(2)}}},
+		"no shared":     {{{us(1)}, {}}, {{}, {us(2)}}},
+		"zero p50":      {{{0}}, {{us(2)}}},
+	} {
+		if _, _, _, err := RoundChange(c[0], c[1]); err == nil {
+			t.Errorf("%s: no error", name)
+		}
 	}
 }
