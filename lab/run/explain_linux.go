@@ -155,7 +155,8 @@ func (s *Session) startTrace(objs []string) (*tracer, error) {
 		}
 		m := &monitor{obj: o, traceMonitor: traceMonitor{h: h}}
 		t.mons[o] = m
-		if err := h.Do(func() error { return m.start("xtables-monitor", "--trace") }); err != nil {
+		m.respawn = true // see traceMonitor.respawn
+		if err := m.start(nil, "xtables-monitor", "--trace"); err != nil {
 			t.stop()
 			return nil, fmt.Errorf("xtables-monitor in %s: %w", h.Name, err)
 		}

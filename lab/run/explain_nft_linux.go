@@ -105,8 +105,11 @@ func (s *Session) watchNFT(nodes []string, client netip.Addr, dst netip.AddrPort
 			if b, err := load.CombinedOutput(); err != nil {
 				return fmt.Errorf("nft -f (the walk's trace table): %w: %s", err, b)
 			}
-			return m.start("nft", "monitor", "trace")
+			return nil
 		})
+		if err == nil {
+			err = m.start(nil, "nft", "monitor", "trace")
+		}
 		if err != nil {
 			w.stop()
 			return nil, fmt.Errorf("nft monitor trace in %s: %w", h.Name, err)
