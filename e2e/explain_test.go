@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -13,7 +10,6 @@ import (
 
 	"github.com/labctl/labctl/lab"
 	"github.com/labctl/labctl/lab/fault"
-	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 )
 
@@ -51,38 +47,28 @@ var _ = Describe("walk --explain", Ordered, Label("explain"), func() {
 		Expect(text).NotTo(ContainSubstring("reported no trace"))
 	})
 
-	It("a walk --explain killed with its TRACE rules in leaves none and no xtables-monitor after the next labctl status", func() {
+	It("a walk --explain killed with its TRACE rules in leaves no xtables-monitor running, and the next labctl status removes its TRACE rules", func() {
 		name := labPrefix + "xkill"
 		up("pod-networking", name)
-		traces := func() (rules, monitors int) {
-			for _, n := range []string{"node51", "node71", "node81", "vpc"} {
-				out, err := exec.Command("ip", "netns", "exec", spec.NSName(name, n), "iptables-save", "-t", "raw").CombinedOutput()
+		objs := []string{"node51", "node71", "node81", "vpc"}
+		rules := func() (n int) {
+			for _, o := range objs {
+				out, err := exec.Command("ip", "netns", "exec", spec.NSName(name, o), "iptables-save", "-t", "raw").CombinedOutput()
 				Expect(err).NotTo(HaveOccurred(), string(out))
-				rules += strings.Count(string(out), "-j TRACE")
-				ino, err := ns.Inode(spec.NSName(name, n))
-				Expect(err).NotTo(HaveOccurred())
-				procs, _ := filepath.Glob("/proc/[0-9]*/comm")
-				for _, c := range procs {
-					b, _ := os.ReadFile(c)
-					link, _ := os.Readlink(filepath.Join(filepath.Dir(c), "ns", "net"))
-					if strings.TrimSpace(string(b)) == "xtables-monitor" && link == fmt.Sprintf("net:[%d]", ino) {
-						monitors++
-					}
-				}
+				n += strings.Count(string(out), "-j TRACE")
 			}
-			return rules, monitors
+			return n
 		}
 		_, st := runState([]string{"LABCTL_FAULT_AT=walk-traced"}, "walk", "--lab", name, "-x", "--captures-dir", GinkgoT().TempDir(), "A3")
 		Expect(st.Sys().(syscall.WaitStatus).Signal()).To(Equal(syscall.SIGKILL))
-		rules, monitors := traces()
-		Expect(rules).To(BeNumerically(">", 0), "the killed walk left no TRACE rule: the spec proves nothing")
-		Expect(monitors).To(BeNumerically(">", 0), "the killed walk left no monitor: the spec proves nothing")
+		Expect(rules()).To(BeNumerically(">", 0), "the killed walk left no TRACE rule: the spec proves nothing")
+		// Each monitor got its SIGKILL (PR_SET_PDEATHSIG) as labctl died.
+		expectDyingThenGone(processesIn(name, "xtables-monitor", objs...), "xtables-monitor")
 		out, code := run(nil, "status", "--lab", name)
 		Expect(code).To(Equal(0), out)
 		Expect(out).To(ContainSubstring("removed the TRACE rules"))
-		rules, monitors = traces()
-		Expect(rules).To(BeZero(), "TRACE rules left after status")
-		Expect(monitors).To(BeZero(), "xtables-monitor left after status")
+		Expect(rules()).To(BeZero(), "TRACE rules left after status")
+		Expect(processesIn(name, "xtables-monitor", objs...)).To(BeEmpty(), "xtables-monitor left after status")
 	})
 
 	It("on ticket-105's fault, names where A3 stopped: node51's neighbour entry for pod81 unresolved and its unanswered ARP", func() {

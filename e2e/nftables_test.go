@@ -1,10 +1,17 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -13,6 +20,7 @@ import (
 	"github.com/labctl/labctl/lab/churn"
 	"github.com/labctl/labctl/lab/fault"
 	"github.com/labctl/labctl/lab/kubeproxy"
+	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/spec"
 	"github.com/labctl/labctl/lab/state"
 )
@@ -59,6 +67,147 @@ func kubeProxyIptables(name, node string) string {
 		}
 	}
 	return strings.Join(kp, "\n")
+}
+
+// nftTables is `nft list tables` on a node.
+func nftTables(name, node string) string {
+	GinkgoHelper()
+	out, code := run(nil, "exec", "--lab", name, node, "--", "nft", "list", "tables")
+	Expect(code).To(Equal(0), out)
+	return out
+}
+
+// nodeEvidence is a walk's kernel evidence of one node (of the only node
+// with nftables objects if node is empty).
+func nodeEvidence(r *lab.Run, node string) []string {
+	GinkgoHelper()
+	var found [][]string
+	for _, ev := range r.NATEvidence {
+		if ev.Node == node || (node == "" && len(ev.NFT) > 0) {
+			found = append(found, ev.NFT)
+		}
+	}
+	Expect(found).To(HaveLen(1), "evidence of %q in %+v", node, r.NATEvidence)
+	return found[0]
+}
+
+// noteWith is the run's note that starts with prefix.
+func noteWith(r *lab.Run, prefix string) string {
+	GinkgoHelper()
+	for _, n := range r.Report.Notes {
+		if strings.HasPrefix(n, prefix) {
+			return n
+		}
+	}
+	Fail(fmt.Sprintf("no note starts with %q: %v", prefix, r.Report.Notes))
+	return ""
+}
+
+// expectNodePortObjects: the nftables objects a NodePort connection of
+// Service default/web matched on its node, in kube-proxy's order (upstream
+// pkg/proxy/nftables/proxier.go): the service-nodeports element sends it
+// to the external chain, which marks it for masquerade (Cluster policy)
+// and goes to the Service chain, or (Local policy) to the local chain;
+// the endpoint chain DNATs to the endpoint (any, if ep is empty).
+func expectNodePortObjects(objs []string, ep string, cluster bool) {
+	GinkgoHelper()
+	ext := "external-" + kubeproxy.NFTServicePortChainNameBase("default", "web", "tcp", "http")
+	want := []any{Equal("service-nodeports element tcp . 30080 : goto " + ext), Equal(ext)}
+	epRE := `192\.168\.\d+\.\d+`
+	if ep != "" {
+		epRE = regexp.QuoteMeta(ep)
+	}
+	endpoint := MatchRegexp(`^endpoint-\S+/web/tcp/http__` + epRE + `/80 \(dnat to ` + epRE + `:80\)$`)
+	if cluster {
+		want = append(want, Equal("mark-for-masquerade"), Equal("service-"+kubeproxy.NFTServicePortChainNameBase("default", "web", "tcp", "http")),
+			endpoint, Equal("masquerading"))
+	} else {
+		want = append(want, Equal("local-"+kubeproxy.NFTServicePortChainNameBase("default", "web", "tcp", "http")), endpoint)
+	}
+	Expect(objs).To(HaveExactElements(want...), "the node's nft trace: %q", objs)
+}
+
+// processesIn are the processes named comm living in the lab's
+// namespaces of objs.
+func processesIn(name, comm string, objs ...string) []int {
+	GinkgoHelper()
+	inodes := map[string]bool{}
+	for _, o := range objs {
+		ino, err := ns.Inode(spec.NSName(name, o))
+		Expect(err).NotTo(HaveOccurred())
+		inodes[fmt.Sprintf("net:[%d]", ino)] = true
+	}
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		c, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		link, _ := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "net"))
+		if strings.TrimSpace(string(c)) == comm && inodes[link] {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// expectDyingThenGone: each process is already dying (dying), then gone.
+func expectDyingThenGone(pids []int, what string) {
+	GinkgoHelper()
+	for _, pid := range pids {
+		Expect(dying(pid)).To(BeTrue(), "%s (pid %d) outlived the killed labctl in the lab's namespace", what, pid)
+	}
+	for _, pid := range pids {
+		waitExit(pid)
+	}
+}
+
+// dying: the process is gone, a zombie, exiting (PF_EXITING), or has a
+// SIGKILL queued. Read from /proc, never by waiting.
+func dying(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // gone
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	flags, _ := strconv.ParseUint(f[6], 10, 64)       // field 9 of proc(5)
+	if f[0] == "Z" || f[0] == "X" || flags&0x4 != 0 { // PF_EXITING
+		return true
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return true
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		if k == "SigPnd" || k == "ShdPnd" {
+			mask, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if mask&(1<<(uint(syscall.SIGKILL)-1)) != 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// waitExit returns once the process has exited (pidfd_open(2), poll(2));
+// call it only for a process that is dying.
+func waitExit(pid int) {
+	GinkgoHelper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // already gone
+	}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			Expect(err).NotTo(HaveOccurred())
+			return
+		}
+	}
 }
 
 func nftEndpointChain(svcNS, svc, proto, port, ip, target string) string {
@@ -176,19 +325,88 @@ var _ = Describe("kube-proxy in nftables mode", Label("services", "nftables"), f
 		})
 	})
 
-	for _, c := range []struct{ topo, label string }{
-		{"nodeport", "B3 (Cluster)"},
-		{"nodeport-local", "B3-local (Local)"},
-		{"nlb-instance", "C1 (NLB instance targets)"},
-	} {
-		It(c.topo+": every walk passes, "+c.label, func() {
-			s := nftSession(c.topo, labPrefix+"nft-"+c.topo)
-			Expect(s.Topo.Walks).NotTo(BeEmpty())
+	Describe("nodeport (walk B3, Cluster policy)", Ordered, func() {
+		var s *lab.Session
+		BeforeAll(func() { s = nftSession("nodeport", labPrefix+"nft-nodeport") })
+
+		It("every walk passes; B3's node51 evidence names the service-nodeports element, the external chain, the masquerade mark and the endpoint chain", func() {
 			for _, w := range s.Topo.Walks {
 				passes(s, w.Name)
 			}
+			expectNodePortObjects(nodeEvidence(passes(s, "B3"), "node51"), "192.168.1.71", true)
 		})
-	}
+	})
+
+	Describe("nodeport-local (walks C2 and B3-local, Local policy)", Ordered, func() {
+		const name = labPrefix + "nft-nodeport-local"
+		var s *lab.Session
+		BeforeAll(func() { s = nftSession("nodeport-local", name) })
+
+		It("every walk passes; C2's and B3-local's endpoint nodes name the service-nodeports element, the external and local chains and the endpoint chain, and no masquerade", func() {
+			for _, w := range s.Topo.Walks {
+				passes(s, w.Name)
+			}
+			expectNodePortObjects(nodeEvidence(passes(s, "B3-local"), "node71"), "192.168.1.71", false)
+			c2 := passes(s, "C2")
+			target := strings.TrimPrefix(noteWith(c2, "the load balancer picked target "), "the load balancer picked target ")
+			Expect(target).To(BeElementOf("node71", "node81"))
+			ep := map[string]string{"node71": "192.168.1.71", "node81": "192.168.1.81"}[target]
+			expectNodePortObjects(nodeEvidence(c2, target), ep, false)
+		})
+
+		It("a traced walk killed with SIGKILL leaves no nft monitor in the lab's namespaces, and the next walk removes its trace tables", func() {
+			_, st := runState([]string{"LABCTL_FAULT_AT=walk-nft-traced"}, "walk", "--lab", name, "--captures-dir", GinkgoT().TempDir(), "B3-local")
+			Expect(st.Sys().(syscall.WaitStatus).Signal()).To(Equal(syscall.SIGKILL), "the crash point walk-nft-traced was never reached")
+			killed := fmt.Sprintf("labctl-trace-%d", st.Pid())
+			var nodes []string
+			for _, n := range s.Topo.Nodes {
+				nodes = append(nodes, n.Name)
+			}
+			left := 0
+			for _, n := range s.Topo.Nodes {
+				if strings.Contains(nftTables(name, n.Name), "table ip "+killed+"\n") {
+					left++
+				}
+			}
+			Expect(left).To(BeNumerically(">", 0), "the killed walk left no trace table: the spec proves nothing")
+			// The kernel queued each printer's SIGKILL (PR_SET_PDEATHSIG)
+			// before the killed labctl could be reaped: every nft left in
+			// the lab's namespaces is already dying. Then wait for them.
+			expectDyingThenGone(processesIn(name, "nft", nodes...), "nft")
+			Expect(processesIn(name, "nft", nodes...)).To(BeEmpty())
+
+			// The next walk, through the library as the suite runs walks,
+			// removes the killed walk's table and leaves none of its own: C2
+			// traces on every node (each is a target of the NLB).
+			expectNodePortObjects(nodeEvidence(passes(s, "C2"), ""), "", false)
+			for _, n := range s.Topo.Nodes {
+				Expect(nftTables(name, n.Name)).NotTo(ContainSubstring("labctl-trace-"), n.Name)
+			}
+		})
+	})
+
+	Describe("nlb-instance (walks C1, NLB instance targets)", Ordered, func() {
+		var s *lab.Session
+		BeforeAll(func() { s = nftSession("nlb-instance", labPrefix+"nft-nlb-instance") })
+
+		It("every walk passes; C1's target node51 names the service-nodeports element, the external chain, the masquerade mark and the endpoint chain", func() {
+			for _, w := range s.Topo.Walks {
+				passes(s, w.Name)
+			}
+			expectNodePortObjects(nodeEvidence(passes(s, "C1"), "node51"), "192.168.2.71", true)
+		})
+
+		It("walk -x explains C1 on node51: the service-nodeports element, mark-for-masquerade, the DNAT and the masquerade", func() {
+			s.Explain = true
+			defer func() { s.Explain = false }()
+			text := explained(passes(s, "C1"))
+			Expect(text).To(ContainSubstring("node51: nft kube-proxy services: verdict map @service-nodeports matched element tcp . 30080 : goto external-"))
+			Expect(text).To(ContainSubstring("node51: nft kube-proxy mark-for-masquerade: meta mark set meta mark | 0x00004000"))
+			Expect(text).To(MatchRegexp(`node51: nft kube-proxy endpoint-\S+: DNAT 192\.168\.1\.50:30080 -> 192\.168\.2\.71:80`))
+			Expect(text).To(ContainSubstring("node51: nft kube-proxy masquerading: masquerade fully-random"))
+			Expect(text).NotTo(ContainSubstring("nft monitor trace reported nothing"))
+		})
+	})
 
 	Describe("ticket-115's fault on clusterip-nftables", Ordered, func() {
 		var s *lab.Session

@@ -66,6 +66,12 @@ func parseTrace(lines []string) []*TracedPacket {
 		if len(where) < 4 || where[2] != "rule" {
 			continue // policy and return events say nothing about a rule
 		}
+		if !iptablesTables[where[0]] {
+			// A native nftables table (kube-proxy's in nftables mode): the
+			// printer cannot show its rules as iptables and exits on them
+			// (traceMonitor.respawn); nft monitor trace explains them.
+			continue
+		}
 		verdict := strings.Join(where[4:], " ")
 		if v, ok := nftVerdicts[verdict]; ok {
 			verdict = v
@@ -76,6 +82,10 @@ func parseTrace(lines []string) []*TracedPacket {
 	}
 	return out
 }
+
+// iptablesTables are the tables iptables-nft writes, whose rules
+// xtables-monitor prints.
+var iptablesTables = map[string]bool{"raw": true, "mangle": true, "nat": true, "filter": true, "security": true}
 
 // nftVerdicts names the nf_tables verdicts xtables-monitor prints as numbers.
 var nftVerdicts = map[string]string{"0xffffffff": "CONTINUE", "0xfffffffe": "BREAK", "0xfffffffd": "JUMP",

@@ -155,7 +155,8 @@ func (s *Session) startTrace(objs []string) (*tracer, error) {
 		}
 		m := &monitor{obj: o, traceMonitor: traceMonitor{h: h}}
 		t.mons[o] = m
-		if err := h.Do(func() error { return m.start("xtables-monitor", "--trace") }); err != nil {
+		m.respawn = true // see traceMonitor.respawn
+		if err := m.start(nil, "xtables-monitor", "--trace"); err != nil {
 			t.stop()
 			return nil, fmt.Errorf("xtables-monitor in %s: %w", h.Name, err)
 		}
@@ -286,6 +287,9 @@ func (s *Session) decide(out walk.HopResult, in *walk.HopResult, traced []*Trace
 			mark = uint32(v)
 			markNote = " mark " + m
 		}
+	} else if traced != nil && s.Topo.NFTablesMode() && s.Topo.Node(obj) != nil {
+		lines = append(lines, obj+": iptables: xtables-monitor printed nothing of this packet (in nftables mode it exits at "+
+			"the first kube-proxy rule a traced packet crosses and is restarted, and misses the packets in between)")
 	} else if traced != nil {
 		lines = append(lines, obj+": iptables: the kernel reported no trace of this packet")
 	}

@@ -132,6 +132,8 @@ const kubeProxyTable = "kube-proxy"
 // whatever its destination: they say nothing of the Service.
 func nftNoise(h NFTRuleHit) bool {
 	switch {
+	case h.Chain == "mark-for-masquerade":
+		return false // the mark that has masquerading SNAT the packet
 	case h.Verdict == "continue" || h.Verdict == "return":
 		return true
 	case strings.HasPrefix(h.Verdict, "jump ") && !strings.Contains(h.Verdict, "mark-for-masquerade"):
@@ -236,4 +238,53 @@ func NFTMapHasElement(listing, key string) bool {
 		}
 	}
 	return false
+}
+
+// nftTraceEnv is set, in the environment of every `nft monitor trace`
+// labctl starts, to the trace table the printer reads
+// (labctl-trace-<labctl's pid>): /proc/<pid>/environ then tells a later
+// labctl which printers and tables belong to a walk still running.
+const nftTraceEnv = "LABCTL_NFT_TRACE"
+
+var nftTraceTableName = regexp.MustCompile(`(?m)^table ip (labctl-trace-(\d+))$`)
+
+// nftTraceOwner is the pid a trace table's name holds (0 if none).
+func nftTraceOwner(table string) int {
+	pid, err := strconv.Atoi(strings.TrimPrefix(table, "labctl-trace-"))
+	if err != nil || !strings.HasPrefix(table, "labctl-trace-") {
+		return 0
+	}
+	return pid
+}
+
+// nftTraceProc is a trace printer labctl started, as /proc shows it in
+// one namespace: its pid, its parent's, and the table of nftTraceEnv.
+type nftTraceProc struct {
+	PID, PPID int
+	Table     string
+}
+
+// staleNFTTraces picks, from `nft list tables` in a namespace and the
+// trace printers living there, what walks that did not finish left: the
+// trace tables no running walk reads, and the printers whose labctl is
+// gone. A walk runs while its printer's parent is still the labctl its
+// table names: a killed labctl's printers are reparented (to init or a
+// subreaper), and a process that reused the pid since has no printer of
+// that table. A walk starts its printer before it loads its table, so a
+// table seen here while its walk runs always has its printer.
+func staleNFTTraces(tables string, procs []nftTraceProc) (stale []string, orphans []int) {
+	read := map[string]bool{}
+	for _, p := range procs {
+		if owner := nftTraceOwner(p.Table); owner != 0 && p.PPID == owner {
+			read[p.Table] = true
+		} else {
+			orphans = append(orphans, p.PID)
+		}
+	}
+	for _, m := range nftTraceTableName.FindAllStringSubmatch(tables, -1) {
+		if !read[m[1]] {
+			stale = append(stale, m[1])
+		}
+	}
+	return stale, orphans
 }

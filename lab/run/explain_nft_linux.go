@@ -3,18 +3,18 @@
 package run
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 
+	"github.com/labctl/labctl/lab/internal/crash"
 	"github.com/labctl/labctl/lab/ns"
-
 	"github.com/labctl/labctl/lab/walk"
 )
 
@@ -64,12 +64,12 @@ func (s *Session) nftStopped(dec string, r *walk.Report) []string {
 // nftWatch is `nft monitor trace` in the nodes that translate a Service
 // flow in nftables mode: kube-proxy's rules there keep no counters, so
 // the trace of the walk's own packets is the kernel's word on which map
-// element, Service chain and endpoint chain matched. The trace flag is
-// set by a table of labctl's own (labctl-trace-<pid>) on the client's
-// packets to the Service only; stop removes it.
+// element, Service or external chain and endpoint chain matched. The trace
+// flag is set by a table of labctl's own (labctl-trace-<pid>) on the
+// walk's packets only (nftSelect); stop removes it.
 type nftWatch struct {
 	mons   map[string]*nftMonitor
-	client netip.Addr // the packets traced are this client's to the Service
+	client netip.Addr // the source of the traced packets as they reach the nodes
 	once   sync.Once
 	traced map[string][]*NFTTracedPacket
 }
@@ -78,38 +78,56 @@ type nftMonitor struct{ traceMonitor }
 
 func nftTraceTable() string { return fmt.Sprintf("labctl-trace-%d", os.Getpid()) }
 
-var nftTraceTableName = regexp.MustCompile(`(?m)^table ip (labctl-trace-(\d+))$`)
-
 // nftMarkerPorts are the UDP ports of the monitors' readiness markers.
 const nftMarkerBase = 39000
 
-// watchNFT starts the monitors and returns once each has reported a marker
-// packet sent after it started.
-func (s *Session) watchNFT(nodes []string, client netip.Addr, dst netip.AddrPort, proto string) (*nftWatch, error) {
+// nftSelect is the nft expression that picks a walk's packets as they
+// enter a node: from src to dst, protocol proto.
+func nftSelect(src netip.Addr, dst netip.AddrPort, proto string) string {
+	return fmt.Sprintf("ip saddr %s ip daddr %s meta l4proto %s th dport %d", src, dst.Addr(), proto, dst.Port())
+}
+
+// watchNFT starts a monitor in each node of sel (node -> nftSelect of the
+// packets to trace there) and returns once each has reported a marker
+// packet sent after it started. client is the packets' source there. It
+// first removes what walks that did not finish left in those nodes.
+func (s *Session) watchNFT(sel map[string]string, client netip.Addr) (*nftWatch, error) {
 	w := &nftWatch{mons: map[string]*nftMonitor{}, client: client}
-	match := fmt.Sprintf("ip saddr %s ip daddr %s meta l4proto %s th dport %d meta nftrace set 1", client, dst.Addr(), proto, dst.Port())
-	table := fmt.Sprintf("table ip %s {\n chain pre { type filter hook prerouting priority -400; %s; }\n"+
-		" chain out { type filter hook output priority -400; %s; ip daddr 127.0.0.1 udp dport %d-%d meta nftrace set 1; }\n}\n",
-		nftTraceTable(), match, match, nftMarkerBase, nftMarkerBase+999)
-	for _, n := range nodes {
+	for n := range sel {
 		h, err := s.NS(n)
 		if err != nil {
-			w.stop()
 			return nil, err
 		}
+		clearStaleNFTTraces(h)
+	}
+	for n, match := range sel {
+		h, _ := s.NS(n)
+		// Priority -120: after raw (-300) and mangle (-150), before
+		// kube-proxy's first chains (dstnat - 10 = -110). A walk --explain's
+		// xtables-monitor, which exits at the first native nftables rule a
+		// traced packet crosses, so prints the iptables rules before it.
+		table := fmt.Sprintf("table ip %s {\n chain pre { type filter hook prerouting priority -120; %s meta nftrace set 1; }\n"+
+			" chain out { type filter hook output priority -120; %s meta nftrace set 1; ip daddr 127.0.0.1 udp dport %d-%d meta nftrace set 1; }\n}\n",
+			nftTraceTable(), match, match, nftMarkerBase, nftMarkerBase+999)
 		m := &nftMonitor{traceMonitor{h: h}}
 		w.mons[n] = m
-		err = h.Do(func() error {
+		// The printer first, then the table: a table another labctl sees
+		// always has its printer (staleNFTTraces).
+		if err := m.start([]string{nftTraceEnv + "=" + nftTraceTable()}, "nft", "monitor", "trace"); err != nil {
+			w.stop()
+			return nil, fmt.Errorf("nft monitor trace in %s: %w", h.Name, err)
+		}
+		err := h.Do(func() error {
 			load := exec.Command("nft", "-f", "-")
 			load.Stdin = strings.NewReader(table)
 			if b, err := load.CombinedOutput(); err != nil {
-				return fmt.Errorf("nft -f (the walk's trace table): %w: %s", err, b)
+				return fmt.Errorf("nft -f (the walk's trace table %s) in %s: %w: %s", nftTraceTable(), h.Name, err, b)
 			}
-			return m.start("nft", "monitor", "trace")
+			return nil
 		})
 		if err != nil {
 			w.stop()
-			return nil, fmt.Errorf("nft monitor trace in %s: %w", h.Name, err)
+			return nil, err
 		}
 	}
 	for _, m := range w.mons {
@@ -118,6 +136,7 @@ func (s *Session) watchNFT(nodes []string, client netip.Addr, dst netip.AddrPort
 			return nil, err
 		}
 	}
+	crash.Point(context.Background(), "walk-nft-traced") // a walk killed with its trace tables and printers running
 	return w, nil
 }
 
@@ -181,9 +200,11 @@ func (w *nftWatch) tracedAt(node string) []*NFTTracedPacket {
 	return w.traced[node]
 }
 
-// clearStaleNFTTraces deletes the trace tables of labctl processes that
-// are gone (a walk killed mid-way). Their monitors end by themselves: the
-// pipe they write to has no reader any more.
+// clearStaleNFTTraces removes, in one namespace, what walks that did not
+// finish left (staleNFTTraces): it deletes the trace tables no running
+// walk reads and kills their printers if any still run (a labctl that
+// predates PR_SET_PDEATHSIG, or one whose printer outlived it). It says
+// whether it removed anything.
 func clearStaleNFTTraces(h *ns.NS) bool {
 	var out []byte
 	_ = h.Do(func() error {
@@ -191,15 +212,64 @@ func clearStaleNFTTraces(h *ns.NS) bool {
 		out, err = exec.Command("nft", "list", "tables").Output()
 		return err
 	})
+	stale, orphans := staleNFTTraces(string(out), nftTraceProcs(h.Name))
 	cleaned := false
-	for _, m := range nftTraceTableName.FindAllStringSubmatch(string(out), -1) {
-		pid, _ := strconv.Atoi(m[2])
-		if pid > 0 && syscall.Kill(pid, 0) == nil {
-			continue
+	for _, pid := range orphans {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			cleaned = true
 		}
-		if h.Do(func() error { return exec.Command("nft", "delete", "table", "ip", m[1]).Run() }) == nil {
+	}
+	for _, t := range stale {
+		if h.Do(func() error { return exec.Command("nft", "delete", "table", "ip", t).Run() }) == nil {
 			cleaned = true
 		}
 	}
 	return cleaned
+}
+
+// nftTraceProcs are the trace printers labctl started that live in the
+// named namespace: processes whose environment holds nftTraceEnv.
+func nftTraceProcs(nsName string) []nftTraceProc {
+	ino, err := ns.Inode(nsName)
+	if err != nil {
+		return nil
+	}
+	want := fmt.Sprintf("net:[%d]", ino)
+	var out []nftTraceProc
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); link != want {
+			continue
+		}
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if table, ok := strings.CutPrefix(kv, nftTraceEnv+"="); ok {
+				out = append(out, nftTraceProc{PID: pid, PPID: parentOf(pid), Table: table})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// parentOf is a process's parent, from /proc/<pid>/stat (0 if unknown).
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command may hold spaces and parentheses: fields start after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	var state string
+	var parent int
+	fmt.Sscanf(s[i+1:], " %s %d", &state, &parent)
+	return parent
 }

@@ -67,3 +67,19 @@ func TestMatchRuleIsTheFirstMatchingRuleOfTheKernelsTable(t *testing.T) {
 		t.Errorf("described as %q", got)
 	}
 }
+
+// xtables-monitor's output where a traced packet reached kube-proxy's
+// native nftables table (nftables mode): the half-printed rule of the
+// table it cannot print, then its restarted self's next packet.
+func TestParseTraceDropsRulesOfNativeNFTablesTables(t *testing.T) {
+	lines := []string{
+		"PACKET: 2 faa1cfef IN=eth0 SRC=192.168.50.10 DST=192.168.1.50 ID=6932 DF SPORT=33906 DPORT=30080 SYN",
+		` TRACE: 2 faa1cfef mangle:PREROUTING:rule:0x4:CONTINUE  -4 -t mangle -A PREROUTING -i eth0 -m comment --comment "AWS, primary ENI" -j CONNMARK --set-xmark 0x80/0x80`,
+		" TRACE: 2 faa1cfef kube-proxy:filter-prerouting-pre-dnat:rule:0x18:JUMP:firewall-check  -4 -t kube-proxy ",
+		" TRACE: 2 faa1cfef labctl-trace-4242:pre:rule:0x2:CONTINUE  -4 -t labctl-trace-4242 ",
+	}
+	ps := parseTrace(lines)
+	if len(ps) != 1 || len(ps[0].Rules) != 1 || !strings.HasPrefix(ps[0].Rules[0], "mangle:PREROUTING CONTINUE: ") {
+		t.Fatalf("want the mangle rule only, got %+v", ps)
+	}
+}

@@ -122,14 +122,41 @@ func (f *lbFlow) primeKeepAlive() error {
 func (f *lbFlow) points() ([]walk.Point, error) { return f.pts, nil }
 
 // prepare reads every node's counters, to show which kube-proxy chains the
-// flow used (none, for ip targets).
+// flow used (none, for ip targets). In nftables mode, whose rules keep no
+// counters, it traces the flow's packets to the NodePort of every instance
+// target instead (nftTargets), as a NodePort walk does on its node.
 func (f *lbFlow) prepare() (err error) {
 	for _, n := range f.s.Topo.Nodes {
 		if f.before[n.Name], err = f.s.natSave(n.Name); err != nil {
 			return err
 		}
 	}
-	return nil
+	if sel, src := f.nftTargets(); len(sel) > 0 {
+		f.s.nftw, err = f.s.watchNFT(sel, src)
+	}
+	return err
+}
+
+// nftTargets are, for an NLB with instance targets on nodes whose
+// kube-proxy runs in nftables mode, the nft selection of the flow's
+// packets at each target node: from the address the NLB sends from (the
+// client's, preserved, or its node's) to the target's IP and NodePort.
+func (f *lbFlow) nftTargets() (map[string]string, netip.Addr) {
+	g := f.li.Group
+	if !f.s.Topo.NFTablesMode() || f.l.Kind != lb.NLB || g == nil || g.TargetType != lb.TargetInstance {
+		return nil, netip.Addr{}
+	}
+	src := f.node.IP // the NLB's SNAT (deriveLB)
+	if g.PreserveClientIP {
+		src = f.client.IP
+	}
+	sel := map[string]string{}
+	for _, t := range g.Targets {
+		if f.s.Topo.Node(t.Object) != nil {
+			sel[t.Object] = nftSelect(src, netip.AddrPortFrom(t.IP, uint16(t.Port)), "tcp")
+		}
+	}
+	return sel, src
 }
 
 func (f *lbFlow) send(run *Run) (*walk.Classifier, error) {
@@ -179,6 +206,7 @@ func (f *lbFlow) send(run *Run) (*walk.Classifier, error) {
 }
 
 func (f *lbFlow) expect(run *Run, cl *walk.Classifier, pkts []walk.Packet) (*walk.Expectation, error) {
+	f.s.nftw.stop() // the captures are drained: every traced packet is in
 	if !cl.HTTP {
 		cl.FindISN(&walk.Expectation{From: f.client, ClientPort: f.port}, pkts)
 	}

@@ -65,6 +65,10 @@ func (s *Session) runFlow(w spec.Walk, f flow, outDir string) (*Run, error) {
 	if tr != nil {
 		defer tr.stop() // on an early return: the TRACE rules and monitors go
 	}
+	// A previous walk's nft trace (one that ended early) goes; prepare
+	// starts this flow's own, if it has one.
+	s.nftw.stop()
+	s.nftw = nil
 	if err := f.prepare(); err != nil {
 		return nil, err
 	}

@@ -2,12 +2,20 @@ package run
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/labctl/labctl/lab/ns"
 )
@@ -17,28 +25,104 @@ import (
 // for nftables' nftrace) and keeps what it prints, so a walk reads its own
 // packets' rule paths afterwards. Both tracers share it; they differ in the
 // command, the marker's port and how a marker line reads.
+//
+// The printer dies with labctl: it is started with PR_SET_PDEATHSIG
+// SIGKILL from an OS thread that lives as long as the printer does, so a
+// labctl killed mid-walk (kill -9) leaves no printer holding the lab's
+// namespace (a deleted namespace lives on while a process is in it).
 type traceMonitor struct {
-	h      *ns.NS
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	lines  []string
-	marker int
+	h *ns.NS
+	// respawn restarts the printer whenever it exits before end. Debian's
+	// xtables-monitor (iptables 1.8.9) exits ("Parsing nftables rule
+	// failed") at the first traced packet that crosses a native nftables
+	// rule it cannot print as iptables, such as kube-proxy's in nftables
+	// mode: an NLB health check to a NodePort would end it before the
+	// walk sends anything. Restarted, it goes on with the next packet.
+	respawn bool
+	exited  chan struct{} // closed once the last printer has exited and been reaped
+	read    chan struct{} // closed once the output has been read to the end
+	mu      sync.Mutex
+	cmd     *exec.Cmd // the printer running now
+	ending  bool
+	lines   []string
+	marker  int
 }
 
-// start runs the printer. Call it inside m.h.Do so it lives in the
-// namespace; the goroutine that reads its output needs no namespace.
-func (m *traceMonitor) start(name string, args ...string) error {
-	m.cmd = exec.Command(name, args...)
-	stdout, err := m.cmd.StdoutPipe()
+// maxRespawns bounds the restarts of one walk's printer: a printer that
+// cannot run at all must not be restarted forever.
+const maxRespawns = 256
+
+// start runs the printer in m.h's namespace with env added to labctl's
+// environment. The reading goroutine needs no namespace.
+func (m *traceMonitor) start(env []string, name string, args ...string) error {
+	r, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	out := bufio.NewScanner(stdout)
-	out.Buffer(make([]byte, 64<<10), 1<<20)
-	if err := m.cmd.Start(); err != nil {
+	command := func() *exec.Cmd {
+		c := exec.Command(name, args...)
+		c.Env = append(os.Environ(), env...)
+		c.Stdout = w
+		// Linux sends the parent-death signal when the thread that forked
+		// the child ends (prctl(2), PR_SET_PDEATHSIG), not only the
+		// process: the thread below stays locked and alive until the last
+		// printer has exited.
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		return c
+	}
+	m.exited = make(chan struct{})
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the thread is in m.h's namespace; Go ends it
+		// with this goroutine, after the printers.
+		defer w.Close() // EOF for the reader once no printer can write
+		if unix.Gettid() == unix.Getpid() {
+			runtime.UnlockOSThread() // never the main thread (see lab/ns's init)
+			started <- errors.New("a trace printer was about to start on the main thread")
+			return
+		}
+		if err := netns.Set(m.h.Handle); err != nil {
+			started <- fmt.Errorf("entering namespace %s: %w", m.h.Name, err)
+			return
+		}
+		c := command()
+		if err := c.Start(); err != nil {
+			started <- err
+			return
+		}
+		m.mu.Lock()
+		m.cmd = c
+		m.mu.Unlock()
+		started <- nil
+		defer close(m.exited)
+		for n := 0; ; n++ {
+			_ = c.Wait()
+			_, _ = w.Write([]byte("\n")) // ends a line the printer left half-written
+			m.mu.Lock()
+			if m.ending || !m.respawn || n >= maxRespawns {
+				m.mu.Unlock()
+				return
+			}
+			c = command()
+			if c.Start() != nil {
+				m.mu.Unlock()
+				return
+			}
+			m.cmd = c
+			m.mu.Unlock()
+		}
+	}()
+	if err := <-started; err != nil {
+		r.Close()
 		return err
 	}
+	m.read = make(chan struct{})
 	go func() {
+		defer close(m.read)
+		defer r.Close()
+		out := bufio.NewScanner(r)
+		out.Buffer(make([]byte, 64<<10), 1<<20)
 		for out.Scan() {
 			m.mu.Lock()
 			m.lines = append(m.lines, out.Text())
@@ -85,13 +169,21 @@ func (m *traceMonitor) holds(want string) bool {
 }
 
 // running says whether the printer was started.
-func (m *traceMonitor) running() bool { return m.cmd != nil && m.cmd.Process != nil }
+func (m *traceMonitor) running() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cmd != nil
+}
 
-// end kills the printer and returns what it printed.
+// end kills the printer and returns everything it printed.
 func (m *traceMonitor) end() []string {
 	if m.running() {
+		m.mu.Lock()
+		m.ending = true
 		_ = m.cmd.Process.Kill()
-		_ = m.cmd.Wait()
+		m.mu.Unlock()
+		<-m.exited
+		<-m.read
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -158,10 +158,12 @@ func (f *podFlow) prepare() (err error) {
 			return err
 		}
 	}
-	f.s.nftw.stop() // a previous walk's, if it ended early
-	f.s.nftw = nil
 	if f.s.Topo.NFTablesMode() && f.svc != nil && len(f.natNodes) > 0 {
-		f.s.nftw, err = f.s.watchNFT(f.natNodes, f.client.IP, f.dst, f.svc.Protocol)
+		sel := map[string]string{}
+		for _, n := range f.natNodes {
+			sel[n] = nftSelect(f.client.IP, f.dst, f.svc.Protocol)
+		}
+		f.s.nftw, err = f.s.watchNFT(sel, f.client.IP)
 	}
 	return err
 }
