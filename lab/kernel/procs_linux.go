@@ -86,7 +86,7 @@ func KillOrphans(nsName, comm string, keep map[int]bool) int {
 		if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); link != want {
 			continue
 		}
-		if keep[ppid(pid)] {
+		if keep[PPID(pid)] {
 			continue
 		}
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
@@ -96,8 +96,8 @@ func KillOrphans(nsName, comm string, keep map[int]bool) int {
 	return n
 }
 
-// ppid is a process's parent, from /proc/<pid>/stat (0 if unknown).
-func ppid(pid int) int {
+// PPID is a process's parent, from /proc/<pid>/stat (0 if unknown).
+func PPID(pid int) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0

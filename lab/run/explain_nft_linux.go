@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/labctl/labctl/lab/internal/crash"
+	"github.com/labctl/labctl/lab/kernel"
 	"github.com/labctl/labctl/lab/ns"
 	"github.com/labctl/labctl/lab/walk"
 )
@@ -248,28 +249,10 @@ func nftTraceProcs(nsName string) []nftTraceProc {
 		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 		for _, kv := range strings.Split(string(env), "\x00") {
 			if table, ok := strings.CutPrefix(kv, nftTraceEnv+"="); ok {
-				out = append(out, nftTraceProc{PID: pid, PPID: parentOf(pid), Table: table})
+				out = append(out, nftTraceProc{PID: pid, PPID: kernel.PPID(pid), Table: table})
 				break
 			}
 		}
 	}
 	return out
-}
-
-// parentOf is a process's parent, from /proc/<pid>/stat (0 if unknown).
-func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command may hold spaces and parentheses: fields start after the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	var state string
-	var parent int
-	fmt.Sscanf(s[i+1:], " %s %d", &state, &parent)
-	return parent
 }
