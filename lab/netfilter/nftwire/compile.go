@@ -125,8 +125,10 @@ type compiler struct {
 // without declaring them.
 func Compile(program string, lookup SetLookup) ([]Msg, error) {
 	c := &compiler{lookup: lookup, sets: map[string]SetInfo{}}
-	for i, line := range strings.Split(program, "\n") {
-		c.line = i + 1
+	// Line by line, never split whole: a full sync (megabytes) is refused
+	// at its first line.
+	for line := range strings.Lines(program) {
+		c.line++
 		line = strings.TrimSpace(line)
 		if line == "" || line[0] == '#' {
 			continue
@@ -152,6 +154,16 @@ func (c *compiler) emit(typ, flags uint16, attrs func(ae *netlink.AttributeEncod
 	return nil
 }
 
+// nameOnly are the commands that name one object and hold nothing else:
+// their message, its flags and the attribute of the name (the table is
+// attribute 1 of each). A flush is a DELRULE naming only the chain.
+var nameOnly = map[string]struct{ typ, flags, nameAttr uint16 }{
+	"add chain":    {unix.NFT_MSG_NEWCHAIN, unix.NLM_F_CREATE, unix.NFTA_CHAIN_NAME},
+	"flush chain":  {unix.NFT_MSG_DELRULE, 0, unix.NFTA_RULE_CHAIN},
+	"delete chain": {unix.NFT_MSG_DELCHAIN, 0, unix.NFTA_CHAIN_NAME},
+	"delete set":   {unix.NFT_MSG_DELSET, 0, unix.NFTA_SET_NAME},
+}
+
 func (c *compiler) command(line string) error {
 	toks, err := tokenize(line)
 	if err != nil {
@@ -161,45 +173,22 @@ func (c *compiler) command(line string) error {
 		return ErrUnsupported
 	}
 	verb, kind, table, name, rest := toks[0], toks[1], toks[3], toks[4], toks[5:]
-	switch verb + " " + kind {
-	case "add chain":
+	if o, ok := nameOnly[verb+" "+kind]; ok {
 		if len(rest) != 0 {
 			return ErrUnsupported // base chains and comments: nft
 		}
-		return c.emit(unix.NFT_MSG_NEWCHAIN, unix.NLM_F_CREATE, func(ae *netlink.AttributeEncoder) {
-			ae.String(unix.NFTA_CHAIN_TABLE, table)
-			ae.String(unix.NFTA_CHAIN_NAME, name)
+		return c.emit(o.typ, o.flags, func(ae *netlink.AttributeEncoder) {
+			ae.String(1, table) // NFTA_{CHAIN,RULE,SET}_TABLE
+			ae.String(o.nameAttr, name)
 		})
-	case "flush chain":
-		if len(rest) != 0 {
-			return ErrUnsupported
-		}
-		return c.emit(unix.NFT_MSG_DELRULE, 0, func(ae *netlink.AttributeEncoder) {
-			ae.String(unix.NFTA_RULE_TABLE, table)
-			ae.String(unix.NFTA_RULE_CHAIN, name)
-		})
-	case "delete chain":
-		if len(rest) != 0 {
-			return ErrUnsupported
-		}
-		return c.emit(unix.NFT_MSG_DELCHAIN, 0, func(ae *netlink.AttributeEncoder) {
-			ae.String(unix.NFTA_CHAIN_TABLE, table)
-			ae.String(unix.NFTA_CHAIN_NAME, name)
-		})
+	}
+	switch verb + " " + kind {
 	case "add rule":
 		return c.rule(table, name, rest)
 	case "add element", "delete element":
 		return c.element(verb == "add", table, name, rest)
 	case "add set":
 		return c.affinitySet(table, name, rest)
-	case "delete set":
-		if len(rest) != 0 {
-			return ErrUnsupported
-		}
-		return c.emit(unix.NFT_MSG_DELSET, 0, func(ae *netlink.AttributeEncoder) {
-			ae.String(unix.NFTA_SET_TABLE, table)
-			ae.String(unix.NFTA_SET_NAME, name)
-		})
 	}
 	return ErrUnsupported
 }
