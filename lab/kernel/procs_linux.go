@@ -67,26 +67,10 @@ func HasArgs(pid int, args string) bool {
 // and whose parent is none of keep: helpers (xtables-monitor) a killed
 // labctl left running. It returns how many it ended.
 func KillOrphans(nsName, comm string, keep map[int]bool) int {
-	ino, err := ns.Inode(nsName)
-	if err != nil {
-		return 0
-	}
-	want := fmt.Sprintf("net:[%d]", ino)
 	n := 0
-	procs, _ := os.ReadDir("/proc")
-	for _, e := range procs {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
-			continue
-		}
+	for _, pid := range ProcsIn(nsName) {
 		c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if strings.TrimSpace(string(c)) != comm {
-			continue
-		}
-		if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); link != want {
-			continue
-		}
-		if keep[PPID(pid)] {
+		if strings.TrimSpace(string(c)) != comm || keep[PPID(pid)] {
 			continue
 		}
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
@@ -94,6 +78,28 @@ func KillOrphans(nsName, comm string, keep map[int]bool) int {
 		}
 	}
 	return n
+}
+
+// ProcsIn are the processes living in the named namespace (none if it
+// does not exist).
+func ProcsIn(nsName string) []int {
+	ino, err := ns.Inode(nsName)
+	if err != nil {
+		return nil
+	}
+	want := fmt.Sprintf("net:[%d]", ino)
+	var out []int
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); link == want {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // PPID is a process's parent, from /proc/<pid>/stat (0 if unknown).

@@ -152,6 +152,30 @@ func (n *NS) Do(fn func() error) error {
 	})
 }
 
+// Go runs fn on a locked OS thread switched into the namespace and returns
+// once the thread is in it (or failed to get there; then fn never runs).
+// Unlike Do it does not wait for fn: the thread lives as long as fn runs
+// and is thrown away after. Children that fn starts with PR_SET_PDEATHSIG
+// are signalled when that thread ends, so a child meant to live as long as
+// labctl (a trace printer) is started and waited for inside fn.
+func (n *NS) Go(fn func()) error {
+	entered := make(chan error, 1)
+	go func() {
+		err := onFreshThread(func() error {
+			if err := netns.Set(n.Handle); err != nil {
+				return fmt.Errorf("entering namespace %s: %w", n.Name, err)
+			}
+			entered <- nil
+			fn()
+			return nil
+		})
+		if err != nil {
+			entered <- err
+		}
+	}()
+	return <-entered
+}
+
 // WriteSysctl writes a /proc/sys key (with slashes, e.g.
 // net/ipv4/conf/eth0/rp_filter). Call it inside Do: /proc/sys/net shows the
 // namespace of the thread that opens it.

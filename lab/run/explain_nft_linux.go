@@ -231,21 +231,8 @@ func clearStaleNFTTraces(h *ns.NS) bool {
 // nftTraceProcs are the trace printers labctl started that live in the
 // named namespace: processes whose environment holds nftTraceEnv.
 func nftTraceProcs(nsName string) []nftTraceProc {
-	ino, err := ns.Inode(nsName)
-	if err != nil {
-		return nil
-	}
-	want := fmt.Sprintf("net:[%d]", ino)
 	var out []nftTraceProc
-	procs, _ := os.ReadDir("/proc")
-	for _, e := range procs {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); link != want {
-			continue
-		}
+	for _, pid := range kernel.ProcsIn(nsName) {
 		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 		for _, kv := range strings.Split(string(env), "\x00") {
 			if table, ok := strings.CutPrefix(kv, nftTraceEnv+"="); ok {

@@ -2,20 +2,14 @@ package run
 
 import (
 	"bufio"
-	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/labctl/labctl/lab/ns"
 )
@@ -63,29 +57,17 @@ func (m *traceMonitor) start(env []string, name string, args ...string) error {
 		c := exec.Command(name, args...)
 		c.Env = append(os.Environ(), env...)
 		c.Stdout = w
-		// Linux sends the parent-death signal when the thread that forked
-		// the child ends (prctl(2), PR_SET_PDEATHSIG), not only the
-		// process: the thread below stays locked and alive until the last
-		// printer has exited.
 		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		return c
 	}
 	m.exited = make(chan struct{})
 	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread is in m.h's namespace; Go ends it
-		// with this goroutine, after the printers.
+	// The printer's thread: Linux sends the parent-death signal when the
+	// thread that forked the child ends (prctl(2), PR_SET_PDEATHSIG), not
+	// only the process, so the thread stays in fn until the last printer
+	// has exited.
+	err = m.h.Go(func() {
 		defer w.Close() // EOF for the reader once no printer can write
-		if unix.Gettid() == unix.Getpid() {
-			runtime.UnlockOSThread() // never the main thread (see lab/ns's init)
-			started <- errors.New("a trace printer was about to start on the main thread")
-			return
-		}
-		if err := netns.Set(m.h.Handle); err != nil {
-			started <- fmt.Errorf("entering namespace %s: %w", m.h.Name, err)
-			return
-		}
 		c := command()
 		if err := c.Start(); err != nil {
 			started <- err
@@ -112,7 +94,12 @@ func (m *traceMonitor) start(env []string, name string, args ...string) error {
 			m.cmd = c
 			m.mu.Unlock()
 		}
-	}()
+	})
+	if err != nil {
+		w.Close()
+		r.Close()
+		return err
+	}
 	if err := <-started; err != nil {
 		r.Close()
 		return err
